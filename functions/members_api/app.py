@@ -1,0 +1,101 @@
+"""Member and ledger API: parse, authorise, call the service, map the result. No business rules here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from loyalty.access import Role, require_member_access, require_role
+from loyalty.activities import Activity, ActivityType
+from loyalty.http import build_resolver, current_caller, json_response
+from loyalty.members import Enrollment
+from loyalty.runtime import loyalty_service
+from loyalty.service import Outcome
+
+logger = Logger()
+app = build_resolver()
+app.enable_swagger(path="/v1/docs", title="Serverless Loyalty API", version="1")
+
+MemberId = Annotated[str, Path(pattern=r"^m_[0-9a-z]{26}$", description="The loyalty member id.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+           description="Makes the write safe to retry: the same key returns the first answer and changes nothing."),
+]
+
+
+class RedemptionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reward_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _answer(outcome: Outcome) -> Response[Any]:
+    return json_response(outcome.status, outcome.body,
+                         headers={"Idempotent-Replayed": "true"} if outcome.replayed else None)
+
+
+@app.post("/v1/members", summary="Enroll a member (once per external id)")
+def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
+    caller = current_caller(app)
+    if not caller.is_staff:
+        require_role(caller, Role.USER, Role.MEMBER)
+        if enrollment.external_id != caller.subject:
+            require_role(caller, Role.ADMIN, Role.SERVICE)  # a shopper enrolls only themselves
+    return _answer(loyalty_service().enroll(enrollment))
+
+
+@app.get("/v1/members/<member_id>", summary="A member: profile, balance breakdown, tier")
+def get_member(member_id: MemberId) -> Response[Any]:
+    require_member_access(current_caller(app), member_id)
+    return json_response(200, loyalty_service().member(member_id).public())
+
+
+@app.post("/v1/members/<member_id>/activities", summary="Record an activity that earns or reverses points")
+def record_activity(member_id: MemberId, activity: Annotated[Activity, Body()],
+                    idempotency_key: IdempotencyKey = None) -> Response[Any]:
+    caller = current_caller(app)
+    require_role(caller, Role.ADMIN, Role.SERVICE)  # members never record their own earning
+    if activity.type is ActivityType.ADJUSTMENT:
+        require_role(caller, Role.ADMIN)
+    return _answer(loyalty_service().record(member_id, activity, idempotency_key))
+
+
+@app.get("/v1/members/<member_id>/ledger", summary="The member's ledger, newest first")
+def list_ledger(member_id: MemberId,
+                limit: Annotated[int, Query(ge=1, le=100)] = 25,
+                cursor: Annotated[str | None, Query(max_length=1024)] = None) -> Response[Any]:
+    require_member_access(current_caller(app), member_id)
+    return json_response(200, loyalty_service().ledger(member_id, limit, cursor))
+
+
+@app.post("/v1/members/<member_id>/redemptions", summary="Redeem a reward: points debited, voucher returned")
+def redeem(member_id: MemberId, request: Annotated[RedemptionRequest, Body()],
+           idempotency_key: IdempotencyKey = None) -> Response[Any]:
+    require_member_access(current_caller(app), member_id)
+    if not idempotency_key:
+        return json_response(400, {"code": "invalid_request", "message": "Idempotency-Key header is required",
+                                   "errors": [{"field": "Idempotency-Key", "reason": "required"}]})
+    return _answer(loyalty_service().redeem(member_id, request.reward_id, idempotency_key))
+
+
+@app.get("/v1/rewards", summary="The rewards catalog")
+def list_rewards() -> Response[Any]:
+    current_caller(app)
+    return json_response(200, {"rewards": [r.public() for r in loyalty_service().rewards()]})
+
+
+@app.get("/v1/openapi.json", summary="This API's OpenAPI document")
+def openapi_document() -> Response[Any]:
+    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Serverless Loyalty: the domain core (no AWS here) and its adapters (loyalty.adapters)."""

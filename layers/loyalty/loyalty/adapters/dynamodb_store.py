@@ -1,0 +1,540 @@
+"""The DynamoDB adapter: one table, its keys (docs/data-model.md), and the transactions that keep the ledger true.
+
+Every balance change is ONE TransactWriteItems: the member item (counters and write-time aggregates, guarded by
+conditions), the append-only ledger entry, and the idempotency claim (the order item for purchases). No read
+comes before it on the earn and redeem paths, so a change costs one round trip, and a replay is answered from the
+claim that the failed condition hands back in the same round trip.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from loyalty.errors import (
+    IdempotencyKeyReused,
+    InsufficientPoints,
+    InvalidRequest,
+    LoyaltyError,
+    MemberNotFound,
+    OrderConflict,
+    OrderNotFound,
+    StoreContention,
+)
+from loyalty.ledger import EVENT_OF_KIND, EntryKind, EventType, LedgerEntry, OrderRecord, RefundPlan, plan_refund
+from loyalty.members import Member
+from loyalty.program import ProgramConfig
+from loyalty.rewards import Reward
+
+KEY_ATTRIBUTES = ("PK", "SK")  # the table's hash and range keys, as template.yaml declares them
+MONTHS_KEPT = 24  # write-time monthly aggregates cover at least this many calendar months
+_PRUNE_SPAN = 12  # each purchase removes this many months beyond the window
+IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
+_MONTHLY_MAPS = ("spend_by_month", "purchases_by_month", "points_by_month")
+_COUNTERS = ("available", "pending", "lifetime_earned", "redeemed", "reversed", "expired", "unrecovered")
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def timestamp(moment: datetime) -> str:
+    """UTC, fixed width, so that string order is time order inside DynamoDB conditions."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def month_key(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m")
+
+
+def months_before(moment: datetime, count: int) -> str:
+    index = moment.year * 12 + (moment.month - 1) - count
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"PK": {"S": pk}, "SK": {"S": sk}}
+
+
+def member_key(member_id: str) -> dict[str, Any]:
+    return _key(f"MEMBER#{member_id}", "MEMBER")
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return timestamp(value)
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):  # StrEnum
+        return value.value
+    return value
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_encode(v)) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An idempotency claim written with the change it guards, holding the answer to give on a replay."""
+
+    key: str
+    fingerprint: str
+    status: int
+    body: dict[str, Any]
+    order: OrderRecord | None = None  # purchases: the claim is the order item, keyed by order id
+
+    def item_key(self) -> dict[str, Any]:
+        if self.order is not None:
+            return _key(f"ORDER#{self.order.order_id}", "ORDER")
+        return _key(f"IDEMPOTENCY#{self.key}", "IDEMPOTENCY")
+
+    def item(self, now: datetime) -> dict[str, Any]:
+        values: dict[str, Any] = {"fingerprint": self.fingerprint,
+                                  "response": json.dumps({"status": self.status, "body": self.body})}
+        if self.order is not None:
+            values.update(self.order.model_dump())
+        else:
+            values["claim_key"] = self.key
+            values["expires_at"] = int(now.timestamp()) + IDEMPOTENCY_TTL_SECONDS
+        return {**self.item_key(), **to_item(values)}
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The first answer to a request that has already been carried out."""
+
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PurchaseFacts:
+    """What a purchase adds to the member's write-time aggregates."""
+
+    occurred_at: datetime
+    amount: Decimal
+
+
+@dataclass
+class _Cancelled(Exception):
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+
+    def failed(self, index: int) -> bool:
+        return index < len(self.reasons) and self.reasons[index].get("Code") == "ConditionalCheckFailed"
+
+    def old_item(self, index: int) -> dict[str, Any] | None:
+        item = self.reasons[index].get("Item") if index < len(self.reasons) else None
+        return from_item(item) if item else None
+
+
+class _Update:
+    """Builds one UpdateExpression from SET / ADD / REMOVE clauses with generated placeholders."""
+
+    def __init__(self) -> None:
+        self.sets: list[str] = []
+        self.adds: list[str] = []
+        self.removes: list[str] = []
+        self.conditions: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def name(self, attribute: str) -> str:
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = _serializer.serialize(_encode(value))
+        return placeholder
+
+    def expression(self) -> str:
+        clauses = []
+        if self.sets:
+            clauses.append("SET " + ", ".join(self.sets))
+        if self.adds:
+            clauses.append("ADD " + ", ".join(self.adds))
+        if self.removes:
+            clauses.append("REMOVE " + ", ".join(self.removes))
+        return " ".join(clauses)
+
+    def request(self, table: str, key: dict[str, Any], *, return_old: bool = True) -> dict[str, Any]:
+        expression = self.expression()
+        request: dict[str, Any] = {"TableName": table, "Key": key}
+        if self.names:
+            request["ExpressionAttributeNames"] = self.names
+        if expression:
+            request["UpdateExpression"] = expression
+        if self.values:
+            request["ExpressionAttributeValues"] = self.values
+        if self.conditions:
+            request["ConditionExpression"] = " AND ".join(f"({c})" for c in self.conditions)
+            if return_old:
+                request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if not expression:  # nothing to change: keep the item's conditions in the transaction
+            return {"ConditionCheck": request}
+        return {"Update": request}
+
+
+def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
+    if not last_key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps({"sk": last_key["SK"]["S"]}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, pk: str, prefix: str) -> dict[str, Any]:
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        sk = decoded["sk"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as error:
+        raise InvalidRequest("cursor is not one this API returned", field="cursor") from error
+    if not isinstance(sk, str) or not sk.startswith(prefix):
+        raise InvalidRequest("cursor is not one this API returned", field="cursor")
+    return _key(pk, sk)
+
+
+class LoyaltyStore:
+    """The loyalty table. Takes its boto3 DynamoDB client, so tests hand it a moto or DynamoDB Local client."""
+
+    def __init__(self, client: Any, table_name: str, *, max_attempts: int = 12,
+                 sleep: Callable[[float], None] = time.sleep):
+        self._client = client
+        self._table = table_name
+        self._max_attempts = max_attempts
+        self._sleep = sleep
+
+    # ---- transactions -------------------------------------------------------------------------------------
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """Write all or nothing. TransactionConflict (another transaction on the same item) is retried with
+        jittered backoff; a failed condition is raised for the caller to interpret, never retried here."""
+        for attempt in range(self._max_attempts):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return
+            except ClientError as error:
+                if error.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                reasons = error.response.get("CancellationReasons") or []
+                codes = {r.get("Code") for r in reasons}
+                if "TransactionConflict" in codes or not reasons:
+                    self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # noqa: S311
+                    continue
+                raise _Cancelled(reasons) from error
+        raise StoreContention("too many concurrent changes to this member; retry the request")
+
+    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        return from_item(item) if item else None
+
+    def _replay(self, claim: Claim, old: dict[str, Any] | None) -> Replay:
+        stored = old if old is not None else self._get(claim.item_key())
+        if stored is None:  # the condition failed, so the claim existed; it can only vanish by TTL
+            raise StoreContention("idempotency record changed during the request; retry")
+        if stored.get("fingerprint") != claim.fingerprint:
+            if claim.order is not None:
+                raise OrderConflict(
+                    f"order {claim.order.order_id} is already recorded with a different member, amount or "
+                    "currency", field="order_id")
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different request",
+                                       field="Idempotency-Key")
+        response = json.loads(stored["response"])
+        return Replay(status=int(response["status"]), body=response["body"])
+
+    # ---- members --------------------------------------------------------------------------------------------
+
+    def create_member(self, member: Member) -> tuple[Member, bool]:
+        """Enroll, or return the member this external id already enrolled. (member, created)"""
+        values = member.model_dump(exclude={"balance", "purchases"})
+        values.update({name: 0 for name in _COUNTERS})
+        values.update({name: {} for name in _MONTHLY_MAPS})
+        values.update(purchase_count=0, event_type=EventType.MEMBER_ENROLLED)
+        items = [
+            {"Put": {"TableName": self._table, "Item": {**member_key(member.member_id), **to_item(values)},
+                     "ConditionExpression": "attribute_not_exists(PK)"}},
+            {"Put": {"TableName": self._table,
+                     "Item": {**_key(f"EXTERNAL#{member.external_id}", "EXTERNAL"),
+                              **to_item({"member_id": member.member_id})},
+                     "ConditionExpression": "attribute_not_exists(PK)"}},
+            {"Put": {"TableName": self._table,
+                     "Item": {**_key(f"REFERRAL#{member.referral_code}", "REFERRAL"),
+                              **to_item({"member_id": member.member_id})},
+                     "ConditionExpression": "attribute_not_exists(PK)"}},
+        ]
+        try:
+            self._transact(items)
+            return member, True
+        except _Cancelled as cancelled:
+            if cancelled.failed(1):
+                existing = self.member_id_for_external(member.external_id)
+                if existing is None:
+                    raise StoreContention("enrollment raced with an erasure; retry") from None
+                return self.get_member(existing), False
+            if cancelled.failed(2):  # referral code collision: the caller draws another code
+                raise _ReferralCodeTaken from None
+            raise
+
+    def member_id_for_external(self, external_id: str) -> str | None:
+        item = self._get(_key(f"EXTERNAL#{external_id}", "EXTERNAL"))
+        return item["member_id"] if item else None
+
+    def member_id_for_referral(self, code: str) -> str | None:
+        item = self._get(_key(f"REFERRAL#{code}", "REFERRAL"))
+        return item["member_id"] if item else None
+
+    def get_member(self, member_id: str) -> Member:
+        item = self._get(member_key(member_id))
+        if item is None:
+            raise MemberNotFound(f"member {member_id} not found", field="member_id")
+        return member_from_item(item)
+
+    def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
+        """Newest first. The cursor is opaque to clients and only ever points into this member's ledger."""
+        pk = f"MEMBER#{member_id}"
+        request: dict[str, Any] = {
+            "TableName": self._table, "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": "LEDGER#"}},
+            "ScanIndexForward": False, "Limit": limit,
+        }
+        if cursor:
+            request["ExclusiveStartKey"] = decode_cursor(cursor, pk, "LEDGER#")
+        page = self._client.query(**request)
+        entries = [entry_from_item(from_item(item)) for item in page.get("Items", [])]
+        return entries, encode_cursor(page.get("LastEvaluatedKey"))
+
+    # ---- ledger writes --------------------------------------------------------------------------------------
+
+    def _member_update(self, entry: LedgerEntry, purchase: PurchaseFacts | None,
+                       *, out_of_order: dict[str, Any] | None = None) -> _Update:
+        update = _Update()
+        update.conditions.append("attribute_exists(PK)")
+        for counter, delta in entry.counters().items():
+            if delta:
+                update.adds.append(f"{update.name(counter)} {update.value(delta)}")
+        if entry.points < 0:
+            update.conditions.append(f"{update.name('available')} >= {update.value(-entry.points)}")
+        if entry.kind in (EntryKind.EARN, EntryKind.BONUS) and entry.points:
+            when = purchase.occurred_at if purchase else entry.created_at
+            self._add_to_month(update, "points_by_month", when, entry.points)
+        if purchase is not None:
+            self._record_purchase(update, purchase, out_of_order)
+        return update
+
+    @staticmethod
+    def _add_to_month(update: _Update, aggregate: str, when: datetime, amount: Any) -> None:
+        if month_key(when) <= months_before(datetime.now(UTC), MONTHS_KEPT):
+            return  # older than the window the aggregates keep
+        path = f"{update.name(aggregate)}.{update.name(month_key(when))}"
+        update.sets.append(f"{path} = if_not_exists({path}, {update.value(0)}) + {update.value(amount)}")
+
+    def _record_purchase(self, update: _Update, purchase: PurchaseFacts, out_of_order: dict[str, Any] | None) -> None:
+        at = purchase.occurred_at
+        self._add_to_month(update, "spend_by_month", at, purchase.amount)
+        self._add_to_month(update, "purchases_by_month", at, 1)
+        update.adds.append(f"{update.name('purchase_count')} {update.value(1)}")
+        first, last = update.name("first_purchase_at"), update.name("last_purchase_at")
+        if out_of_order is None:
+            # In order (the common case): this purchase is the latest. The condition keeps a late-arriving older
+            # event from moving last_purchase_at backwards; that case is retried below with its own update.
+            update.sets.append(f"{first} = if_not_exists({first}, {update.value(at)})")
+            update.sets.append(f"{last} = {update.value(at)}")
+            update.conditions.append(f"attribute_not_exists({last}) OR {last} <= {update.value(at)}")
+        else:
+            seen_first = out_of_order.get("first_purchase_at")
+            update.conditions.append(f"{last} > {update.value(at)}")
+            if seen_first is not None and timestamp(at) < seen_first:
+                update.sets.append(f"{first} = {update.value(at)}")
+                update.conditions.append(f"{first} = {update.value(seen_first)}")
+        now = datetime.now(UTC)
+        for back in range(MONTHS_KEPT + 1, MONTHS_KEPT + 1 + _PRUNE_SPAN):
+            month = months_before(now, back)
+            for aggregate in _MONTHLY_MAPS:
+                update.removes.append(f"{update.name(aggregate)}.{update.name(month)}")
+
+    def _entry_put(self, entry: LedgerEntry) -> dict[str, Any]:
+        values = entry.model_dump()
+        values["event_type"] = EVENT_OF_KIND[entry.kind]
+        return {"Put": {"TableName": self._table,
+                        "Item": {**_key(f"MEMBER#{entry.member_id}", f"LEDGER#{entry.entry_id}"), **to_item(values)},
+                        "ConditionExpression": "attribute_not_exists(PK)"}}
+
+    def _claim_put(self, claim: Claim, now: datetime) -> dict[str, Any]:
+        return {"Put": {"TableName": self._table, "Item": claim.item(now),
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
+
+    def post(self, entry: LedgerEntry, claim: Claim, purchase: PurchaseFacts | None = None) -> Replay | None:
+        """Apply one ledger entry atomically. Returns None when applied, or the first answer on a replay.
+
+        Raises MemberNotFound, InsufficientPoints (debits), OrderConflict / IdempotencyKeyReused (a key reused
+        for another request).
+        """
+        out_of_order: dict[str, Any] | None = None
+        for _ in range(3):
+            update = self._member_update(entry, purchase, out_of_order=out_of_order)
+            items = [update.request(self._table, member_key(entry.member_id)), self._entry_put(entry),
+                     self._claim_put(claim, entry.created_at)]
+            try:
+                self._transact(items)
+                return None
+            except _Cancelled as cancelled:
+                if cancelled.failed(2):
+                    return self._replay(claim, cancelled.old_item(2))
+                if not cancelled.failed(0):
+                    raise LoyaltyError("ledger entry id collision") from None
+                member = cancelled.old_item(0)
+                if member is None:
+                    member = self._get(member_key(entry.member_id))
+                if member is None:
+                    raise MemberNotFound(f"member {entry.member_id} not found", field="member_id") from None
+                # The member exists: either a replay whose claim the cancellation did not report, a debit the
+                # balance does not cover, or an older purchase arriving after a newer one.
+                stored = self._get(claim.item_key())
+                if stored is not None:
+                    return self._replay(claim, stored)
+                if entry.points < 0 and int(member.get("available", 0)) < -entry.points:
+                    raise InsufficientPoints(
+                        f"{-entry.points} points needed, {int(member.get('available', 0))} available",
+                        details={"available": int(member.get("available", 0)), "needed": -entry.points},
+                    ) from None
+                if purchase is not None and str(member.get("last_purchase_at", "")) > timestamp(
+                        purchase.occurred_at):
+                    out_of_order = member
+                    continue
+                # The member changed between the attempt and the check (a concurrent debit): try again.
+                out_of_order = None
+        raise StoreContention("the member kept changing during the request; retry")
+
+    def refund(self, order_id: str, refund_id: str, amount: Decimal, claim_key: str, fingerprint: str,
+               now: datetime,
+               respond: Callable[[LedgerEntry, RefundPlan], tuple[int, dict[str, Any]]],
+               *, member_id: str | None = None) -> Replay | tuple[LedgerEntry, RefundPlan]:
+        """Reverse the points a share of an order earned (policy: loyalty.ledger.plan_refund).
+
+        Reads the order and the member, then writes order, member, entry and claim in one transaction whose
+        conditions pin what was read (the order's refund totals, the balance it takes from); a concurrent change
+        makes the transaction fail and the refund is planned again from fresh reads.
+        """
+        claim_probe = Claim(key=claim_key, fingerprint=fingerprint, status=0, body={})
+        for _ in range(self._max_attempts):
+            stored = self._get(claim_probe.item_key())
+            if stored is not None:
+                return self._replay(claim_probe, stored)
+            order_item = self._get(_key(f"ORDER#{order_id}", "ORDER"))
+            if order_item is None or (member_id is not None and order_item["member_id"] != member_id):
+                raise OrderNotFound(f"order {order_id} not found", field="order_id")
+            order = OrderRecord.model_validate(order_item)
+            member = self._get(member_key(order.member_id))
+            if member is None:
+                raise MemberNotFound(f"member {order.member_id} not found", field="member_id")
+            plan = plan_refund(order, amount, int(member.get("available", 0)))
+            entry = LedgerEntry(entry_id=_new_entry_id(), member_id=order.member_id, kind=EntryKind.REVERSAL,
+                                points=-plan.reverse, created_at=now, order_id=order_id,
+                                refund_id=refund_id, unrecovered=plan.unrecovered)
+            status, body = respond(entry, plan)
+            claim = Claim(key=claim_key, fingerprint=fingerprint, status=status, body=body)
+
+            order_update = _Update()
+            order_update.conditions.append(
+                f"{order_update.name('refunded_amount')} = {order_update.value(order.refunded_amount)}")
+            order_update.conditions.append(
+                f"{order_update.name('reversal_due')} = {order_update.value(order.reversal_due)}")
+            order_update.adds.append(f"{order_update.name('refunded_amount')} {order_update.value(amount)}")
+            order_update.adds.append(f"{order_update.name('reversal_due')} {order_update.value(plan.due)}")
+
+            member_update = self._member_update(entry, None)
+            for aggregate, delta in (("spend_by_month", -amount), ("points_by_month", -plan.due)):
+                if delta:
+                    self._add_to_month(member_update, aggregate, order.occurred_at, delta)
+            items = [order_update.request(self._table, _key(f"ORDER#{order_id}", "ORDER"), return_old=False),
+                     member_update.request(self._table, member_key(order.member_id), return_old=False),
+                     self._entry_put(entry), self._claim_put(claim, now)]
+            try:
+                self._transact(items)
+                return entry, plan
+            except _Cancelled as cancelled:
+                if cancelled.failed(3):
+                    return self._replay(claim, cancelled.old_item(3))
+                continue  # the order or the balance moved since the reads: plan again
+        raise StoreContention("the order kept changing during the refund; retry")
+
+    # ---- catalog and program ------------------------------------------------------------------------------
+
+    def list_rewards(self) -> list[Reward]:
+        rewards: list[Reward] = []
+        request: dict[str, Any] = {"TableName": self._table, "KeyConditionExpression": "PK = :pk",
+                                   "ExpressionAttributeValues": {":pk": {"S": "CATALOG"}}}
+        while True:
+            page = self._client.query(**request)
+            rewards.extend(Reward.model_validate(from_item(item)) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return rewards
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def put_reward(self, reward: Reward) -> None:
+        self._client.put_item(TableName=self._table,
+                              Item={**_key("CATALOG", f"REWARD#{reward.reward_id}"), **to_item(reward.model_dump())})
+
+    def get_program(self) -> ProgramConfig | None:
+        item = self._get(_key("PROGRAM", "CONFIG"))
+        return ProgramConfig.model_validate_json(item["document"]) if item else None
+
+    def put_program(self, program: ProgramConfig) -> None:
+        self._client.put_item(TableName=self._table, Item={**_key("PROGRAM", "CONFIG"), **to_item(
+            {"version": program.version, "document": program.model_dump_json()})})
+
+
+class _ReferralCodeTaken(Exception):
+    pass
+
+
+ReferralCodeTaken = _ReferralCodeTaken
+
+
+def _new_entry_id() -> str:
+    from loyalty.ids import ulid
+
+    return ulid()
+
+
+def _int_fields(item: dict[str, Any], names: Iterable[str]) -> dict[str, int]:
+    return {name: int(item.get(name, 0)) for name in names}
+
+
+def member_from_item(item: dict[str, Any]) -> Member:
+    return Member.model_validate({
+        **{k: item.get(k) for k in ("member_id", "external_id", "birthday", "referral_code", "referred_by",
+                                    "tier", "enrolled_at")},
+        "profile": item.get("profile") or {},
+        "consent": item.get("consent") or {},
+        "balance": _int_fields(item, _COUNTERS),
+        "purchases": {"first_purchase_at": item.get("first_purchase_at"),
+                      "last_purchase_at": item.get("last_purchase_at"),
+                      "purchase_count": int(item.get("purchase_count", 0))},
+    })
+
+
+def entry_from_item(item: dict[str, Any]) -> LedgerEntry:
+    fields = {k: v for k, v in item.items() if k in LedgerEntry.model_fields}
+    fields["points"] = int(fields["points"])
+    fields["unrecovered"] = int(fields.get("unrecovered", 0))
+    return LedgerEntry.model_validate(fields)

@@ -1,0 +1,83 @@
+"""Domain errors. Adapters turn AWS error codes into these; the HTTP edge turns these into status codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LoyaltyError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details or {}
+
+    def body(self) -> dict[str, Any]:
+        errors = [{"field": self.field, "reason": self.message}] if self.field else []
+        return {"code": self.code, "message": self.message, "errors": errors, **self.details}
+
+
+class InvalidRequest(LoyaltyError):
+    status = 422
+    code = "invalid_request"
+
+
+class Unauthenticated(LoyaltyError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(LoyaltyError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(LoyaltyError):
+    status = 404
+    code = "not_found"
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+
+
+class RewardNotFound(NotFound):
+    code = "reward_not_found"
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class Conflict(LoyaltyError):
+    status = 409
+    code = "conflict"
+
+
+class InsufficientPoints(Conflict):
+    code = "insufficient_points"
+
+
+class OrderConflict(Conflict):
+    """The order id is already recorded with other facts (member, amount or currency)."""
+
+    code = "order_conflict"
+
+
+class IdempotencyKeyReused(LoyaltyError):
+    """The same idempotency key came back with a different request."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class StoreContention(LoyaltyError):
+    """Concurrent writes kept cancelling each other past the retry budget; safe to retry."""
+
+    status = 503
+    code = "contention"

@@ -1,0 +1,53 @@
+"""Domain events, made from the items that record each change (read off the table's stream).
+
+An item that is the record of a domain event carries `event_type`; the stream filter in template.yaml passes only
+INSERTs of such items to the publisher. The event's id is the record's own id, so consumers can drop duplicates
+(the stream and EventBridge deliver at least once). Details carry ids and amounts, never personal data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from loyalty.ledger import EventType
+
+SOURCE = "serverless-loyalty"
+
+_LEDGER_FIELDS = ("kind", "points", "activity", "order_id", "refund_id", "reward_id", "unrecovered")
+
+
+class DomainEvent(BaseModel):
+    event_id: str
+    event_type: EventType
+    occurred_at: str
+    member_id: str
+    detail: dict[str, Any]
+
+    def entry(self, bus_name: str) -> dict[str, Any]:
+        """An EventBridge PutEvents entry."""
+        import json
+
+        body = {"event_id": self.event_id, "occurred_at": self.occurred_at, "member_id": self.member_id,
+                **self.detail}
+        return {"Source": SOURCE, "DetailType": self.event_type.value, "Detail": json.dumps(body, default=str),
+                "EventBusName": bus_name}
+
+
+def _number(value: Any) -> Any:
+    return int(value) if hasattr(value, "to_integral_value") and value == value.to_integral_value() else value
+
+
+def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
+    """The event an inserted item records, or None if it records none. `item` is plain (deserialised)."""
+    raw_type = item.get("event_type")
+    if not raw_type:
+        return None
+    event_type = EventType(raw_type)
+    if event_type is EventType.MEMBER_ENROLLED:
+        return DomainEvent(event_id=item["member_id"], event_type=event_type, occurred_at=item["enrolled_at"],
+                           member_id=item["member_id"], detail={"tier": item.get("tier")})
+    detail = {name: _number(item[name]) for name in _LEDGER_FIELDS if item.get(name) not in (None, 0)}
+    return DomainEvent(event_id=item["entry_id"], event_type=event_type, occurred_at=item["created_at"],
+                       member_id=item["member_id"], detail={"entry_id": item["entry_id"], **detail})

@@ -1,0 +1,136 @@
+"""The points ledger: entries, the balance they add up to, and the refund policy. Pure; no AWS.
+
+Invariant kept by every write (one DynamoDB transaction per change, see loyalty.adapters.dynamodb_store):
+    available == sum(entry.points for entry in ledger) >= 0
+    available + pending == lifetime_earned - redeemed - reversed - expired
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loyalty.activities import ActivityType
+from loyalty.errors import InvalidRequest
+
+
+class EntryKind(StrEnum):
+    EARN = "earn"  # a purchase
+    BONUS = "bonus"  # referral, review, social share, survey
+    REDEEM = "redeem"
+    REVERSAL = "reversal"  # a refund or return takes back what its order earned
+    ADJUSTMENT = "adjustment"  # an admin's correction, with a reason
+    EXPIRY = "expiry"
+
+
+class EventType(StrEnum):
+    """Domain events; the item that records the change carries its event type (see loyalty.events)."""
+
+    MEMBER_ENROLLED = "MemberEnrolled"
+    POINTS_EARNED = "PointsEarned"
+    POINTS_REDEEMED = "PointsRedeemed"
+    POINTS_REVERSED = "PointsReversed"
+    POINTS_ADJUSTED = "PointsAdjusted"
+    POINTS_EXPIRED = "PointsExpired"
+
+
+EVENT_OF_KIND = {
+    EntryKind.EARN: EventType.POINTS_EARNED,
+    EntryKind.BONUS: EventType.POINTS_EARNED,
+    EntryKind.REDEEM: EventType.POINTS_REDEEMED,
+    EntryKind.REVERSAL: EventType.POINTS_REVERSED,
+    EntryKind.ADJUSTMENT: EventType.POINTS_ADJUSTED,
+    EntryKind.EXPIRY: EventType.POINTS_EXPIRED,
+}
+
+
+class LedgerEntry(BaseModel):
+    """One append-only line of a member's ledger. `points` is signed: credits positive, debits negative."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entry_id: str
+    member_id: str
+    kind: EntryKind
+    points: int
+    created_at: datetime
+    activity: ActivityType | None = None
+    order_id: str | None = None
+    refund_id: str | None = None
+    reward_id: str | None = None
+    voucher_code: str | None = None
+    reference: str | None = None
+    reason: str | None = None
+    unrecovered: int = Field(default=0, ge=0, description="Points a reversal was due but could not take back.")
+
+    def counters(self) -> dict[str, int]:
+        """How this entry moves the member's balance counters."""
+        p = self.points
+        if self.kind in (EntryKind.EARN, EntryKind.BONUS) or (self.kind is EntryKind.ADJUSTMENT and p > 0):
+            return {"available": p, "lifetime_earned": p}
+        if self.kind is EntryKind.REDEEM:
+            return {"available": p, "redeemed": -p}
+        if self.kind is EntryKind.EXPIRY:
+            return {"available": p, "expired": -p}
+        counters = {"available": p, "reversed": -p}  # reversals and negative adjustments
+        if self.unrecovered:
+            counters["unrecovered"] = self.unrecovered
+        return counters
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+
+
+class Balance(BaseModel):
+    available: int = 0
+    pending: int = 0
+    lifetime_earned: int = 0
+    redeemed: int = 0
+    reversed: int = 0
+    expired: int = 0
+    unrecovered: int = Field(default=0, description="Reversals the balance could not cover (points already spent).")
+
+
+class OrderRecord(BaseModel):
+    """A purchase as the ledger remembers it, so that refunds reverse exactly what it earned."""
+
+    order_id: str
+    member_id: str
+    amount: Decimal
+    currency: str
+    points: int
+    occurred_at: datetime
+    refunded_amount: Decimal = Decimal(0)
+    reversal_due: int = 0  # points the refunds so far were due to take back (recovered or not)
+
+
+class RefundPlan(BaseModel):
+    due: int  # points this refund should take back
+    reverse: int  # points actually taken back now (never more than available)
+    unrecovered: int  # due - reverse: already spent, written off and counted on the member
+
+
+def plan_refund(order: OrderRecord, amount: Decimal, available: int) -> RefundPlan:
+    """The refund policy.
+
+    A refund takes back the points its share of the order earned, computed on the running total so that the
+    refunds of an order, however split, take back exactly the points it earned, never one more:
+        due = floor(points x refunded_total / order_amount) - due_so_far
+    Points already spent are not clawed into a negative balance: the ledger takes back what is available and
+    records the rest as `unrecovered` on the entry and on the member, for review.
+    """
+    remaining = order.amount - order.refunded_amount
+    if amount > remaining:
+        raise InvalidRequest(
+            f"refund of {amount} exceeds what is left to refund on order {order.order_id} ({remaining})",
+            field="amount",
+        )
+    refunded_total = order.refunded_amount + amount
+    target = int((Decimal(order.points) * refunded_total / order.amount).to_integral_value(rounding=ROUND_FLOOR))
+    due = max(0, target - order.reversal_due)
+    reverse = min(due, max(available, 0))
+    return RefundPlan(due=due, reverse=reverse, unrecovered=due - reverse)

@@ -1,0 +1,36 @@
+"""Composition root: one boto3 client and one service per container, built on first use (not at import),
+so a cold start pays only for the imports, and tests can build their own with any client."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from loyalty.adapters.dynamodb_store import LoyaltyStore
+from loyalty.service import LoyaltyService
+from loyalty.settings import settings
+
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=64,
+                        connect_timeout=2, read_timeout=5)
+
+
+@lru_cache(maxsize=None)
+def client(service_name: str) -> Any:
+    return boto3.session.Session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+
+
+@lru_cache(maxsize=1)
+def loyalty_service() -> LoyaltyService:
+    config = settings()
+    return LoyaltyService(LoyaltyStore(client("dynamodb"), config.table_name),
+                          cache_seconds=config.config_cache_seconds)
+
+
+def reset() -> None:
+    """Forget clients and services (tests and the local stack call this after changing the environment)."""
+    client.cache_clear()
+    loyalty_service.cache_clear()
+    settings.cache_clear()

@@ -1,0 +1,197 @@
+"""The loyalty application service: what the handlers call. It decides; the store writes atomically.
+
+Idempotency (docs/idempotency.md): every write names a claim key. Purchases are keyed by order id, whichever
+door they come through (API or EventBridge); refunds by refund id; other API writes by the caller's
+Idempotency-Key header, scoped to the operation and member; events by their EventBridge id. A claim holds a
+fingerprint of the request and the first answer, written in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from loyalty import ids
+from loyalty.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
+from loyalty.adapters.dynamodb_store import Claim, LoyaltyStore, PurchaseFacts, ReferralCodeTaken, Replay
+from loyalty.errors import InvalidRequest, RewardNotFound
+from loyalty.ledger import EntryKind, LedgerEntry, OrderRecord, RefundPlan
+from loyalty.members import Enrollment, Member
+from loyalty.program import ProgramConfig, activity_points, purchase_points
+from loyalty.rewards import Reward
+
+T = TypeVar("T")
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An answer for the caller: the status and body of the first time this request was carried out."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+class TtlCache(Generic[T]):
+    """Configuration read at most once per `seconds` per container, so hot paths make no config round trip."""
+
+    def __init__(self, load: Callable[[], T], seconds: float, clock: Callable[[], float] = time.monotonic):
+        self._load, self._seconds, self._clock = load, seconds, clock
+        self._value: T | None = None
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._value is None or self._clock() - self._loaded_at > self._seconds:
+                self._value = self._load()
+                self._loaded_at = self._clock()
+            return self._value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._value = None
+
+
+def fingerprint(*parts: Any) -> str:
+    canonical = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _occurred(at: datetime | None, now: datetime) -> datetime:
+    if at is None:
+        return now
+    if at > now + CLOCK_SKEW:
+        raise InvalidRequest("occurred_at is in the future", field="occurred_at")
+    return at.astimezone(UTC)
+
+
+class LoyaltyService:
+    def __init__(self, store: LoyaltyStore, *, cache_seconds: float = 60.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.store = store
+        self._clock = clock
+        self.program = TtlCache(lambda: store.get_program() or ProgramConfig(), cache_seconds)
+        self.catalog = TtlCache(lambda: {r.reward_id: r for r in store.list_rewards()}, cache_seconds)
+
+    # ---- members --------------------------------------------------------------------------------------------
+
+    def enroll(self, enrollment: Enrollment) -> Outcome:
+        """Enroll once per external id: the same external id again returns the member it made (200)."""
+        referred_by = None
+        if enrollment.referred_by:
+            referred_by = self.store.member_id_for_referral(enrollment.referred_by)
+            if referred_by is None:
+                raise InvalidRequest("no member has this referral code", field="referred_by")
+        existing = self.store.member_id_for_external(enrollment.external_id)
+        if existing is not None:
+            return Outcome(200, self.store.get_member(existing).public(), replayed=True)
+        for _ in range(5):
+            member = Member(member_id=ids.member_id(), external_id=enrollment.external_id,
+                            profile=enrollment.profile, consent=enrollment.consent, birthday=enrollment.birthday,
+                            referral_code=ids.referral_code(), referred_by=referred_by,
+                            tier=self.program.get().entry_tier, enrolled_at=self._clock())
+            try:
+                stored, created = self.store.create_member(member)
+            except ReferralCodeTaken:
+                continue
+            return Outcome(201 if created else 200, stored.public(), replayed=not created)
+        raise InvalidRequest("could not draw a unique referral code; retry")  # 30^8 codes: never in practice
+
+    def member(self, member_id: str) -> Member:
+        return self.store.get_member(member_id)
+
+    def ledger(self, member_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        self.store.get_member(member_id)  # 404 for an unknown member rather than an empty page
+        entries, next_cursor = self.store.ledger_page(member_id, limit, cursor)
+        return {"entries": [e.public() for e in entries], "next_cursor": next_cursor}
+
+    # ---- earning and reversing ----------------------------------------------------------------------------
+
+    def record(self, member_id: str, activity: Activity, idempotency_key: str | None) -> Outcome:
+        """Record an activity. `idempotency_key` is required except for purchases and refunds, whose order and
+        refund ids are their natural keys."""
+        if isinstance(activity, Purchase):
+            return self.purchase(member_id, activity)
+        if isinstance(activity, Refund):
+            return self.refund(activity, idempotency_key, member_id=member_id)
+        if not idempotency_key:
+            raise InvalidRequest("required for this activity", field="Idempotency-Key")
+        now = self._clock()
+        if isinstance(activity, Engagement):
+            points = activity_points(self.program.get(), activity.type)
+            if points <= 0:
+                raise InvalidRequest(f"the program awards no points for {activity.type.value}", field="type")
+            entry = LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.BONUS, points=points,
+                                created_at=now, activity=activity.type, reference=activity.reference)
+        else:
+            assert isinstance(activity, Adjustment)
+            limit = self.program.get().max_adjustment_points
+            if activity.points == 0 or abs(activity.points) > limit:
+                raise InvalidRequest(f"must be non-zero and at most {limit} either way", field="points")
+            entry = LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.ADJUSTMENT,
+                                points=activity.points, created_at=now, activity=ActivityType.ADJUSTMENT,
+                                reason=activity.reason)
+        key = f"activity:{member_id}:{idempotency_key}"
+        return self._post(entry, Claim(key, fingerprint(member_id, activity.model_dump(mode="json")), 201,
+                                       {"entry": entry.public()}))
+
+    def purchase(self, member_id: str, purchase: Purchase) -> Outcome:
+        now = self._clock()
+        occurred_at = _occurred(purchase.occurred_at, now)
+        points = purchase_points(self.program.get(), purchase.amount, purchase.currency, purchase.line_items)
+        entry = LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.EARN, points=points,
+                            created_at=now, activity=ActivityType.PURCHASE, order_id=purchase.order_id)
+        order = OrderRecord(order_id=purchase.order_id, member_id=member_id, amount=purchase.amount,
+                            currency=purchase.currency, points=points, occurred_at=occurred_at)
+        # Same order id, same member, amount and currency: a replay. Anything else under that id: a conflict.
+        claim = Claim(f"order:{purchase.order_id}", fingerprint(member_id, str(purchase.amount), purchase.currency),
+                      201, {"entry": entry.public()}, order=order)
+        return self._post(entry, claim, PurchaseFacts(occurred_at=occurred_at, amount=purchase.amount))
+
+    def refund(self, refund: Refund, idempotency_key: str | None, *, member_id: str | None = None) -> Outcome:
+        refund_id = refund.refund_id or idempotency_key
+        if not refund_id:
+            raise InvalidRequest("a refund needs refund_id or an Idempotency-Key", field="refund_id")
+
+        def respond(entry: LedgerEntry, plan: RefundPlan) -> tuple[int, dict[str, Any]]:
+            return 201, {"entry": entry.public(), "points_due": plan.due, "points_reversed": plan.reverse,
+                         "points_unrecovered": plan.unrecovered}
+
+        result = self.store.refund(
+            refund.order_id, refund_id, refund.amount, f"refund:{refund.order_id}:{refund_id}",
+            fingerprint(refund.order_id, str(refund.amount)), self._clock(), respond, member_id=member_id)
+        if isinstance(result, Replay):
+            return Outcome(result.status, result.body, replayed=True)
+        entry, plan = result
+        return Outcome(*respond(entry, plan))
+
+    # ---- rewards ------------------------------------------------------------------------------------------
+
+    def rewards(self) -> list[Reward]:
+        return sorted((r for r in self.catalog.get().values() if r.active), key=lambda r: (r.cost_points, r.name))
+
+    def redeem(self, member_id: str, reward_id: str, idempotency_key: str) -> Outcome:
+        reward = self.catalog.get().get(reward_id)
+        if reward is None or not reward.active:
+            self.catalog.clear()  # a reward added since the cache filled is found on the next request
+            raise RewardNotFound(f"reward {reward_id} not found", field="reward_id")
+        entry = LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.REDEEM,
+                            points=-reward.cost_points, created_at=self._clock(), reward_id=reward.reward_id,
+                            voucher_code=ids.voucher_code())
+        body = {"entry": entry.public(), "voucher_code": entry.voucher_code, "reward": reward.public()}
+        key = f"redeem:{member_id}:{idempotency_key}"
+        return self._post(entry, Claim(key, fingerprint(member_id, reward_id), 201, body))
+
+    def _post(self, entry: LedgerEntry, claim: Claim, purchase: PurchaseFacts | None = None) -> Outcome:
+        replay = self.store.post(entry, claim, purchase)
+        if replay is not None:
+            return Outcome(replay.status, replay.body, replayed=True)
+        return Outcome(claim.status, claim.body)

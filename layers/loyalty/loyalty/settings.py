@@ -1,0 +1,23 @@
+"""Environment configuration, parsed once per container into a typed model."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    table_name: str = Field(min_length=3)
+    event_bus_name: str = "default"
+    config_cache_seconds: float = 60.0
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings(
+        table_name=os.environ.get("TABLE_NAME", ""),
+        event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
+        config_cache_seconds=float(os.environ.get("CONFIG_CACHE_SECONDS", "60")),
+    )
