@@ -1,0 +1,41 @@
+"""Publishes domain events from the table's stream: the write is the event, so a crash after it loses none.
+
+The template's stream filter passes only INSERTs of items that carry `event_type`. Records that EventBridge does
+not accept are reported as batch item failures; Lambda retries from the first of them (ReportBatchItemFailures).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from boto3.dynamodb.types import TypeDeserializer
+
+from loyalty.adapters.eventbridge import EventPublisher
+from loyalty.events import DomainEvent, domain_event_from_item
+from loyalty.runtime import client
+from loyalty.settings import settings
+
+logger = Logger()
+_deserializer = TypeDeserializer()
+
+
+def _event(record: dict[str, Any]) -> DomainEvent | None:
+    image = record.get("dynamodb", {}).get("NewImage") or {}
+    return domain_event_from_item({k: _deserializer.deserialize(v) for k, v in image.items()})
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    records = event.get("Records", [])
+    pending: list[tuple[str, DomainEvent]] = []
+    for record in records:
+        domain_event = _event(record)
+        if domain_event is not None:
+            pending.append((record["dynamodb"]["SequenceNumber"], domain_event))
+    failed = EventPublisher(client("events"), settings().event_bus_name).publish([e for _, e in pending])
+    if failed:
+        logger.warning("events not accepted by EventBridge", extra={"failed": len(failed), "total": len(pending)})
+    logger.info("published domain events", extra={"published": len(pending) - len(failed)})
+    return {"batchItemFailures": [{"itemIdentifier": pending[i][0]} for i in sorted(failed)]}
