@@ -1,0 +1,159 @@
+"""`make bench`: DynamoDB round trips per operation, handler throughput beside a bare put_item loop, cold imports.
+
+Absolute times on a laptop are noise; the figures that matter are counts (round trips per operation) and ratios
+against a baseline measured in the same run on the same emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS = ("members_api", "order_events", "event_publisher")
+
+
+def _load_handler(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "functions" / name / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Context:
+    function_name = "bench"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 10_000
+
+
+def proxy_event(method: str, path: str, resource: str, path_parameters: dict[str, str], body: Any,
+                claims: dict[str, str], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    return {"resource": resource, "path": path, "httpMethod": method, "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()}, "queryStringParameters": None,
+            "multiValueQueryStringParameters": None, "pathParameters": path_parameters, "stageVariables": None,
+            "body": json.dumps(body), "isBase64Encoded": False,
+            "requestContext": {"requestId": str(uuid.uuid4()), "stage": "prod", "resourcePath": resource,
+                               "httpMethod": method, "authorizer": {"claims": claims}}}
+
+
+def _rate(count: int, action: Callable[[int], Any], threads: int = 1) -> float:
+    start = time.perf_counter()
+    if threads == 1:
+        for i in range(count):
+            action(i)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(action, range(count)))
+    return count / (time.perf_counter() - start)
+
+
+def import_times(repeats: int) -> dict[str, float]:
+    """Median seconds to import each handler module in a fresh interpreter (what a cold start pays)."""
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); t = time.perf_counter(); import app; "
+            "print(time.perf_counter() - t)")
+    env = {**os.environ, "TABLE_NAME": "bench-table", "EVENT_BUS_NAME": "bench-bus"}
+    result = {}
+    for name in FUNCTIONS:
+        samples = [float(subprocess.run([sys.executable, "-c", code, str(ROOT / "functions" / name)],
+                                        capture_output=True, text=True, check=True, env=env).stdout)
+                   for _ in range(repeats)]
+        result[name] = statistics.median(samples)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ops", type=int, default=400, help="operations per throughput figure")
+    parser.add_argument("--dynamodb", choices=["auto", "local", "moto"], default="auto")
+    args = parser.parse_args()
+
+    from devstack.stack import LocalStack
+
+    with LocalStack(root=ROOT, dynamodb=args.dynamodb, port=0) as stack:
+        from loyalty.members import Enrollment
+        from loyalty.rewards import Reward, RewardKind
+        from loyalty.runtime import client, loyalty_service
+
+        dynamodb = client("dynamodb")
+        table = os.environ["TABLE_NAME"]
+        service = loyalty_service()
+        service.store.put_reward(Reward(reward_id="bench-reward", name="Bench", kind=RewardKind.DISCOUNT,
+                                        cost_points=1))
+        calls: list[str] = []
+        dynamodb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+        api = _load_handler("members_api")
+        admin = {"sub": "bench", "cognito:groups": "loyalty-admins"}
+
+        member_id = service.enroll(Enrollment(external_id=f"bench-{uuid.uuid4().hex}")).body["member_id"]
+        route = f"/v1/members/{member_id}"
+
+        def earn(i: int) -> None:
+            body = {"type": "purchase", "order_id": f"bench-{uuid.uuid4().hex}", "amount": "10.00",
+                    "currency": "USD"}
+            event = proxy_event("POST", f"{route}/activities", "/v1/members/{member_id}/activities",
+                                {"member_id": member_id}, body, admin)
+            response = api.lambda_handler(event, _Context())
+            assert response["statusCode"] == 201, response
+
+        def redeem(i: int) -> None:
+            event = proxy_event("POST", f"{route}/redemptions", "/v1/members/{member_id}/redemptions",
+                                {"member_id": member_id}, {"reward_id": "bench-reward"}, admin,
+                                {"Idempotency-Key": uuid.uuid4().hex})
+            response = api.lambda_handler(event, _Context())
+            assert response["statusCode"] == 201, response
+
+        def bare_put(i: int) -> None:
+            dynamodb.put_item(TableName=table, Item={"PK": {"S": f"BENCH#{uuid.uuid4().hex}"},
+                                                     "SK": {"S": "X"}, "n": {"N": str(i)}})
+
+        earn(0)
+        redeem(0)  # warm: program and catalog caches filled, connections open
+        calls.clear()
+        for i in range(50):
+            earn(i)
+        earn_calls = len(calls) / 50
+        calls.clear()
+        for i in range(50):
+            redeem(i)
+        redeem_calls = len(calls) / 50
+        print(f"backend: DynamoDB {stack.dynamodb_backend}  ({args.ops} operations per figure)")
+        print(f"DynamoDB round trips per earn:       {earn_calls:.2f}  (target 1)")
+        print(f"DynamoDB round trips per redemption: {redeem_calls:.2f}  (target 1)")
+
+        for threads in (1, 4):
+            put_rate = _rate(args.ops, bare_put, threads)
+            earn_rate = _rate(args.ops, earn, threads)
+            redeem_rate = _rate(args.ops, redeem, threads)
+            print(f"{threads} thread(s): bare put_item {put_rate:8.1f}/s | earn via handler {earn_rate:8.1f}/s "
+                  f"(x{earn_rate / put_rate:.2f} of put_item) | redeem via handler {redeem_rate:8.1f}/s "
+                  f"(x{redeem_rate / put_rate:.2f})")
+        balance = service.member(member_id).balance
+        print(f"member after the run: available={balance.available} lifetime_earned={balance.lifetime_earned} "
+              f"redeemed={balance.redeemed}")
+
+    print("cold import of each handler (median of 5 fresh interpreters):")
+    for name, seconds in import_times(5).items():
+        print(f"  {name:<16} {seconds * 1000:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
