@@ -29,6 +29,7 @@ def _load_handler(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "functions" / name / "app.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves postponed annotations through it
     spec.loader.exec_module(module)
     return module
 

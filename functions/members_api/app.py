@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,13 +14,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.access import Role, require_member_access, require_role
 from loyalty.activities import Activity, ActivityType
-from loyalty.http import build_resolver, current_caller, json_response
-from loyalty.members import Enrollment
+from loyalty.http import build_resolver, current_caller, documented, json_response
+from loyalty.ledger import LedgerEntry
+from loyalty.members import Enrollment, Member
+from loyalty.rewards import Reward
 from loyalty.runtime import loyalty_service
 from loyalty.service import Outcome
 
 logger = Logger()
 app = build_resolver()
+app.configure_openapi(
+    title="Serverless Loyalty API", version="1",
+    description="Members, points ledger and rewards. Every write is idempotent; errors name the field at fault.",
+    security_schemes={"cognito": HTTPBearer(bearerFormat="JWT", description="Cognito ID token")},
+    security=[{"cognito": []}],
+)
 app.enable_swagger(path="/v1/docs", title="Serverless Loyalty API", version="1")
 
 MemberId = Annotated[str, Path(pattern=r"^m_[0-9a-z]{26}$", description="The loyalty member id.")]
@@ -36,12 +45,35 @@ class RedemptionRequest(BaseModel):
     reward_id: Annotated[str, Field(min_length=1, max_length=64)]
 
 
+class EntryResult(BaseModel):
+    entry: LedgerEntry
+    points_due: int | None = Field(default=None, description="Refunds: points the refund was due to take back.")
+    points_reversed: int | None = None
+    points_unrecovered: int | None = None
+
+
+class RedemptionResult(BaseModel):
+    entry: LedgerEntry
+    voucher_code: str
+    reward: Reward
+
+
+class LedgerPage(BaseModel):
+    entries: list[LedgerEntry]
+    next_cursor: str | None
+
+
+class RewardList(BaseModel):
+    rewards: list[Reward]
+
+
 def _answer(outcome: Outcome) -> Response[Any]:
     return json_response(outcome.status, outcome.body,
                          headers={"Idempotent-Replayed": "true"} if outcome.replayed else None)
 
 
-@app.post("/v1/members", summary="Enroll a member (once per external id)")
+@app.post("/v1/members", summary="Enroll a member (once per external id; 200 with the existing member after)",
+          responses=documented(201, Member, "Enrolled", 400, 401, 403, 422))
 def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
     caller = current_caller(app)
     if not caller.is_staff:
@@ -51,13 +83,15 @@ def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
     return _answer(loyalty_service().enroll(enrollment))
 
 
-@app.get("/v1/members/<member_id>", summary="A member: profile, balance breakdown, tier")
+@app.get("/v1/members/<member_id>", summary="A member: profile, balance breakdown, tier",
+         responses=documented(200, Member, "The member", 401, 403, 404, 422))
 def get_member(member_id: MemberId) -> Response[Any]:
     require_member_access(current_caller(app), member_id)
     return json_response(200, loyalty_service().member(member_id).public())
 
 
-@app.post("/v1/members/<member_id>/activities", summary="Record an activity that earns or reverses points")
+@app.post("/v1/members/<member_id>/activities", summary="Record an activity that earns or reverses points",
+          responses=documented(201, EntryResult, "Recorded", 400, 401, 403, 404, 409, 422, 503))
 def record_activity(member_id: MemberId, activity: Annotated[Activity, Body()],
                     idempotency_key: IdempotencyKey = None) -> Response[Any]:
     caller = current_caller(app)
@@ -67,7 +101,8 @@ def record_activity(member_id: MemberId, activity: Annotated[Activity, Body()],
     return _answer(loyalty_service().record(member_id, activity, idempotency_key))
 
 
-@app.get("/v1/members/<member_id>/ledger", summary="The member's ledger, newest first")
+@app.get("/v1/members/<member_id>/ledger", summary="The member's ledger, newest first",
+         responses=documented(200, LedgerPage, "A page of entries", 401, 403, 404, 422))
 def list_ledger(member_id: MemberId,
                 limit: Annotated[int, Query(ge=1, le=100)] = 25,
                 cursor: Annotated[str | None, Query(max_length=1024)] = None) -> Response[Any]:
@@ -75,7 +110,8 @@ def list_ledger(member_id: MemberId,
     return json_response(200, loyalty_service().ledger(member_id, limit, cursor))
 
 
-@app.post("/v1/members/<member_id>/redemptions", summary="Redeem a reward: points debited, voucher returned")
+@app.post("/v1/members/<member_id>/redemptions", summary="Redeem a reward: points debited, voucher returned",
+          responses=documented(201, RedemptionResult, "Redeemed", 400, 401, 403, 404, 409, 422, 503))
 def redeem(member_id: MemberId, request: Annotated[RedemptionRequest, Body()],
            idempotency_key: IdempotencyKey = None) -> Response[Any]:
     require_member_access(current_caller(app), member_id)
@@ -85,13 +121,13 @@ def redeem(member_id: MemberId, request: Annotated[RedemptionRequest, Body()],
     return _answer(loyalty_service().redeem(member_id, request.reward_id, idempotency_key))
 
 
-@app.get("/v1/rewards", summary="The rewards catalog")
+@app.get("/v1/rewards", summary="The rewards catalog", responses=documented(200, RewardList, "Active rewards", 401))
 def list_rewards() -> Response[Any]:
     current_caller(app)
     return json_response(200, {"rewards": [r.public() for r in loyalty_service().rewards()]})
 
 
-@app.get("/v1/openapi.json", summary="This API's OpenAPI document")
+@app.get("/v1/openapi.json", summary="This API's OpenAPI document", security=[])
 def openapi_document() -> Response[Any]:
     return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
 
@@ -99,3 +135,5 @@ def openapi_document() -> Response[Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+

@@ -8,11 +8,47 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 
 from loyalty.access import Caller, caller_from_request_context
 from loyalty.errors import LoyaltyError
 
 logger = Logger()
+
+
+class FieldError(BaseModel):
+    field: str
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx body: a stable code, a sentence, and the fields at fault."""
+
+    code: str
+    message: str
+    errors: list[FieldError]
+
+
+_ERROR_MEANING = {
+    400: "Malformed JSON or a missing required header",
+    401: "No valid token",
+    403: "The token may not reach this member or route",
+    404: "Unknown member, reward or order",
+    409: "Insufficient points, or an order id already recorded with other facts",
+    422: "A field failed validation, or an idempotency key was reused for another request",
+    503: "Too many concurrent changes to one member; safe to retry",
+}
+
+
+def documented(success: int, model: type[BaseModel] | None, description: str, *errors: int) -> dict[int, Any]:
+    """OpenAPI responses for a route: its success body and the error bodies it can return."""
+    responses: dict[int, Any] = {success: {"description": description}}
+    if model is not None:
+        responses[success]["content"] = {"application/json": {"model": model}}
+    for status in errors:
+        responses[status] = {"description": _ERROR_MEANING[status],
+                             "content": {"application/json": {"model": ErrorBody}}}
+    return responses
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
