@@ -45,15 +45,36 @@ class _Context:
         return 10_000
 
 
-def proxy_event(method: str, path: str, resource: str, path_parameters: dict[str, str], body: Any,
-                claims: dict[str, str], headers: dict[str, str] | None = None) -> dict[str, Any]:
+def proxy_event(
+    method: str,
+    path: str,
+    resource: str,
+    path_parameters: dict[str, str],
+    body: Any,
+    claims: dict[str, str],
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     headers = {"Content-Type": "application/json", **(headers or {})}
-    return {"resource": resource, "path": path, "httpMethod": method, "headers": headers,
-            "multiValueHeaders": {k: [v] for k, v in headers.items()}, "queryStringParameters": None,
-            "multiValueQueryStringParameters": None, "pathParameters": path_parameters, "stageVariables": None,
-            "body": json.dumps(body), "isBase64Encoded": False,
-            "requestContext": {"requestId": str(uuid.uuid4()), "stage": "prod", "resourcePath": resource,
-                               "httpMethod": method, "authorizer": {"claims": claims}}}
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "stage": "prod",
+            "resourcePath": resource,
+            "httpMethod": method,
+            "authorizer": {"claims": claims},
+        },
+    }
 
 
 def _rate(count: int, action: Callable[[int], Any], threads: int = 1) -> float:
@@ -69,14 +90,25 @@ def _rate(count: int, action: Callable[[int], Any], threads: int = 1) -> float:
 
 def import_times(repeats: int) -> dict[str, float]:
     """Median seconds to import each handler module in a fresh interpreter (what a cold start pays)."""
-    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); t = time.perf_counter(); import app; "
-            "print(time.perf_counter() - t)")
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); t = time.perf_counter(); import app; "
+        "print(time.perf_counter() - t)"
+    )
     env = {**os.environ, "TABLE_NAME": "bench-table", "EVENT_BUS_NAME": "bench-bus"}
     result = {}
     for name in FUNCTIONS:
-        samples = [float(subprocess.run([sys.executable, "-c", code, str(ROOT / "functions" / name)],
-                                        capture_output=True, text=True, check=True, env=env).stdout)
-                   for _ in range(repeats)]
+        samples = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", code, str(ROOT / "functions" / name)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=env,
+                ).stdout
+            )
+            for _ in range(repeats)
+        ]
         result[name] = statistics.median(samples)
     return result
 
@@ -97,8 +129,9 @@ def main() -> None:
         dynamodb = client("dynamodb")
         table = os.environ["TABLE_NAME"]
         service = loyalty_service()
-        service.store.put_reward(Reward(reward_id="bench-reward", name="Bench", kind=RewardKind.DISCOUNT,
-                                        cost_points=1))
+        service.store.put_reward(
+            Reward(reward_id="bench-reward", name="Bench", kind=RewardKind.DISCOUNT, cost_points=1)
+        )
         calls: list[str] = []
         dynamodb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
         api = _load_handler("members_api")
@@ -108,23 +141,41 @@ def main() -> None:
         route = f"/v1/members/{member_id}"
 
         def earn(i: int) -> None:
-            body = {"type": "purchase", "order_id": f"bench-{uuid.uuid4().hex}", "amount": "10.00",
-                    "currency": "USD"}
-            event = proxy_event("POST", f"{route}/activities", "/v1/members/{member_id}/activities",
-                                {"member_id": member_id}, body, admin)
+            body = {
+                "type": "purchase",
+                "order_id": f"bench-{uuid.uuid4().hex}",
+                "amount": "10.00",
+                "currency": "USD",
+            }
+            event = proxy_event(
+                "POST",
+                f"{route}/activities",
+                "/v1/members/{member_id}/activities",
+                {"member_id": member_id},
+                body,
+                admin,
+            )
             response = api.lambda_handler(event, _Context())
             assert response["statusCode"] == 201, response
 
         def redeem(i: int) -> None:
-            event = proxy_event("POST", f"{route}/redemptions", "/v1/members/{member_id}/redemptions",
-                                {"member_id": member_id}, {"reward_id": "bench-reward"}, admin,
-                                {"Idempotency-Key": uuid.uuid4().hex})
+            event = proxy_event(
+                "POST",
+                f"{route}/redemptions",
+                "/v1/members/{member_id}/redemptions",
+                {"member_id": member_id},
+                {"reward_id": "bench-reward"},
+                admin,
+                {"Idempotency-Key": uuid.uuid4().hex},
+            )
             response = api.lambda_handler(event, _Context())
             assert response["statusCode"] == 201, response
 
         def bare_put(i: int) -> None:
-            dynamodb.put_item(TableName=table, Item={"PK": {"S": f"BENCH#{uuid.uuid4().hex}"},
-                                                     "SK": {"S": "X"}, "n": {"N": str(i)}})
+            dynamodb.put_item(
+                TableName=table,
+                Item={"PK": {"S": f"BENCH#{uuid.uuid4().hex}"}, "SK": {"S": "X"}, "n": {"N": str(i)}},
+            )
 
         earn(0)
         redeem(0)  # warm: program and catalog caches filled, connections open
@@ -144,12 +195,16 @@ def main() -> None:
             put_rate = _rate(args.ops, bare_put, threads)
             earn_rate = _rate(args.ops, earn, threads)
             redeem_rate = _rate(args.ops, redeem, threads)
-            print(f"{threads} thread(s): bare put_item {put_rate:8.1f}/s | earn via handler {earn_rate:8.1f}/s "
-                  f"(x{earn_rate / put_rate:.2f} of put_item) | redeem via handler {redeem_rate:8.1f}/s "
-                  f"(x{redeem_rate / put_rate:.2f})")
+            print(
+                f"{threads} thread(s): bare put_item {put_rate:8.1f}/s | earn via handler {earn_rate:8.1f}/s "
+                f"(x{earn_rate / put_rate:.2f} of put_item) | redeem via handler {redeem_rate:8.1f}/s "
+                f"(x{redeem_rate / put_rate:.2f})"
+            )
         balance = service.member(member_id).balance
-        print(f"member after the run: available={balance.available} lifetime_earned={balance.lifetime_earned} "
-              f"redeemed={balance.redeemed}")
+        print(
+            f"member after the run: available={balance.available} lifetime_earned={balance.lifetime_earned} "
+            f"redeemed={balance.redeemed}"
+        )
 
     print("cold import of each handler (median of 5 fresh interpreters):")
     for name, seconds in import_times(5).items():

@@ -26,19 +26,44 @@ PROGRAM = ProgramConfig(
 
 REWARDS = (
     Reward(reward_id="sample-trio", name="Deluxe sample trio", kind=RewardKind.FREE_PRODUCT, cost_points=100),
-    Reward(reward_id="ten-off", name="$10 off your next order", kind=RewardKind.DISCOUNT, cost_points=500,
-           value=Decimal(10), currency="USD"),
-    Reward(reward_id="twenty-five-off", name="$25 off your next order", kind=RewardKind.DISCOUNT,
-           cost_points=1000, value=Decimal(25), currency="USD"),
+    Reward(
+        reward_id="ten-off",
+        name="$10 off your next order",
+        kind=RewardKind.DISCOUNT,
+        cost_points=500,
+        value=Decimal(10),
+        currency="USD",
+    ),
+    Reward(
+        reward_id="twenty-five-off",
+        name="$25 off your next order",
+        kind=RewardKind.DISCOUNT,
+        cost_points=1000,
+        value=Decimal(25),
+        currency="USD",
+    ),
     Reward(reward_id="full-size-serum", name="Full-size serum", kind=RewardKind.FREE_PRODUCT, cost_points=1500),
-    Reward(reward_id="early-access", name="Early access to the holiday sale", kind=RewardKind.EXCLUSIVE_OFFER,
-           cost_points=250),
+    Reward(
+        reward_id="early-access",
+        name="Early access to the holiday sale",
+        kind=RewardKind.EXCLUSIVE_OFFER,
+        cost_points=250,
+    ),
 )
 
 # (external id, first name, months of history: list of (months ago, amount, category))
 MEMBERS: tuple[tuple[str, str, list[tuple[int, str, str | None]]], ...] = (
-    ("demo-ada", "Ada", [(11, "120.00", "skincare"), (8, "64.50", None), (5, "210.00", "skincare"),
-                         (2, "89.99", None), (0, "45.00", "fragrance")]),
+    (
+        "demo-ada",
+        "Ada",
+        [
+            (11, "120.00", "skincare"),
+            (8, "64.50", None),
+            (5, "210.00", "skincare"),
+            (2, "89.99", None),
+            (0, "45.00", "fragrance"),
+        ],
+    ),
     ("demo-grace", "Grace", [(14, "35.00", None), (13, "22.00", None)]),
     ("demo-linus", "Linus", [(1, "540.00", "skincare"), (0, "120.00", None)]),
     ("demo-new", "Nova", []),
@@ -56,18 +81,33 @@ def seed(stack: Any = None) -> dict[str, str]:
     now = datetime.now(UTC)
     members: dict[str, str] = {}
     for external_id, name, history in MEMBERS:
-        outcome = service.enroll(Enrollment(external_id=external_id, profile=Profile(first_name=name),
-                                            consent=Consent(email=True, push=True, profiling=True)))
+        outcome = service.enroll(
+            Enrollment(
+                external_id=external_id,
+                profile=Profile(first_name=name),
+                consent=Consent(email=True, push=True, profiling=True),
+            )
+        )
         member_id = outcome.body["member_id"]
         members[external_id] = member_id
         for index, (months_ago, amount, category) in enumerate(history):
             lines = (LineItem(category=category, amount=Decimal(amount)),) if category else ()
-            service.purchase(member_id, Purchase(
-                order_id=f"{external_id}-order-{index}", amount=Decimal(amount), currency="USD",
-                occurred_at=now - timedelta(days=30 * months_ago + 1), line_items=lines))
+            service.purchase(
+                member_id,
+                Purchase(
+                    order_id=f"{external_id}-order-{index}",
+                    amount=Decimal(amount),
+                    currency="USD",
+                    occurred_at=now - timedelta(days=30 * months_ago + 1),
+                    line_items=lines,
+                ),
+            )
         if history:
-            service.record(member_id, Engagement(type="review", reference="SKU-SERUM"),
-                           idempotency_key=f"{external_id}-review")
+            service.record(
+                member_id,
+                Engagement(type="review", reference="SKU-SERUM"),
+                idempotency_key=f"{external_id}-review",
+            )
     service.redeem(members["demo-ada"], "sample-trio", idempotency_key="demo-ada-first-reward")
     print("seeded demo members (use Authorization: Bearer dev:member:<member_id>):", file=sys.stderr)
     for external_id, member_id in members.items():

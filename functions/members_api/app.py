@@ -10,8 +10,6 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
-
 from loyalty.access import Role, require_member_access, require_role
 from loyalty.activities import Activity, ActivityType
 from loyalty.http import build_resolver, current_caller, documented, json_response
@@ -20,11 +18,13 @@ from loyalty.members import Enrollment, Member
 from loyalty.rewards import Reward
 from loyalty.runtime import loyalty_service
 from loyalty.service import Outcome
+from pydantic import BaseModel, ConfigDict, Field
 
 logger = Logger()
 app = build_resolver()
 app.configure_openapi(
-    title="Serverless Loyalty API", version="1",
+    title="Serverless Loyalty API",
+    version="1",
     description="Members, points ledger and rewards. Every write is idempotent; errors name the field at fault.",
     security_schemes={"cognito": HTTPBearer(bearerFormat="JWT", description="Cognito ID token")},
     security=[{"cognito": []}],
@@ -34,8 +34,13 @@ app.enable_swagger(path="/v1/docs", title="Serverless Loyalty API", version="1")
 MemberId = Annotated[str, Path(pattern=r"^m_[0-9a-z]{26}$", description="The loyalty member id.")]
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-           description="Makes the write safe to retry: the same key returns the first answer and changes nothing."),
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Makes the write safe to retry: the same key returns the first answer and changes nothing.",
+    ),
 ]
 
 
@@ -68,12 +73,16 @@ class RewardList(BaseModel):
 
 
 def _answer(outcome: Outcome) -> Response[Any]:
-    return json_response(outcome.status, outcome.body,
-                         headers={"Idempotent-Replayed": "true"} if outcome.replayed else None)
+    return json_response(
+        outcome.status, outcome.body, headers={"Idempotent-Replayed": "true"} if outcome.replayed else None
+    )
 
 
-@app.post("/v1/members", summary="Enroll a member (once per external id; 200 with the existing member after)",
-          responses=documented(201, Member, "Enrolled", 400, 401, 403, 422))
+@app.post(
+    "/v1/members",
+    summary="Enroll a member (once per external id; 200 with the existing member after)",
+    responses=documented(201, Member, "Enrolled", 400, 401, 403, 422),
+)
 def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
     caller = current_caller(app)
     if not caller.is_staff:
@@ -83,17 +92,24 @@ def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
     return _answer(loyalty_service().enroll(enrollment))
 
 
-@app.get("/v1/members/<member_id>", summary="A member: profile, balance breakdown, tier",
-         responses=documented(200, Member, "The member", 401, 403, 404, 422))
+@app.get(
+    "/v1/members/<member_id>",
+    summary="A member: profile, balance breakdown, tier",
+    responses=documented(200, Member, "The member", 401, 403, 404, 422),
+)
 def get_member(member_id: MemberId) -> Response[Any]:
     require_member_access(current_caller(app), member_id)
     return json_response(200, loyalty_service().member(member_id).public())
 
 
-@app.post("/v1/members/<member_id>/activities", summary="Record an activity that earns or reverses points",
-          responses=documented(201, EntryResult, "Recorded", 400, 401, 403, 404, 409, 422, 503))
-def record_activity(member_id: MemberId, activity: Annotated[Activity, Body()],
-                    idempotency_key: IdempotencyKey = None) -> Response[Any]:
+@app.post(
+    "/v1/members/<member_id>/activities",
+    summary="Record an activity that earns or reverses points",
+    responses=documented(201, EntryResult, "Recorded", 400, 401, 403, 404, 409, 422, 503),
+)
+def record_activity(
+    member_id: MemberId, activity: Annotated[Activity, Body()], idempotency_key: IdempotencyKey = None
+) -> Response[Any]:
     caller = current_caller(app)
     require_role(caller, Role.ADMIN, Role.SERVICE)  # members never record their own earning
     if activity.type is ActivityType.ADJUSTMENT:
@@ -101,23 +117,38 @@ def record_activity(member_id: MemberId, activity: Annotated[Activity, Body()],
     return _answer(loyalty_service().record(member_id, activity, idempotency_key))
 
 
-@app.get("/v1/members/<member_id>/ledger", summary="The member's ledger, newest first",
-         responses=documented(200, LedgerPage, "A page of entries", 401, 403, 404, 422))
-def list_ledger(member_id: MemberId,
-                limit: Annotated[int, Query(ge=1, le=100)] = 25,
-                cursor: Annotated[str | None, Query(max_length=1024)] = None) -> Response[Any]:
+@app.get(
+    "/v1/members/<member_id>/ledger",
+    summary="The member's ledger, newest first",
+    responses=documented(200, LedgerPage, "A page of entries", 401, 403, 404, 422),
+)
+def list_ledger(
+    member_id: MemberId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> Response[Any]:
     require_member_access(current_caller(app), member_id)
     return json_response(200, loyalty_service().ledger(member_id, limit, cursor))
 
 
-@app.post("/v1/members/<member_id>/redemptions", summary="Redeem a reward: points debited, voucher returned",
-          responses=documented(201, RedemptionResult, "Redeemed", 400, 401, 403, 404, 409, 422, 503))
-def redeem(member_id: MemberId, request: Annotated[RedemptionRequest, Body()],
-           idempotency_key: IdempotencyKey = None) -> Response[Any]:
+@app.post(
+    "/v1/members/<member_id>/redemptions",
+    summary="Redeem a reward: points debited, voucher returned",
+    responses=documented(201, RedemptionResult, "Redeemed", 400, 401, 403, 404, 409, 422, 503),
+)
+def redeem(
+    member_id: MemberId, request: Annotated[RedemptionRequest, Body()], idempotency_key: IdempotencyKey = None
+) -> Response[Any]:
     require_member_access(current_caller(app), member_id)
     if not idempotency_key:
-        return json_response(400, {"code": "invalid_request", "message": "Idempotency-Key header is required",
-                                   "errors": [{"field": "Idempotency-Key", "reason": "required"}]})
+        return json_response(
+            400,
+            {
+                "code": "invalid_request",
+                "message": "Idempotency-Key header is required",
+                "errors": [{"field": "Idempotency-Key", "reason": "required"}],
+            },
+        )
     return _answer(loyalty_service().redeem(member_id, request.reward_id, idempotency_key))
 
 
@@ -135,5 +166,3 @@ def openapi_document() -> Response[Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
-
-

@@ -11,10 +11,9 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from loyalty.activities import Purchase, Refund
 from loyalty.runtime import loyalty_service
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 logger = Logger()
 
@@ -24,7 +23,8 @@ class _Customer(BaseModel):
 
     member_id: str | None = None
     customer_id: Annotated[str, Field(min_length=1, max_length=128)] | None = Field(
-        default=None, description="The shopper's id in the commerce system: the member's external id.")
+        default=None, description="The shopper's id in the commerce system: the member's external id."
+    )
 
     @model_validator(mode="after")
     def _someone(self) -> _Customer:
@@ -62,7 +62,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         outcome = service.purchase(member_id, purchase)
     else:
         refund = OrderRefundedDetail.model_validate({**envelope.detail, "type": "refund"})
-        outcome = service.refund(Refund.model_validate(refund.model_dump(include=set(Refund.model_fields))),
-                                 idempotency_key=f"event-{envelope.id}")
+        outcome = service.refund(
+            Refund.model_validate(refund.model_dump(include=set(Refund.model_fields))),
+            idempotency_key=f"event-{envelope.id}",
+        )
     logger.info("order event applied", extra={"detail_type": envelope.detail_type, "replayed": outcome.replayed})
     return {"status": outcome.status, "replayed": outcome.replayed, **outcome.body}

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from devstack.stack import LocalStack
 from loyalty.rewards import Reward, RewardKind
 from loyalty.runtime import loyalty_service
@@ -28,10 +27,19 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
         pytest.skip("DynamoDB Local needs java")
     with LocalStack(root=ROOT, dynamodb=backend, port=0) as running:
         service = loyalty_service()
-        service.store.put_reward(Reward(reward_id="ten-points", name="Ten-point treat",
-                                        kind=RewardKind.FREE_PRODUCT, cost_points=10))
-        service.store.put_reward(Reward(reward_id="coupon", name="$5 off", kind=RewardKind.DISCOUNT,
-                                        cost_points=100, value=Decimal(5), currency="USD"))
+        service.store.put_reward(
+            Reward(reward_id="ten-points", name="Ten-point treat", kind=RewardKind.FREE_PRODUCT, cost_points=10)
+        )
+        service.store.put_reward(
+            Reward(
+                reward_id="coupon",
+                name="$5 off",
+                kind=RewardKind.DISCOUNT,
+                cost_points=100,
+                value=Decimal(5),
+                currency="USD",
+            )
+        )
         service.catalog.clear()
         yield running
 
@@ -41,14 +49,22 @@ class Api:
         self.base = base
         self.http = requests.Session()
 
-    def call(self, method: str, path: str, token: str | None = ADMIN, json: Any = None,
-             headers: dict[str, str] | None = None, data: str | None = None,
-             params: dict[str, Any] | None = None) -> requests.Response:
+    def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = ADMIN,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        data: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> requests.Response:
         all_headers = dict(headers or {})
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
-        return self.http.request(method, self.base + path, json=json, data=data, headers=all_headers,
-                                 params=params, timeout=30)
+        return self.http.request(
+            method, self.base + path, json=json, data=data, headers=all_headers, params=params, timeout=30
+        )
 
     def enroll(self, **extra: Any) -> str:
         body = {"external_id": f"cust-{uuid.uuid4().hex[:12]}", **extra}
@@ -57,8 +73,13 @@ class Api:
         return str(response.json()["member_id"])
 
     def purchase(self, member_id: str, amount: str, order_id: str | None = None, **extra: Any) -> requests.Response:
-        body = {"type": "purchase", "order_id": order_id or f"o-{uuid.uuid4().hex[:12]}", "amount": amount,
-                "currency": "USD", **extra}
+        body = {
+            "type": "purchase",
+            "order_id": order_id or f"o-{uuid.uuid4().hex[:12]}",
+            "amount": amount,
+            "currency": "USD",
+            **extra,
+        }
         return self.call("POST", f"/v1/members/{member_id}/activities", token=SERVICE, json=body)
 
     def member(self, member_id: str) -> dict[str, Any]:

@@ -26,9 +26,25 @@ def _cases(member: str) -> list[tuple[str, str, str, Any, dict[str, str], int, s
         ("POST", "/v1/members", ADMIN, {"external_id": 42}, {}, 422, "external_id"),
         ("POST", "/v1/members", ADMIN, {"external_id": "a b"}, {}, 422, "external_id"),
         ("POST", "/v1/members", ADMIN, {"external_id": "x", "birthday": "2999-01-01"}, {}, 422, "birthday"),
-        ("POST", "/v1/members", ADMIN, {"external_id": "x", "profile": {"email": "nope"}}, {}, 422, "profile.email"),
+        (
+            "POST",
+            "/v1/members",
+            ADMIN,
+            {"external_id": "x", "profile": {"email": "nope"}},
+            {},
+            422,
+            "profile.email",
+        ),
         ("POST", "/v1/members", ADMIN, {"external_id": "x", "surprise": 1}, {}, 422, "surprise"),
-        ("POST", "/v1/members", ADMIN, {"external_id": "x", "referred_by": "ZZZZ-ZZZZ"}, {}, 422, "referred_by"),
+        (
+            "POST",
+            "/v1/members",
+            ADMIN,
+            {"external_id": "x", "referred_by": "ZZZZ-ZZZZ"},
+            {},
+            422,
+            "referred_by",
+        ),
         ("GET", "/v1/members/not-a-member-id", ADMIN, None, {}, 422, "member_id"),
         ("GET", f"/v1/members/{UNKNOWN}", ADMIN, None, {}, 404, "member_id"),
         ("GET", f"/v1/members/{UNKNOWN}/ledger", ADMIN, None, {}, 404, "member_id"),
@@ -47,22 +63,61 @@ def _cases(member: str) -> list[tuple[str, str, str, Any, dict[str, str], int, s
         ("POST", acts, SERVICE, {**purchase, "order_id": ""}, {}, 422, "order_id"),
         ("POST", acts, SERVICE, {**purchase, "occurred_at": "2999-01-01T00:00:00Z"}, {}, 422, "occurred_at"),
         ("POST", acts, SERVICE, {**purchase, "occurred_at": "2026-01-01T00:00:00"}, {}, 422, "occurred_at"),
-        ("POST", acts, SERVICE, {**purchase, "line_items": [{"amount": "-1"}]}, {}, 422, "line_items[0].amount"),
+        (
+            "POST",
+            acts,
+            SERVICE,
+            {**purchase, "line_items": [{"amount": "-1"}]},
+            {},
+            422,
+            "line_items[0].amount",
+        ),
         ("POST", acts, SERVICE, {**purchase, "line_items": [{"amount": "11"}]}, {}, 422, "line_items"),
         ("POST", f"/v1/members/{UNKNOWN}/activities", SERVICE, purchase, {}, 404, "member_id"),
         ("POST", acts, SERVICE, {"type": "review"}, {}, 422, "Idempotency-Key"),
         ("POST", acts, ADMIN, {"type": "adjustment", "points": 0, "reason": "zero"}, key, 422, "points"),
         ("POST", acts, ADMIN, {"type": "adjustment", "points": 5}, key, 422, "reason"),
-        ("POST", acts, ADMIN, {"type": "adjustment", "points": -10**9, "reason": "big"}, key, 422, "points"),
+        (
+            "POST",
+            acts,
+            ADMIN,
+            {"type": "adjustment", "points": -(10**9), "reason": "big"},
+            key,
+            422,
+            "points",
+        ),
         ("POST", acts, ADMIN, {"type": "adjustment", "points": -50, "reason": "too much"}, key, 409, None),
-        ("POST", acts, SERVICE, {"type": "refund", "order_id": "o-never", "refund_id": "r", "amount": "1"},
-         {}, 404, "order_id"),
-        ("POST", acts, SERVICE, {"type": "refund", "order_id": "o-never", "amount": "1"}, {}, 422, "refund_id"),
+        (
+            "POST",
+            acts,
+            SERVICE,
+            {"type": "refund", "order_id": "o-never", "refund_id": "r", "amount": "1"},
+            {},
+            404,
+            "order_id",
+        ),
+        (
+            "POST",
+            acts,
+            SERVICE,
+            {"type": "refund", "order_id": "o-never", "amount": "1"},
+            {},
+            422,
+            "refund_id",
+        ),
         ("POST", redeem, ADMIN, {"reward_id": "coupon"}, {}, 400, "Idempotency-Key"),
         ("POST", redeem, ADMIN, {"reward_id": "no-such-reward"}, key, 404, "reward_id"),
         ("POST", redeem, ADMIN, {"reward_id": "coupon"}, key, 409, None),
         ("POST", redeem, ADMIN, {}, key, 422, "reward_id"),
-        ("POST", redeem, ADMIN, {"reward_id": "coupon"}, {"Idempotency-Key": "x" * 300}, 422, "Idempotency-Key"),
+        (
+            "POST",
+            redeem,
+            ADMIN,
+            {"reward_id": "coupon"},
+            {"Idempotency-Key": "x" * 300},
+            422,
+            "Idempotency-Key",
+        ),
     ]
 
 
@@ -75,8 +130,9 @@ def test_bad_input_gets_a_clear_4xx_and_writes_nothing(api: Api) -> None:
     failures = []
     for method, path, token, body, headers, status, field in _cases(member_id):
         if isinstance(body, str):
-            response = api.call(method, path, token=token, data=body,
-                                headers={**headers, "Content-Type": "application/json"})
+            response = api.call(
+                method, path, token=token, data=body, headers={**headers, "Content-Type": "application/json"}
+            )
         else:
             response = api.call(method, path, token=token, json=body, headers=headers)
         payload = response.json()
@@ -92,15 +148,13 @@ def test_bad_input_gets_a_clear_4xx_and_writes_nothing(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("method", "suffix", "body"),
-    [("GET", "", None), ("GET", "/ledger", None),
-     ("POST", "/redemptions", {"reward_id": "coupon"})],
+    [("GET", "", None), ("GET", "/ledger", None), ("POST", "/redemptions", {"reward_id": "coupon"})],
 )
 def test_a_member_token_reaches_only_its_own_member(api: Api, method: str, suffix: str, body: Any) -> None:
     mine, theirs = api.enroll(), api.enroll()
     api.purchase(theirs, "500")
     headers = {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
-    other = api.call(method, f"/v1/members/{theirs}{suffix}", token=f"dev:member:{mine}", json=body,
-                     headers=headers)
+    other = api.call(method, f"/v1/members/{theirs}{suffix}", token=f"dev:member:{mine}", json=body, headers=headers)
     assert other.status_code == 403, other.text
     own = api.call(method, f"/v1/members/{mine}{suffix}", token=f"dev:member:{mine}", json=body, headers=headers)
     assert own.status_code in (200, 409), own.text  # 409: own member has no points to redeem
@@ -111,12 +165,20 @@ def test_member_tokens_cannot_record_earning_activities(api: Api) -> None:
     member_id = api.enroll()
     response = api.purchase(member_id, "10")  # as a service: allowed
     assert response.status_code == 201
-    as_member = api.call("POST", f"/v1/members/{member_id}/activities", token=f"dev:member:{member_id}",
-                         json={"type": "purchase", "order_id": "o-self", "amount": "999", "currency": "USD"})
+    as_member = api.call(
+        "POST",
+        f"/v1/members/{member_id}/activities",
+        token=f"dev:member:{member_id}",
+        json={"type": "purchase", "order_id": "o-self", "amount": "999", "currency": "USD"},
+    )
     assert as_member.status_code == 403
-    adjustment = api.call("POST", f"/v1/members/{member_id}/activities", token=SERVICE,
-                          json={"type": "adjustment", "points": 100, "reason": "service may not adjust"},
-                          headers={"Idempotency-Key": "svc-adj"})
+    adjustment = api.call(
+        "POST",
+        f"/v1/members/{member_id}/activities",
+        token=SERVICE,
+        json={"type": "adjustment", "points": 100, "reason": "service may not adjust"},
+        headers={"Idempotency-Key": "svc-adj"},
+    )
     assert adjustment.status_code == 403
     assert api.member(member_id)["balance"]["available"] == 10
 

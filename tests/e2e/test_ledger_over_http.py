@@ -18,8 +18,13 @@ def test_concurrent_redemptions_never_overdraw(api: Api) -> None:
 
     # When 50 redemptions arrive at once, each with its own idempotency key
     def redeem(index: int) -> int:
-        response = api.call("POST", f"/v1/members/{member_id}/redemptions", token=f"dev:member:{member_id}",
-                            json={"reward_id": "ten-points"}, headers={"Idempotency-Key": f"burst-{index}"})
+        response = api.call(
+            "POST",
+            f"/v1/members/{member_id}/redemptions",
+            token=f"dev:member:{member_id}",
+            json={"reward_id": "ten-points"},
+            headers={"Idempotency-Key": f"burst-{index}"},
+        )
         return response.status_code
 
     with ThreadPoolExecutor(max_workers=25) as pool:
@@ -47,13 +52,25 @@ def test_every_write_replayed_returns_the_first_answer_and_adds_nothing(api: Api
 
     # When every kind of write is sent twice with the same key
     writes = [
-        (path, {"type": "purchase", "order_id": f"o-{uuid.uuid4().hex}", "amount": "250.00", "currency": "USD"},
-         SERVICE, None),
+        (
+            path,
+            {"type": "purchase", "order_id": f"o-{uuid.uuid4().hex}", "amount": "250.00", "currency": "USD"},
+            SERVICE,
+            None,
+        ),
         (path, {"type": "review", "reference": "SKU-1"}, SERVICE, f"k-{uuid.uuid4().hex}"),
-        (path, {"type": "adjustment", "points": 7, "reason": "goodwill for a late parcel"}, ADMIN,
-         f"k-{uuid.uuid4().hex}"),
-        (f"/v1/members/{member_id}/redemptions", {"reward_id": "coupon"}, f"dev:member:{member_id}",
-         f"k-{uuid.uuid4().hex}"),
+        (
+            path,
+            {"type": "adjustment", "points": 7, "reason": "goodwill for a late parcel"},
+            ADMIN,
+            f"k-{uuid.uuid4().hex}",
+        ),
+        (
+            f"/v1/members/{member_id}/redemptions",
+            {"reward_id": "coupon"},
+            f"dev:member:{member_id}",
+            f"k-{uuid.uuid4().hex}",
+        ),
     ]
     answers = []
     for route, body, token, key in writes:
@@ -98,9 +115,12 @@ def test_commerce_events_earn_and_refund_once(api: Api, stack: Any) -> None:
     order_id = f"web-{uuid.uuid4().hex[:10]}"
     events = stack.client("events")
     bus = stack.resource_name("LoyaltyBus")
-    placed = {"Source": "commerce", "DetailType": "OrderPlaced", "EventBusName": bus,
-              "Detail": json.dumps({"order_id": order_id, "customer_id": external_id, "amount": 80,
-                                    "currency": "USD"})}
+    placed = {
+        "Source": "commerce",
+        "DetailType": "OrderPlaced",
+        "EventBusName": bus,
+        "Detail": json.dumps({"order_id": order_id, "customer_id": external_id, "amount": 80, "currency": "USD"}),
+    }
 
     # When the same order is published twice (two EventBridge events, one order id)
     events.put_events(Entries=[placed])
@@ -111,8 +131,12 @@ def test_commerce_events_earn_and_refund_once(api: Api, stack: Any) -> None:
     assert api.member(member_id)["balance"]["available"] == 80
 
     # When the same refund event is delivered twice (at-least-once delivery)
-    refund_event = {"id": str(uuid.uuid4()), "detail-type": "OrderRefunded", "source": "commerce",
-                    "detail": {"order_id": order_id, "amount": 20}}
+    refund_event = {
+        "id": str(uuid.uuid4()),
+        "detail-type": "OrderRefunded",
+        "source": "commerce",
+        "detail": {"order_id": order_id, "amount": 20},
+    }
     stack.invoke("OrderEventsFunction", refund_event)
     stack.invoke("OrderEventsFunction", refund_event)
 

@@ -30,9 +30,18 @@ print(json.dumps({"seconds": elapsed, "modules": sorted(sys.modules)}))
 @pytest.mark.parametrize("function", sorted(BUDGET_SECONDS))
 def test_handler_cold_import_stays_within_budget(function: str) -> None:
     env = {**os.environ, "TABLE_NAME": "budget-table", "EVENT_BUS_NAME": "budget-bus"}
-    runs = [json.loads(subprocess.run([sys.executable, "-c", PROBE, str(ROOT / "functions" / function)],
-                                      capture_output=True, text=True, check=True, env=env).stdout)
-            for _ in range(3)]
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", PROBE, str(ROOT / "functions" / function)],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            ).stdout
+        )
+        for _ in range(3)
+    ]
     best = min(run["seconds"] for run in runs)
     assert best < BUDGET_SECONDS[function], f"{function} imports in {best:.3f}s"
     heavy = [name for name in runs[0]["modules"] if name.split(".")[0] in FORBIDDEN]

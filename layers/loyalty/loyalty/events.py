@@ -29,10 +29,18 @@ class DomainEvent(BaseModel):
         """An EventBridge PutEvents entry."""
         import json
 
-        body = {"event_id": self.event_id, "occurred_at": self.occurred_at, "member_id": self.member_id,
-                **self.detail}
-        return {"Source": SOURCE, "DetailType": self.event_type.value, "Detail": json.dumps(body, default=str),
-                "EventBusName": bus_name}
+        body = {
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at,
+            "member_id": self.member_id,
+            **self.detail,
+        }
+        return {
+            "Source": SOURCE,
+            "DetailType": self.event_type.value,
+            "Detail": json.dumps(body, default=str),
+            "EventBusName": bus_name,
+        }
 
 
 def _number(value: Any) -> Any:
@@ -46,8 +54,18 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
         return None
     event_type = EventType(raw_type)
     if event_type is EventType.MEMBER_ENROLLED:
-        return DomainEvent(event_id=item["member_id"], event_type=event_type, occurred_at=item["enrolled_at"],
-                           member_id=item["member_id"], detail={"tier": item.get("tier")})
+        return DomainEvent(
+            event_id=item["member_id"],
+            event_type=event_type,
+            occurred_at=item["enrolled_at"],
+            member_id=item["member_id"],
+            detail={"tier": item.get("tier")},
+        )
     detail = {name: _number(item[name]) for name in _LEDGER_FIELDS if item.get(name) not in (None, 0)}
-    return DomainEvent(event_id=item["entry_id"], event_type=event_type, occurred_at=item["created_at"],
-                       member_id=item["member_id"], detail={"entry_id": item["entry_id"], **detail})
+    return DomainEvent(
+        event_id=item["entry_id"],
+        event_type=event_type,
+        occurred_at=item["created_at"],
+        member_id=item["member_id"],
+        detail={"entry_id": item["entry_id"], **detail},
+    )

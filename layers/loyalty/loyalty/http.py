@@ -46,14 +46,20 @@ def documented(success: int, model: type[BaseModel] | None, description: str, *e
     if model is not None:
         responses[success]["content"] = {"application/json": {"model": model}}
     for status in errors:
-        responses[status] = {"description": _ERROR_MEANING[status],
-                             "content": {"application/json": {"model": ErrorBody}}}
+        responses[status] = {
+            "description": _ERROR_MEANING[status],
+            "content": {"application/json": {"model": ErrorBody}},
+        }
     return responses
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
-    return Response(status_code=status, content_type="application/json",
-                    body=json.dumps(body, separators=(",", ":"), default=str), headers=headers)
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body, separators=(",", ":"), default=str),
+        headers=headers,
+    )
 
 
 def _field(location: tuple[Any, ...]) -> str:
@@ -66,8 +72,11 @@ def _field(location: tuple[Any, ...]) -> str:
 
 def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     if any(error.get("type") == "json_invalid" for error in errors):
-        return 400, {"code": "malformed_json", "message": "the request body is not valid JSON",
-                     "errors": [{"field": "body", "reason": "not valid JSON"}]}
+        return 400, {
+            "code": "malformed_json",
+            "message": "the request body is not valid JSON",
+            "errors": [{"field": "body", "reason": "not valid JSON"}],
+        }
     fields = []
     for error in errors:
         location = tuple(error.get("loc", ()))
@@ -75,7 +84,11 @@ def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, 
         if len(location) > 2 and location[0] == "body" and error.get("type") != "union_tag_invalid":
             location = tuple(p for p in location if p not in _UNION_TAGS)
         fields.append({"field": _field(location), "reason": error.get("msg", "invalid")})
-    return 422, {"code": "invalid_request", "message": "the request did not pass validation", "errors": fields}
+    return 422, {
+        "code": "invalid_request",
+        "message": "the request did not pass validation",
+        "errors": fields,
+    }
 
 
 _UNION_TAGS = {"purchase", "refund", "referral", "review", "social_share", "survey", "adjustment"}

@@ -44,8 +44,11 @@ class ProgramConfig(BaseModel):
     # Guards against absurd input: a purchase larger than this is refused, not earned on.
     max_purchase_amount: Decimal = Field(default=Decimal(1_000_000), gt=0)
     max_adjustment_points: int = Field(default=1_000_000, gt=0)
-    tiers: tuple[Tier, ...] = (Tier(name="Insider", threshold=0), Tier(name="VIB", threshold=350),
-                               Tier(name="Rouge", threshold=1000))
+    tiers: tuple[Tier, ...] = (
+        Tier(name="Insider", threshold=0),
+        Tier(name="VIB", threshold=350),
+        Tier(name="Rouge", threshold=1000),
+    )
 
     @field_validator("points_per_unit")
     @classmethod
@@ -71,9 +74,7 @@ def _floor(value: Decimal) -> int:
     return int(value.to_integral_value(rounding=ROUND_FLOOR))
 
 
-def purchase_points(
-    program: ProgramConfig, amount: Decimal, currency: str, lines: tuple[LineItem, ...] = ()
-) -> int:
+def purchase_points(program: ProgramConfig, amount: Decimal, currency: str, lines: tuple[LineItem, ...] = ()) -> int:
     """Points for a purchase: floor(amount x rate) plus, per line, the extra its category or SKU multiplier earns.
 
     Rounding happens once, on the total, so splitting an order into lines never loses a point. A SKU multiplier
@@ -83,9 +84,7 @@ def purchase_points(
     if rate is None:
         raise InvalidRequest(f"currency {currency} is not accepted by this program", field="currency")
     if amount > program.max_purchase_amount:
-        raise InvalidRequest(
-            f"amount exceeds the program's limit of {program.max_purchase_amount}", field="amount"
-        )
+        raise InvalidRequest(f"amount exceeds the program's limit of {program.max_purchase_amount}", field="amount")
     lines_total = sum((line.amount for line in lines), Decimal(0))
     if lines_total > amount:
         raise InvalidRequest("line items add up to more than the order amount", field="line_items")

@@ -3,7 +3,7 @@ so a cold start pays only for the imports, and tests can build their own with an
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import boto3
@@ -13,11 +13,15 @@ from loyalty.adapters.dynamodb_store import LoyaltyStore
 from loyalty.service import LoyaltyService
 from loyalty.settings import settings
 
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=64,
-                        connect_timeout=2, read_timeout=5)
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    max_pool_connections=64,
+    connect_timeout=2,
+    read_timeout=5,
+)
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service_name: str) -> Any:
     return boto3.session.Session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
 
@@ -25,8 +29,9 @@ def client(service_name: str) -> Any:
 @lru_cache(maxsize=1)
 def loyalty_service() -> LoyaltyService:
     config = settings()
-    return LoyaltyService(LoyaltyStore(client("dynamodb"), config.table_name),
-                          cache_seconds=config.config_cache_seconds)
+    return LoyaltyService(
+        LoyaltyStore(client("dynamodb"), config.table_name), cache_seconds=config.config_cache_seconds
+    )
 
 
 def reset() -> None:

@@ -74,8 +74,13 @@ def _occurred(at: datetime | None, now: datetime) -> datetime:
 
 
 class LoyaltyService:
-    def __init__(self, store: LoyaltyStore, *, cache_seconds: float = 60.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        store: LoyaltyStore,
+        *,
+        cache_seconds: float = 60.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
         self.store = store
         self._clock = clock
         self.program = TtlCache(lambda: store.get_program() or ProgramConfig(), cache_seconds)
@@ -94,10 +99,17 @@ class LoyaltyService:
         if existing is not None:
             return Outcome(200, self.store.get_member(existing).public(), replayed=True)
         for _ in range(5):
-            member = Member(member_id=ids.member_id(), external_id=enrollment.external_id,
-                            profile=enrollment.profile, consent=enrollment.consent, birthday=enrollment.birthday,
-                            referral_code=ids.referral_code(), referred_by=referred_by,
-                            tier=self.program.get().entry_tier, enrolled_at=self._clock())
+            member = Member(
+                member_id=ids.member_id(),
+                external_id=enrollment.external_id,
+                profile=enrollment.profile,
+                consent=enrollment.consent,
+                birthday=enrollment.birthday,
+                referral_code=ids.referral_code(),
+                referred_by=referred_by,
+                tier=self.program.get().entry_tier,
+                enrolled_at=self._clock(),
+            )
             try:
                 stored, created = self.store.create_member(member)
             except ReferralCodeTaken:
@@ -129,31 +141,64 @@ class LoyaltyService:
             points = activity_points(self.program.get(), activity.type)
             if points <= 0:
                 raise InvalidRequest(f"the program awards no points for {activity.type.value}", field="type")
-            entry = LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.BONUS, points=points,
-                                created_at=now, activity=activity.type, reference=activity.reference)
+            entry = LedgerEntry(
+                entry_id=ids.ulid(),
+                member_id=member_id,
+                kind=EntryKind.BONUS,
+                points=points,
+                created_at=now,
+                activity=activity.type,
+                reference=activity.reference,
+            )
         else:
             assert isinstance(activity, Adjustment)
             limit = self.program.get().max_adjustment_points
             if activity.points == 0 or abs(activity.points) > limit:
                 raise InvalidRequest(f"must be non-zero and at most {limit} either way", field="points")
-            entry = LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.ADJUSTMENT,
-                                points=activity.points, created_at=now, activity=ActivityType.ADJUSTMENT,
-                                reason=activity.reason)
+            entry = LedgerEntry(
+                entry_id=ids.ulid(),
+                member_id=member_id,
+                kind=EntryKind.ADJUSTMENT,
+                points=activity.points,
+                created_at=now,
+                activity=ActivityType.ADJUSTMENT,
+                reason=activity.reason,
+            )
         key = f"activity:{member_id}:{idempotency_key}"
-        return self._post(entry, Claim(key, fingerprint(member_id, activity.model_dump(mode="json")), 201,
-                                       {"entry": entry.public()}))
+        return self._post(
+            entry,
+            Claim(key, fingerprint(member_id, activity.model_dump(mode="json")), 201, {"entry": entry.public()}),
+        )
 
     def purchase(self, member_id: str, purchase: Purchase) -> Outcome:
         now = self._clock()
         occurred_at = _occurred(purchase.occurred_at, now)
         points = purchase_points(self.program.get(), purchase.amount, purchase.currency, purchase.line_items)
-        entry = LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.EARN, points=points,
-                            created_at=now, activity=ActivityType.PURCHASE, order_id=purchase.order_id)
-        order = OrderRecord(order_id=purchase.order_id, member_id=member_id, amount=purchase.amount,
-                            currency=purchase.currency, points=points, occurred_at=occurred_at)
+        entry = LedgerEntry(
+            entry_id=ids.ulid(),
+            member_id=member_id,
+            kind=EntryKind.EARN,
+            points=points,
+            created_at=now,
+            activity=ActivityType.PURCHASE,
+            order_id=purchase.order_id,
+        )
+        order = OrderRecord(
+            order_id=purchase.order_id,
+            member_id=member_id,
+            amount=purchase.amount,
+            currency=purchase.currency,
+            points=points,
+            occurred_at=occurred_at,
+        )
         # Same order id, same member, amount and currency: a replay. Anything else under that id: a conflict.
-        claim = Claim(f"order:{purchase.order_id}", fingerprint(member_id, str(purchase.amount), purchase.currency),
-                      201, {"entry": entry.public()}, order=order)
+        claim = Claim(
+            f"order:{purchase.order_id}",
+            fingerprint(member_id, str(purchase.amount), purchase.currency),
+            201,
+            {"entry": entry.public()},
+            order=order,
+        )
         return self._post(entry, claim, PurchaseFacts(occurred_at=occurred_at, amount=purchase.amount))
 
     def refund(self, refund: Refund, idempotency_key: str | None, *, member_id: str | None = None) -> Outcome:
@@ -162,12 +207,23 @@ class LoyaltyService:
             raise InvalidRequest("a refund needs refund_id or an Idempotency-Key", field="refund_id")
 
         def respond(entry: LedgerEntry, plan: RefundPlan) -> tuple[int, dict[str, Any]]:
-            return 201, {"entry": entry.public(), "points_due": plan.due, "points_reversed": plan.reverse,
-                         "points_unrecovered": plan.unrecovered}
+            return 201, {
+                "entry": entry.public(),
+                "points_due": plan.due,
+                "points_reversed": plan.reverse,
+                "points_unrecovered": plan.unrecovered,
+            }
 
         result = self.store.refund(
-            refund.order_id, refund_id, refund.amount, f"refund:{refund.order_id}:{refund_id}",
-            fingerprint(refund.order_id, str(refund.amount)), self._clock(), respond, member_id=member_id)
+            refund.order_id,
+            refund_id,
+            refund.amount,
+            f"refund:{refund.order_id}:{refund_id}",
+            fingerprint(refund.order_id, str(refund.amount)),
+            self._clock(),
+            respond,
+            member_id=member_id,
+        )
         if isinstance(result, Replay):
             return Outcome(result.status, result.body, replayed=True)
         entry, plan = result
@@ -183,9 +239,15 @@ class LoyaltyService:
         if reward is None or not reward.active:
             self.catalog.clear()  # a reward added since the cache filled is found on the next request
             raise RewardNotFound(f"reward {reward_id} not found", field="reward_id")
-        entry = LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.REDEEM,
-                            points=-reward.cost_points, created_at=self._clock(), reward_id=reward.reward_id,
-                            voucher_code=ids.voucher_code())
+        entry = LedgerEntry(
+            entry_id=ids.ulid(),
+            member_id=member_id,
+            kind=EntryKind.REDEEM,
+            points=-reward.cost_points,
+            created_at=self._clock(),
+            reward_id=reward.reward_id,
+            voucher_code=ids.voucher_code(),
+        )
         body = {"entry": entry.public(), "voucher_code": entry.voucher_code, "reward": reward.public()}
         key = f"redeem:{member_id}:{idempotency_key}"
         return self._post(entry, Claim(key, fingerprint(member_id, reward_id), 201, body))

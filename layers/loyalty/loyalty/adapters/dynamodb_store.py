@@ -32,7 +32,15 @@ from loyalty.errors import (
     OrderNotFound,
     StoreContention,
 )
-from loyalty.ledger import EVENT_OF_KIND, EntryKind, EventType, LedgerEntry, OrderRecord, RefundPlan, plan_refund
+from loyalty.ledger import (
+    EVENT_OF_KIND,
+    EntryKind,
+    EventType,
+    LedgerEntry,
+    OrderRecord,
+    RefundPlan,
+    plan_refund,
+)
 from loyalty.members import Member
 from loyalty.program import ProgramConfig
 from loyalty.rewards import Reward
@@ -108,8 +116,10 @@ class Claim:
         return _key(f"IDEMPOTENCY#{self.key}", "IDEMPOTENCY")
 
     def item(self, now: datetime) -> dict[str, Any]:
-        values: dict[str, Any] = {"fingerprint": self.fingerprint,
-                                  "response": json.dumps({"status": self.status, "body": self.body})}
+        values: dict[str, Any] = {
+            "fingerprint": self.fingerprint,
+            "response": json.dumps({"status": self.status, "body": self.body}),
+        }
         if self.order is not None:
             values.update(self.order.model_dump())
         else:
@@ -215,8 +225,14 @@ def decode_cursor(cursor: str, pk: str, prefix: str) -> dict[str, Any]:
 class LoyaltyStore:
     """The loyalty table. Takes its boto3 DynamoDB client, so tests hand it a moto or DynamoDB Local client."""
 
-    def __init__(self, client: Any, table_name: str, *, max_attempts: int = 12,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        max_attempts: int = 12,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self._client = client
         self._table = table_name
         self._max_attempts = max_attempts
@@ -234,10 +250,10 @@ class LoyaltyStore:
             except ClientError as error:
                 if error.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
-                reasons = error.response.get("CancellationReasons") or []
+                reasons: list[dict[str, Any]] = list(error.response.get("CancellationReasons") or [])  # type: ignore[arg-type]
                 codes = {r.get("Code") for r in reasons}
                 if "TransactionConflict" in codes or not reasons:
-                    self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # noqa: S311
+                    self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
                     continue
                 raise _Cancelled(reasons) from error
         raise StoreContention("too many concurrent changes to this member; retry the request")
@@ -253,10 +269,10 @@ class LoyaltyStore:
         if stored.get("fingerprint") != claim.fingerprint:
             if claim.order is not None:
                 raise OrderConflict(
-                    f"order {claim.order.order_id} is already recorded with a different member, amount or "
-                    "currency", field="order_id")
-            raise IdempotencyKeyReused("this Idempotency-Key was used for a different request",
-                                       field="Idempotency-Key")
+                    f"order {claim.order.order_id} is already recorded with a different member, amount or currency",
+                    field="order_id",
+                )
+            raise IdempotencyKeyReused("this Idempotency-Key was used for a different request", field="Idempotency-Key")
         response = json.loads(stored["response"])
         return Replay(status=int(response["status"]), body=response["body"])
 
@@ -269,16 +285,33 @@ class LoyaltyStore:
         values.update({name: {} for name in _MONTHLY_MAPS})
         values.update(purchase_count=0, event_type=EventType.MEMBER_ENROLLED)
         items = [
-            {"Put": {"TableName": self._table, "Item": {**member_key(member.member_id), **to_item(values)},
-                     "ConditionExpression": "attribute_not_exists(PK)"}},
-            {"Put": {"TableName": self._table,
-                     "Item": {**_key(f"EXTERNAL#{member.external_id}", "EXTERNAL"),
-                              **to_item({"member_id": member.member_id})},
-                     "ConditionExpression": "attribute_not_exists(PK)"}},
-            {"Put": {"TableName": self._table,
-                     "Item": {**_key(f"REFERRAL#{member.referral_code}", "REFERRAL"),
-                              **to_item({"member_id": member.member_id})},
-                     "ConditionExpression": "attribute_not_exists(PK)"}},
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {**member_key(member.member_id), **to_item(values)},
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **_key(f"EXTERNAL#{member.external_id}", "EXTERNAL"),
+                        **to_item({"member_id": member.member_id}),
+                    },
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **_key(f"REFERRAL#{member.referral_code}", "REFERRAL"),
+                        **to_item({"member_id": member.member_id}),
+                    },
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
         ]
         try:
             self._transact(items)
@@ -311,9 +344,11 @@ class LoyaltyStore:
         """Newest first. The cursor is opaque to clients and only ever points into this member's ledger."""
         pk = f"MEMBER#{member_id}"
         request: dict[str, Any] = {
-            "TableName": self._table, "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
             "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": "LEDGER#"}},
-            "ScanIndexForward": False, "Limit": limit,
+            "ScanIndexForward": False,
+            "Limit": limit,
         }
         if cursor:
             request["ExclusiveStartKey"] = decode_cursor(cursor, pk, "LEDGER#")
@@ -323,8 +358,13 @@ class LoyaltyStore:
 
     # ---- ledger writes --------------------------------------------------------------------------------------
 
-    def _member_update(self, entry: LedgerEntry, purchase: PurchaseFacts | None,
-                       *, out_of_order: dict[str, Any] | None = None) -> _Update:
+    def _member_update(
+        self,
+        entry: LedgerEntry,
+        purchase: PurchaseFacts | None,
+        *,
+        out_of_order: dict[str, Any] | None = None,
+    ) -> _Update:
         update = _Update()
         update.conditions.append("attribute_exists(PK)")
         for counter, delta in entry.counters().items():
@@ -373,14 +413,23 @@ class LoyaltyStore:
     def _entry_put(self, entry: LedgerEntry) -> dict[str, Any]:
         values = entry.model_dump()
         values["event_type"] = EVENT_OF_KIND[entry.kind]
-        return {"Put": {"TableName": self._table,
-                        "Item": {**_key(f"MEMBER#{entry.member_id}", f"LEDGER#{entry.entry_id}"), **to_item(values)},
-                        "ConditionExpression": "attribute_not_exists(PK)"}}
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {**_key(f"MEMBER#{entry.member_id}", f"LEDGER#{entry.entry_id}"), **to_item(values)},
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
 
     def _claim_put(self, claim: Claim, now: datetime) -> dict[str, Any]:
-        return {"Put": {"TableName": self._table, "Item": claim.item(now),
-                        "ConditionExpression": "attribute_not_exists(PK)",
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": claim.item(now),
+                "ConditionExpression": "attribute_not_exists(PK)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
 
     def post(self, entry: LedgerEntry, claim: Claim, purchase: PurchaseFacts | None = None) -> Replay | None:
         """Apply one ledger entry atomically. Returns None when applied, or the first answer on a replay.
@@ -391,8 +440,11 @@ class LoyaltyStore:
         out_of_order: dict[str, Any] | None = None
         for _ in range(3):
             update = self._member_update(entry, purchase, out_of_order=out_of_order)
-            items = [update.request(self._table, member_key(entry.member_id)), self._entry_put(entry),
-                     self._claim_put(claim, entry.created_at)]
+            items = [
+                update.request(self._table, member_key(entry.member_id)),
+                self._entry_put(entry),
+                self._claim_put(claim, entry.created_at),
+            ]
             try:
                 self._transact(items)
                 return None
@@ -416,18 +468,25 @@ class LoyaltyStore:
                         f"{-entry.points} points needed, {int(member.get('available', 0))} available",
                         details={"available": int(member.get("available", 0)), "needed": -entry.points},
                     ) from None
-                if purchase is not None and str(member.get("last_purchase_at", "")) > timestamp(
-                        purchase.occurred_at):
+                if purchase is not None and str(member.get("last_purchase_at", "")) > timestamp(purchase.occurred_at):
                     out_of_order = member
                     continue
                 # The member changed between the attempt and the check (a concurrent debit): try again.
                 out_of_order = None
         raise StoreContention("the member kept changing during the request; retry")
 
-    def refund(self, order_id: str, refund_id: str, amount: Decimal, claim_key: str, fingerprint: str,
-               now: datetime,
-               respond: Callable[[LedgerEntry, RefundPlan], tuple[int, dict[str, Any]]],
-               *, member_id: str | None = None) -> Replay | tuple[LedgerEntry, RefundPlan]:
+    def refund(
+        self,
+        order_id: str,
+        refund_id: str,
+        amount: Decimal,
+        claim_key: str,
+        fingerprint: str,
+        now: datetime,
+        respond: Callable[[LedgerEntry, RefundPlan], tuple[int, dict[str, Any]]],
+        *,
+        member_id: str | None = None,
+    ) -> Replay | tuple[LedgerEntry, RefundPlan]:
         """Reverse the points a share of an order earned (policy: loyalty.ledger.plan_refund).
 
         Reads the order and the member, then writes order, member, entry and claim in one transaction whose
@@ -447,17 +506,26 @@ class LoyaltyStore:
             if member is None:
                 raise MemberNotFound(f"member {order.member_id} not found", field="member_id")
             plan = plan_refund(order, amount, int(member.get("available", 0)))
-            entry = LedgerEntry(entry_id=_new_entry_id(), member_id=order.member_id, kind=EntryKind.REVERSAL,
-                                points=-plan.reverse, created_at=now, order_id=order_id,
-                                refund_id=refund_id, unrecovered=plan.unrecovered)
+            entry = LedgerEntry(
+                entry_id=_new_entry_id(),
+                member_id=order.member_id,
+                kind=EntryKind.REVERSAL,
+                points=-plan.reverse,
+                created_at=now,
+                order_id=order_id,
+                refund_id=refund_id,
+                unrecovered=plan.unrecovered,
+            )
             status, body = respond(entry, plan)
             claim = Claim(key=claim_key, fingerprint=fingerprint, status=status, body=body)
 
             order_update = _Update()
             order_update.conditions.append(
-                f"{order_update.name('refunded_amount')} = {order_update.value(order.refunded_amount)}")
+                f"{order_update.name('refunded_amount')} = {order_update.value(order.refunded_amount)}"
+            )
             order_update.conditions.append(
-                f"{order_update.name('reversal_due')} = {order_update.value(order.reversal_due)}")
+                f"{order_update.name('reversal_due')} = {order_update.value(order.reversal_due)}"
+            )
             order_update.adds.append(f"{order_update.name('refunded_amount')} {order_update.value(amount)}")
             order_update.adds.append(f"{order_update.name('reversal_due')} {order_update.value(plan.due)}")
 
@@ -465,9 +533,12 @@ class LoyaltyStore:
             for aggregate, delta in (("spend_by_month", -amount), ("points_by_month", -plan.due)):
                 if delta:
                     self._add_to_month(member_update, aggregate, order.occurred_at, delta)
-            items = [order_update.request(self._table, _key(f"ORDER#{order_id}", "ORDER"), return_old=False),
-                     member_update.request(self._table, member_key(order.member_id), return_old=False),
-                     self._entry_put(entry), self._claim_put(claim, now)]
+            items = [
+                order_update.request(self._table, _key(f"ORDER#{order_id}", "ORDER"), return_old=False),
+                member_update.request(self._table, member_key(order.member_id), return_old=False),
+                self._entry_put(entry),
+                self._claim_put(claim, now),
+            ]
             try:
                 self._transact(items)
                 return entry, plan
@@ -481,8 +552,11 @@ class LoyaltyStore:
 
     def list_rewards(self) -> list[Reward]:
         rewards: list[Reward] = []
-        request: dict[str, Any] = {"TableName": self._table, "KeyConditionExpression": "PK = :pk",
-                                   "ExpressionAttributeValues": {":pk": {"S": "CATALOG"}}}
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": "CATALOG"}},
+        }
         while True:
             page = self._client.query(**request)
             rewards.extend(Reward.model_validate(from_item(item)) for item in page.get("Items", []))
@@ -491,16 +565,23 @@ class LoyaltyStore:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def put_reward(self, reward: Reward) -> None:
-        self._client.put_item(TableName=self._table,
-                              Item={**_key("CATALOG", f"REWARD#{reward.reward_id}"), **to_item(reward.model_dump())})
+        self._client.put_item(
+            TableName=self._table,
+            Item={**_key("CATALOG", f"REWARD#{reward.reward_id}"), **to_item(reward.model_dump())},
+        )
 
     def get_program(self) -> ProgramConfig | None:
         item = self._get(_key("PROGRAM", "CONFIG"))
         return ProgramConfig.model_validate_json(item["document"]) if item else None
 
     def put_program(self, program: ProgramConfig) -> None:
-        self._client.put_item(TableName=self._table, Item={**_key("PROGRAM", "CONFIG"), **to_item(
-            {"version": program.version, "document": program.model_dump_json()})})
+        self._client.put_item(
+            TableName=self._table,
+            Item={
+                **_key("PROGRAM", "CONFIG"),
+                **to_item({"version": program.version, "document": program.model_dump_json()}),
+            },
+        )
 
 
 class _ReferralCodeTaken(Exception):
@@ -521,16 +602,30 @@ def _int_fields(item: dict[str, Any], names: Iterable[str]) -> dict[str, int]:
 
 
 def member_from_item(item: dict[str, Any]) -> Member:
-    return Member.model_validate({
-        **{k: item.get(k) for k in ("member_id", "external_id", "birthday", "referral_code", "referred_by",
-                                    "tier", "enrolled_at")},
-        "profile": item.get("profile") or {},
-        "consent": item.get("consent") or {},
-        "balance": _int_fields(item, _COUNTERS),
-        "purchases": {"first_purchase_at": item.get("first_purchase_at"),
-                      "last_purchase_at": item.get("last_purchase_at"),
-                      "purchase_count": int(item.get("purchase_count", 0))},
-    })
+    return Member.model_validate(
+        {
+            **{
+                k: item.get(k)
+                for k in (
+                    "member_id",
+                    "external_id",
+                    "birthday",
+                    "referral_code",
+                    "referred_by",
+                    "tier",
+                    "enrolled_at",
+                )
+            },
+            "profile": item.get("profile") or {},
+            "consent": item.get("consent") or {},
+            "balance": _int_fields(item, _COUNTERS),
+            "purchases": {
+                "first_purchase_at": item.get("first_purchase_at"),
+                "last_purchase_at": item.get("last_purchase_at"),
+                "purchase_count": int(item.get("purchase_count", 0)),
+            },
+        }
+    )
 
 
 def entry_from_item(item: dict[str, Any]) -> LedgerEntry:

@@ -19,7 +19,7 @@ class EventPublisher:
         """Publish all; return the indexes of the events EventBridge did not accept (to be retried)."""
         failed: list[int] = []
         for start in range(0, len(events), _BATCH):
-            batch = events[start:start + _BATCH]
+            batch = events[start : start + _BATCH]
             try:
                 response = self._client.put_events(Entries=[event.entry(self._bus) for event in batch])
             except Exception:  # the whole call failed: every event of this batch is retried
