@@ -46,6 +46,7 @@ from loyalty.program import ProgramConfig
 from loyalty.rewards import Reward
 
 KEY_ATTRIBUTES = ("PK", "SK")  # the table's hash and range keys, as template.yaml declares them
+TTL_ATTRIBUTE = "expires_at"  # the table's TimeToLiveSpecification attribute
 MONTHS_KEPT = 24  # write-time monthly aggregates cover at least this many calendar months
 _PRUNE_SPAN = 12  # each purchase removes this many months beyond the window
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
@@ -124,7 +125,7 @@ class Claim:
             values.update(self.order.model_dump())
         else:
             values["claim_key"] = self.key
-            values["expires_at"] = int(now.timestamp()) + IDEMPOTENCY_TTL_SECONDS
+            values[TTL_ATTRIBUTE] = int(now.timestamp()) + IDEMPOTENCY_TTL_SECONDS
         return {**self.item_key(), **to_item(values)}
 
 
