@@ -1,0 +1,137 @@
+"""template.yaml is the one source of wiring: what the code names exists there, made in the emulator, with the keys
+the code uses; the API routes the code serves are the routes the template declares; every function has a sample
+event in events/ that its handler accepts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.events.models import EventPattern
+
+from devstack.resources import create_resources
+from devstack.template import Resolver, Template, load_template
+from loyalty import runtime
+from loyalty.adapters.dynamodb_store import KEY_ATTRIBUTES, TTL_ATTRIBUTE, to_item
+from loyalty.ledger import EventType
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE: Template = load_template(ROOT / "template.yaml")
+FUNCTIONS = [f for f in TEMPLATE.functions.values()]
+
+
+def _load(function_logical_id: str) -> ModuleType:
+    function = TEMPLATE.function(function_logical_id)
+    name = f"wiring_{function_logical_id}"
+    spec = importlib.util.spec_from_file_location(name, function.handler_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def emulated(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The template's resources made in moto, the functions' environment set as the template resolves it."""
+    with mock_aws():
+        resolver = Resolver(TEMPLATE, "wiring")
+        created = create_resources(resolver, lambda service: boto3.client(service, region_name="us-east-1"))
+        environment = {k: str(resolver.resolve(v)) for k, v in FUNCTIONS[0].environment.items()}
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        runtime.reset()
+        yield {"resolver": resolver, "created": created, "environment": environment}
+        runtime.reset()
+
+
+def test_every_function_reads_the_table_and_bus_the_template_makes(emulated: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        assert function.environment.get("TABLE_NAME") == {"Ref": "LoyaltyTable"}, function.logical_id
+        assert function.environment.get("EVENT_BUS_NAME") == {"Ref": "LoyaltyBus"}, function.logical_id
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    table = dynamodb.describe_table(TableName=emulated["environment"]["TABLE_NAME"])["Table"]
+    assert [k["AttributeName"] for k in table["KeySchema"]] == list(KEY_ATTRIBUTES)
+    assert [k["KeyType"] for k in table["KeySchema"]] == ["HASH", "RANGE"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    ttl = dynamodb.describe_time_to_live(TableName=table["TableName"])["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == TTL_ATTRIBUTE
+    buses = boto3.client("events", region_name="us-east-1").list_event_buses()["EventBuses"]
+    assert emulated["environment"]["EVENT_BUS_NAME"] in {bus["Name"] for bus in buses}
+
+
+def test_every_dead_letter_queue_the_functions_name_exists(emulated: dict[str, Any]) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    named = set()
+    for function in FUNCTIONS:
+        raw = json.dumps(function.properties)
+        named |= {q.logical_id for q in TEMPLATE.queues if q.logical_id in raw}
+    assert named == {"OrderEventsDeadLetterQueue", "EventPublisherDeadLetterQueue"}
+    for logical_id in named:
+        url = emulated["created"].queues[logical_id]
+        assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def test_api_routes_in_the_code_are_the_routes_in_the_template() -> None:
+    module = _load("MembersApiFunction")
+    document = json.loads(module.app.get_openapi_json_schema())
+    in_code = {(method.upper(), path) for path, methods in document["paths"].items() for method in methods}
+    in_code.add(("GET", "/v1/docs"))  # Swagger UI: served, not part of its own document
+    in_template = {(e.method, e.path) for e in TEMPLATE.api_events if e.function == "MembersApiFunction"}
+    assert in_code == in_template
+    open_routes = {(e.method, e.path) for e in TEMPLATE.api_events if not e.protected}
+    assert open_routes == {("GET", "/v1/openapi.json"), ("GET", "/v1/docs")}
+
+
+def test_stream_filter_passes_event_records_and_nothing_else() -> None:
+    (stream,) = TEMPLATE.stream_events
+    patterns = [EventPattern.load(json.dumps(p)) for p in stream.filter_patterns]
+
+    def passes(event_name: str, item: dict[str, Any]) -> bool:
+        record = {"eventName": event_name, "dynamodb": {"NewImage": to_item(item)}}
+        return any(p.matches_event(record) for p in patterns)
+
+    entry = {"PK": "MEMBER#m", "SK": "LEDGER#1", "event_type": EventType.POINTS_EARNED.value, "points": 5}
+    assert passes("INSERT", entry)
+    assert passes("INSERT", {"PK": "MEMBER#m", "SK": "MEMBER", "event_type": EventType.MEMBER_ENROLLED.value})
+    assert not passes("MODIFY", {"PK": "MEMBER#m", "SK": "MEMBER", "event_type": "MemberEnrolled"})
+    assert not passes("INSERT", {"PK": "ORDER#o", "SK": "ORDER", "points": 5})
+    assert not passes("INSERT", {"PK": "IDEMPOTENCY#k", "SK": "IDEMPOTENCY"})
+
+
+def test_every_function_has_a_sample_event_its_handler_accepts(emulated: dict[str, Any]) -> None:
+    """The events/ fixtures, run in the order a day would: enroll, order, refund, token, stream."""
+    samples = {path.name: json.loads(path.read_text()) for path in (ROOT / "events").glob("*.json")}
+    for function in FUNCTIONS:
+        prefix = function.code_uri.name + "_"
+        assert any(name.startswith(prefix) for name in samples), f"no events/{prefix}*.json"
+
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = "wiring", 512, "wiring"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:wiring"
+
+    enrolled = _load("MembersApiFunction").lambda_handler(samples["members_api_enroll.json"], Context())
+    assert enrolled["statusCode"] == 201, enrolled["body"]
+    member_id = json.loads(enrolled["body"])["member_id"]
+
+    orders = _load("OrderEventsFunction")
+    placed = orders.lambda_handler(samples["order_events_order_placed.json"], Context())
+    assert placed["status"] == 201 and placed["entry"]["member_id"] == member_id
+    refunded = orders.lambda_handler(samples["order_events_order_refunded.json"], Context())
+    assert refunded["status"] == 201 and refunded["points_reversed"] > 0
+
+    token = samples["token_claims_pre_token_generation.json"]
+    token["request"]["userAttributes"]["sub"] = "cust-1001"  # the external id the sample enrollment used
+    claims = _load("TokenClaimsFunction").lambda_handler(token, Context())
+    assert claims["response"]["claimsOverrideDetails"]["claimsToAddOrOverride"] == {"custom:member_id": member_id}
+
+    published = _load("EventPublisherFunction").lambda_handler(samples["event_publisher_stream_insert.json"], Context())
+    assert published == {"batchItemFailures": []}
