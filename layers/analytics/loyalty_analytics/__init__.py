@@ -1,0 +1,1 @@
+"""Numeric analytics for the refresh jobs only (its own layer, so API functions stay small)."""
