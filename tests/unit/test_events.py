@@ -163,12 +163,6 @@ def test_a_voucher_code_is_a_secret_and_never_leaves_in_an_event() -> None:
     assert event.detail["reward_id"] == "sample-trio"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: events.domain_event_from_item drops every ledger field equal to 0, "
-    "so a PointsEarned for a $0.99 purchase or a PointsReversed that recovered nothing has no "
-    "'points' key at all (the detail schema changes with the value)",
-)
 def test_a_ledger_event_carries_its_points_even_when_they_are_zero() -> None:
     event = domain_event_from_item(
         entry_item(make_entry(EntryKind.EARN, points=0, order_id="o-cheap", activity=ActivityType.PURCHASE))

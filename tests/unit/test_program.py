@@ -125,12 +125,6 @@ def test_a_currency_code_that_is_not_iso_4217_shaped_is_refused(code: str) -> No
         ProgramConfig(points_per_unit={code: D(1)})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ProgramConfig accepts non-ASCII letters as a currency code "
-    "(str.isalpha/isupper are Unicode-aware), e.g. 'ÉUR'; no purchase can ever use it, since "
-    "activities.Currency is ^[A-Z]{3}$",
-)
 def test_a_currency_code_with_non_ascii_letters_is_refused() -> None:
     with pytest.raises(ValidationError):
         ProgramConfig(points_per_unit={"ÉUR": D(1)})

@@ -171,12 +171,6 @@ def test_timestamps_are_fixed_width_and_sort_like_time(a: datetime, b: datetime)
     assert (ta == tb) == (a == b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: timestamp() uses %Y, which glibc does not zero-pad: year 999 gives "
-    "'999-12-31T...' (26 chars) which sorts AFTER '2026-...'; Purchase.occurred_at has no lower "
-    "bound, so such a purchase reaches the store (see tests/integration/test_store_ledger.py)",
-)
 def test_timestamps_stay_fixed_width_before_year_1000() -> None:
     early = datetime(999, 12, 31, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from loyalty.ledger import EventType
 
 SOURCE = "serverless-loyalty"
 
-_LEDGER_FIELDS = ("kind", "points", "activity", "order_id", "refund_id", "reward_id", "unrecovered")
+_LEDGER_FIELDS = ("kind", "points", "activity", "order_id", "refund_id", "reward_id")
 
 
 class DomainEvent(BaseModel):
@@ -61,7 +61,9 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
             member_id=item["member_id"],
             detail={"tier": item.get("tier")},
         )
-    detail = {name: _number(item[name]) for name in _LEDGER_FIELDS if item.get(name) not in (None, 0)}
+    detail = {name: _number(item[name]) for name in _LEDGER_FIELDS if item.get(name) is not None}
+    if event_type is EventType.POINTS_REVERSED:  # a reversal always says what it could not take back
+        detail["unrecovered"] = _number(item.get("unrecovered", 0))
     return DomainEvent(
         event_id=item["entry_id"],
         event_type=event_type,

@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from pydantic import BaseModel
 
 from loyalty.access import Caller, caller_from_request_context
+from loyalty.activities import ActivityType
 from loyalty.errors import LoyaltyError
 
 logger = Logger()
@@ -63,11 +64,32 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def _field(location: tuple[Any, ...]) -> str:
-    # ("body", "line_items", 0, "amount") -> "line_items[0].amount"; ("header", "Idempotency-Key") -> its name
+    """("body", "line_items", 0, "amount") -> "line_items[0].amount"; ("header", "idempotency-key") ->
+    "Idempotency-Key" (headers arrive lower-cased; the error names them as documented)."""
+    if len(location) == 2 and location[0] == "header":
+        return "-".join(part.capitalize() for part in str(location[1]).split("-"))
     path = ""
     for part in location[1:] if len(location) > 1 else location:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     return path or str(location[0])
+
+
+def _field_error(error: dict[str, Any]) -> dict[str, str]:
+    location = tuple(error.get("loc", ()))
+    kind = error.get("type")
+    context = error.get("ctx") or {}
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # A discriminated union (activities by "type"): name the discriminator, list what it accepts.
+        discriminator = str(context.get("discriminator", "type")).strip("'\"")
+        field = _field((*location, discriminator))
+        if kind == "union_tag_not_found":
+            return {"field": field, "reason": "required"}
+        accepted = ", ".join(sorted(_ACTIVITY_TAGS))
+        return {"field": field, "reason": f"unknown value {context.get('tag')!r}; expected one of: {accepted}"}
+    # The chosen variant of a discriminated union sits in the path ("body", "purchase", "amount"): drop it.
+    if len(location) > 2 and location[0] == "body" and location[1] in _ACTIVITY_TAGS:
+        location = (location[0], *location[2:])
+    return {"field": _field(location), "reason": error.get("msg", "invalid")}
 
 
 def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
@@ -77,21 +99,14 @@ def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, 
             "message": "the request body is not valid JSON",
             "errors": [{"field": "body", "reason": "not valid JSON"}],
         }
-    fields = []
-    for error in errors:
-        location = tuple(error.get("loc", ()))
-        # A discriminated union puts the chosen variant in the path ("body", "purchase", "amount"): drop it.
-        if len(location) > 2 and location[0] == "body" and error.get("type") != "union_tag_invalid":
-            location = tuple(p for p in location if p not in _UNION_TAGS)
-        fields.append({"field": _field(location), "reason": error.get("msg", "invalid")})
     return 422, {
         "code": "invalid_request",
         "message": "the request did not pass validation",
-        "errors": fields,
+        "errors": [_field_error(error) for error in errors],
     }
 
 
-_UNION_TAGS = {"purchase", "refund", "referral", "review", "social_share", "survey", "adjustment"}
+_ACTIVITY_TAGS = {kind.value for kind in ActivityType}
 
 
 def build_resolver() -> APIGatewayRestResolver:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_FLOOR, Decimal
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from loyalty.activities import ActivityType, LineItem
 from loyalty.errors import InvalidRequest
 
+_ISO_CURRENCY = re.compile(r"[A-Z]{3}")
 Multiplier = Annotated[Decimal, Field(ge=0, le=100)]
 
 
@@ -54,7 +56,7 @@ class ProgramConfig(BaseModel):
     @classmethod
     def _currencies_are_iso(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
         for code in rates:
-            if len(code) != 3 or not code.isalpha() or not code.isupper():
+            if not _ISO_CURRENCY.fullmatch(code):
                 raise ValueError(f"currency {code!r} is not an ISO 4217 code")
         return rates
 

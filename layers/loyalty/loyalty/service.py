@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from loyalty import ids
@@ -60,9 +61,23 @@ class TtlCache(Generic[T]):
             self._value = None
 
 
+def _canonical(value: Any) -> Any:
+    """Equal values, equal text: 42, 42.0 and "42.00" are one amount."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def fingerprint(*parts: Any) -> str:
-    canonical = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    canonical = json.dumps(_canonical(parts), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # history may be back-loaded, but not from before this
 
 
 def _occurred(at: datetime | None, now: datetime) -> datetime:
@@ -70,6 +85,8 @@ def _occurred(at: datetime | None, now: datetime) -> datetime:
         return now
     if at > now + CLOCK_SKEW:
         raise InvalidRequest("occurred_at is in the future", field="occurred_at")
+    if at < EARLIEST:
+        raise InvalidRequest("occurred_at is before 1970", field="occurred_at")
     return at.astimezone(UTC)
 
 
@@ -167,7 +184,7 @@ class LoyaltyService:
         key = f"activity:{member_id}:{idempotency_key}"
         return self._post(
             entry,
-            Claim(key, fingerprint(member_id, activity.model_dump(mode="json")), 201, {"entry": entry.public()}),
+            Claim(key, fingerprint(member_id, activity.model_dump()), 201, {"entry": entry.public()}),
         )
 
     def purchase(self, member_id: str, purchase: Purchase) -> Outcome:
@@ -194,7 +211,7 @@ class LoyaltyService:
         # Same order id, same member, amount and currency: a replay. Anything else under that id: a conflict.
         claim = Claim(
             f"order:{purchase.order_id}",
-            fingerprint(member_id, str(purchase.amount), purchase.currency),
+            fingerprint(member_id, purchase.amount, purchase.currency),
             201,
             {"entry": entry.public()},
             order=order,
@@ -219,7 +236,7 @@ class LoyaltyService:
             refund_id,
             refund.amount,
             f"refund:{refund.order_id}:{refund_id}",
-            fingerprint(refund.order_id, str(refund.amount)),
+            fingerprint(refund.order_id, refund.amount),
             self._clock(),
             respond,
             member_id=member_id,

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -58,12 +58,14 @@ _deserializer = TypeDeserializer()
 
 
 def timestamp(moment: datetime) -> str:
-    """UTC, fixed width, so that string order is time order inside DynamoDB conditions."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, fixed width (years zero-padded), so that string order is time order inside DynamoDB conditions."""
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
 
 
 def month_key(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m")
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.month:02d}"
 
 
 def months_before(moment: datetime, count: int) -> str:
@@ -82,6 +84,8 @@ def member_key(member_id: str) -> dict[str, Any]:
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
         return timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, float):
         return Decimal(str(value))
     if isinstance(value, dict):
@@ -392,17 +396,19 @@ class LoyaltyStore:
         self._add_to_month(update, "spend_by_month", at, purchase.amount)
         self._add_to_month(update, "purchases_by_month", at, 1)
         update.adds.append(f"{update.name('purchase_count')} {update.value(1)}")
-        first, last = update.name("first_purchase_at"), update.name("last_purchase_at")
         if out_of_order is None:
             # In order (the common case): this purchase is the latest. The condition keeps a late-arriving older
             # event from moving last_purchase_at backwards; that case is retried below with its own update.
+            first, last = update.name("first_purchase_at"), update.name("last_purchase_at")
             update.sets.append(f"{first} = if_not_exists({first}, {update.value(at)})")
             update.sets.append(f"{last} = {update.value(at)}")
             update.conditions.append(f"attribute_not_exists({last}) OR {last} <= {update.value(at)}")
         else:
-            seen_first = out_of_order.get("first_purchase_at")
+            last = update.name("last_purchase_at")
             update.conditions.append(f"{last} > {update.value(at)}")
+            seen_first = out_of_order.get("first_purchase_at")
             if seen_first is not None and timestamp(at) < seen_first:
+                first = update.name("first_purchase_at")
                 update.sets.append(f"{first} = {update.value(at)}")
                 update.conditions.append(f"{first} = {update.value(seen_first)}")
         now = datetime.now(UTC)
