@@ -1,0 +1,241 @@
+"""The loyalty table, made from template.yaml's LoyaltyTable, on two DynamoDB backends.
+
+`loyalty` gives each test a fresh table (unique name) behind a real `LoyaltyStore` and `LoyaltyService`, once on moto
+in-process and once on AWS's DynamoDB Local (the `dynamodb_local` session fixture of tests/conftest.py), so every
+store test runs against both moto's and DynamoDB's own semantics.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.config import Config
+from loyalty.activities import Engagement, Purchase
+from loyalty.adapters.dynamodb_store import LoyaltyStore, entry_from_item, from_item
+from loyalty.ledger import LedgerEntry
+from loyalty.members import Enrollment
+from loyalty.rewards import Reward, RewardKind
+from loyalty.service import LoyaltyService, Outcome
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+CLIENT_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 3})
+
+REWARDS = (
+    Reward(reward_id="ten-points", name="Ten-point treat", kind=RewardKind.FREE_PRODUCT, cost_points=10),
+    Reward(reward_id="sample-trio", name="Deluxe sample trio", kind=RewardKind.FREE_PRODUCT, cost_points=100),
+    Reward(
+        reward_id="ten-off",
+        name="$10 off",
+        kind=RewardKind.DISCOUNT,
+        cost_points=500,
+        value=Decimal(10),
+        currency="USD",
+    ),
+)
+
+
+# ---- the table, from the one source of wiring ---------------------------------------------------------------
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """Reads template.yaml, taking CloudFormation short-form tags (!Ref, !Sub, !GetAtt) as their plain values."""
+
+
+def _cloudformation_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+
+
+_TemplateLoader.add_multi_constructor("!", _cloudformation_tag)
+
+
+@functools.cache
+def template() -> dict[str, Any]:
+    with (ROOT / "template.yaml").open() as source:
+        return dict(yaml.load(source, Loader=_TemplateLoader))  # noqa: S506 - a SafeLoader subclass
+
+
+def loyalty_table_properties() -> dict[str, Any]:
+    return dict(template()["Resources"]["LoyaltyTable"]["Properties"])
+
+
+def create_loyalty_table(client: Any, name: str) -> None:
+    """CreateTable from the template's LoyaltyTable (keys, indexes, billing, stream), then its TTL."""
+    properties = loyalty_table_properties()
+    request: dict[str, Any] = {"TableName": name}
+    for key in ("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if key in properties:
+            request[key] = properties[key]
+    if "StreamSpecification" in properties:
+        request["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
+    client.create_table(**request)
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+        )
+
+
+def unique_table_name() -> str:
+    return f"loyalty-test-{uuid.uuid4().hex[:12]}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def dynamodb_client(endpoint: str | None = None) -> Any:
+    return boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint, config=CLIENT_CONFIG, **CREDENTIALS)
+
+
+# ---- backends -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    name: str
+    client: Any
+
+
+BACKENDS = ["moto", pytest.param("dynamodb-local", marks=pytest.mark.dynamodb_local)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A DynamoDB client: moto in-process, or DynamoDB Local (skipped only where Java is missing). Module-scoped:
+    each test still gets its own table (see `loyalty`), only the mock and the client are shared."""
+    if request.param == "moto":
+        with mock_aws():
+            yield Backend("moto", dynamodb_client())
+    else:
+        local = request.getfixturevalue("dynamodb_local")
+        yield Backend("dynamodb-local", dynamodb_client(local.endpoint))
+
+
+# ---- the system under test --------------------------------------------------------------------------------
+
+
+@dataclass
+class Loyalty:
+    """A fresh loyalty table with its store and service, and the reads a test needs to check what was written."""
+
+    backend: str
+    client: Any
+    table: str
+    store: LoyaltyStore
+    service: LoyaltyService
+    _orders: int = field(default=0)
+
+    # -- acting --
+
+    def enroll(self, external_id: str | None = None) -> str:
+        outcome = self.service.enroll(Enrollment(external_id=external_id or f"cust-{uuid.uuid4().hex[:12]}"))
+        return str(outcome.body["member_id"])
+
+    def buy(
+        self,
+        member_id: str,
+        amount: str,
+        order_id: str | None = None,
+        occurred_at: datetime | None = None,
+        currency: str = "USD",
+    ) -> Outcome:
+        if order_id is None:
+            self._orders += 1
+            order_id = f"order-{uuid.uuid4().hex[:8]}-{self._orders}"
+        purchase = Purchase(order_id=order_id, amount=Decimal(amount), currency=currency, occurred_at=occurred_at)
+        return self.service.purchase(member_id, purchase)
+
+    def review(self, member_id: str, key: str | None = None) -> Outcome:
+        return self.service.record(member_id, Engagement(type="review"), key or uuid.uuid4().hex)
+
+    # -- reading back --
+
+    def item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        raw = self.client.get_item(TableName=self.table, Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True)
+        return from_item(raw["Item"]) if "Item" in raw else None
+
+    def member_item(self, member_id: str) -> dict[str, Any]:
+        item = self.item(f"MEMBER#{member_id}", "MEMBER")
+        assert item is not None, f"member {member_id} not in the table"
+        return item
+
+    def available(self, member_id: str) -> int:
+        return int(self.member_item(member_id)["available"])
+
+    def ledger(self, member_id: str) -> list[LedgerEntry]:
+        """Every ledger entry of a member, straight from the table (not through the code under test's paging)."""
+        entries: list[LedgerEntry] = []
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :ledger)",
+            "ExpressionAttributeValues": {":pk": {"S": f"MEMBER#{member_id}"}, ":ledger": {"S": "LEDGER#"}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**request)
+            entries.extend(entry_from_item(from_item(item)) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return entries
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def all_items(self) -> list[dict[str, Any]]:
+        """The whole (small, per-test) table: checks that a refused request wrote nothing anywhere."""
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        while True:
+            page = self.client.scan(**request)
+            items.extend(from_item(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def assert_ledger_is_true(self, member_id: str) -> None:
+        """The lines that must hold: balance == sum of entries >= 0, and the counters add up."""
+        member = self.member_item(member_id)
+        entries = self.ledger(member_id)
+        counters = {
+            name: int(member.get(name, 0))
+            for name in ("available", "pending", "lifetime_earned", "redeemed", "reversed", "expired", "unrecovered")
+        }
+        assert counters["available"] == sum(entry.points for entry in entries)
+        assert counters["available"] >= 0
+        assert counters["available"] + counters["pending"] == (
+            counters["lifetime_earned"] - counters["redeemed"] - counters["reversed"] - counters["expired"]
+        )
+        assert counters["unrecovered"] == sum(entry.unrecovered for entry in entries)
+
+
+def make_loyalty(backend: Backend, *, client: Any = None, **store_options: Any) -> Loyalty:
+    name = unique_table_name()
+    create_loyalty_table(backend.client, name)
+    store = LoyaltyStore(client or backend.client, name, **store_options)
+    for reward in REWARDS:
+        store.put_reward(reward)
+    return Loyalty(backend.name, backend.client, name, store, LoyaltyService(store, cache_seconds=0))
+
+
+@pytest.fixture
+def loyalty(backend: Backend) -> Iterator[Loyalty]:
+    system = make_loyalty(backend)
+    yield system
+    backend.client.delete_table(TableName=system.table)
