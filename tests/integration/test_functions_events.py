@@ -1,0 +1,419 @@
+"""The event-driven functions, in-process against moto: the stream publisher turns the items the store wrote into
+domain events on the bus, and the order-events function earns and reverses points from commerce events, once."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+from loyalty import runtime
+from loyalty.activities import Adjustment, Engagement, Purchase, Refund
+from loyalty.errors import MemberNotFound, OrderNotFound
+from loyalty.members import Enrollment, Profile
+from loyalty.service import LoyaltyService
+from moto import mock_aws
+from pydantic import ValidationError
+
+from tests.integration.conftest import REGION, REWARDS, ROOT, create_loyalty_table, template, unique_table_name
+
+EVENTS = ROOT / "events"
+_serializer = TypeSerializer()
+
+
+def load_handler(function: str) -> ModuleType:
+    """functions/<name>/app.py as Lambda loads it, under a name of its own (every function's module is `app`)."""
+    spec = importlib.util.spec_from_file_location(
+        f"{function}_app_under_test", ROOT / "functions" / function / "app.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import would: pydantic resolves the module's annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample_event(name: str) -> dict[str, Any]:
+    return dict(json.loads((EVENTS / name).read_text()))
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "under-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:under-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass
+class Aws:
+    table: str
+    bus: str
+    queue_url: str
+    dynamodb: Any
+    sqs: Any
+    resource: Any
+
+    @property
+    def service(self) -> LoyaltyService:
+        return runtime.loyalty_service()  # exactly what the handlers use
+
+    def published(self) -> list[dict[str, Any]]:
+        """Every event the bus delivered to the capture queue, as EventBridge shapes it."""
+        events: list[dict[str, Any]] = []
+        while True:
+            batch = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return events
+            events.extend(json.loads(message["Body"]) for message in batch)
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+            )
+
+    def items(self, pk: str) -> list[dict[str, Any]]:
+        """A partition's items read back as plain values, the way a DynamoDB resource returns them."""
+        table = self.resource.Table(self.table)
+        return list(table.query(KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": pk})["Items"])
+
+    def balance(self, member_id: str) -> int:
+        return self.service.member(member_id).balance.available
+
+
+@dataclass
+class Cloud:
+    dynamodb: Any
+    resource: Any
+    sqs: Any
+    bus: str
+    queue_url: str
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Cloud]:
+    """moto for the module: a bus whose rule (the archive's pattern from template.yaml) feeds a capture queue."""
+    with pytest.MonkeyPatch.context() as env, mock_aws():
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        events = boto3.client("events", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        bus = "loyalty-test-loyalty"
+        events.create_event_bus(Name=bus)
+        queue_url = sqs.create_queue(QueueName="captured-domain-events")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        pattern = template()["Resources"]["LoyaltyBusArchive"]["Properties"]["EventPattern"]
+        events.put_rule(Name="capture", EventBusName=bus, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule="capture", EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+        env.setenv("EVENT_BUS_NAME", bus)
+        env.setenv("CONFIG_CACHE_SECONDS", "0")
+        resource = boto3.resource("dynamodb", region_name=REGION)
+        yield Cloud(boto3.client("dynamodb", region_name=REGION), resource, sqs, bus, queue_url)
+    runtime.reset()
+
+
+@pytest.fixture
+def aws(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    """A fresh table from template.yaml, named in TABLE_NAME, and the runtime reset so the handlers use it."""
+    table = unique_table_name()
+    create_loyalty_table(cloud.dynamodb, table)
+    monkeypatch.setenv("TABLE_NAME", table)
+    runtime.reset()
+    system = Aws(table, cloud.bus, cloud.queue_url, cloud.dynamodb, cloud.sqs, cloud.resource)
+    system.published()  # start with an empty capture queue
+    for reward in REWARDS:
+        system.service.store.put_reward(reward)
+    yield system
+    cloud.dynamodb.delete_table(TableName=table)
+    runtime.reset()
+
+
+# ---- the stream publisher ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def publisher() -> ModuleType:
+    return load_handler("event_publisher")
+
+
+def stream_event(items: list[dict[str, Any]], first_sequence: int = 1000) -> dict[str, Any]:
+    """A DynamoDB stream batch of INSERTs, shaped like events/event_publisher_stream_insert.json."""
+    template_record = sample_event("event_publisher_stream_insert.json")["Records"][0]
+    records = []
+    for offset, item in enumerate(items):
+        record = copy.deepcopy(template_record)
+        record["eventID"] = uuid.uuid4().hex
+        image = {name: _serializer.serialize(value) for name, value in item.items()}
+        record["dynamodb"]["Keys"] = {"PK": image["PK"], "SK": image["SK"]}
+        record["dynamodb"]["NewImage"] = image
+        record["dynamodb"]["SequenceNumber"] = str(first_sequence + offset)
+        records.append(record)
+    return {"Records": records}
+
+
+def history(aws: Aws) -> tuple[str, dict[str, str]]:
+    """A member with one change of each kind, written by the real service. Returns (member_id, kind -> entry_id)."""
+    service = aws.service
+    member_id = service.enroll(
+        Enrollment(external_id="cust-1001", profile=Profile(first_name="Ada", email="ada@example.com"))
+    ).body["member_id"]
+    earned = service.purchase(member_id, Purchase(order_id="web-5531", amount=Decimal("120.50"), currency="USD"))
+    bonus = service.record(member_id, Engagement(type="review", reference="SKU-SERUM"), "review-1")
+    redeemed = service.redeem(member_id, "sample-trio", "redeem-1")
+    reversed_ = service.refund(Refund(order_id="web-5531", refund_id="rf-1", amount=Decimal("20.50")), None)
+    adjusted = service.record(member_id, Adjustment(points=-5, reason="goodwill for Ada"), "adjust-1")
+    entries = {
+        "earn": earned.body["entry"]["entry_id"],
+        "bonus": bonus.body["entry"]["entry_id"],
+        "redeem": redeemed.body["entry"]["entry_id"],
+        "reversal": reversed_.body["entry"]["entry_id"],
+        "adjustment": adjusted.body["entry"]["entry_id"],
+    }
+    return member_id, entries
+
+
+def test_the_publisher_puts_each_recorded_change_on_the_bus_as_its_domain_event(
+    aws: Aws, publisher: ModuleType
+) -> None:
+    member_id, entries = history(aws)
+    items = aws.items(f"MEMBER#{member_id}") + aws.items("ORDER#web-5531")  # the order item records no event
+
+    result = publisher.lambda_handler(stream_event(items), LambdaContext())
+
+    assert result == {"batchItemFailures": []}
+    published = {event["detail"]["event_id"]: event for event in aws.published()}
+    assert set(published) == {member_id, *entries.values()}
+    assert {e["source"] for e in published.values()} == {"serverless-loyalty"}
+    kinds = {published[entry_id]["detail-type"]: published[entry_id]["detail"] for entry_id in entries.values()}
+    assert set(kinds) == {"PointsEarned", "PointsRedeemed", "PointsReversed", "PointsAdjusted"}
+    enrolled = published[member_id]
+    assert (enrolled["detail-type"], enrolled["detail"]["tier"]) == ("MemberEnrolled", "Insider")
+    earn = published[entries["earn"]]["detail"]
+    assert (earn["member_id"], earn["kind"], earn["points"], earn["order_id"]) == (member_id, "earn", 120, "web-5531")
+    assert published[entries["bonus"]]["detail"]["points"] == 50
+    assert published[entries["redeem"]]["detail"]["reward_id"] == "sample-trio"
+    assert published[entries["reversal"]]["detail"]["refund_id"] == "rf-1"
+    assert published[entries["reversal"]]["detail"]["points"] == -20
+    for event in published.values():
+        body = json.dumps(event["detail"])
+        assert "Ada" not in body
+        assert "ada@example.com" not in body
+        assert "profile" not in event["detail"]
+
+
+def test_records_that_record_no_event_publish_nothing(aws: Aws, publisher: ModuleType) -> None:
+    aws.service.enroll(Enrollment(external_id="cust-1"))
+    items = aws.items("EXTERNAL#cust-1") + aws.items("CATALOG")
+
+    result = publisher.lambda_handler(stream_event(items), LambdaContext())
+
+    assert result == {"batchItemFailures": []}
+    assert aws.published() == []
+
+
+class RefusingEvents:
+    """EventBridge that refuses the entries whose detail names one of `refuse` (a FailedEntry each)."""
+
+    def __init__(self, refuse: set[str], *, fail_call_with: set[str] | None = None):
+        self.refuse = refuse
+        self.fail_call_with = fail_call_with or set()
+        self.calls: list[list[dict[str, Any]]] = []
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(Entries)
+        ids = [json.loads(entry["Detail"])["event_id"] for entry in Entries]
+        if self.fail_call_with & set(ids):
+            raise ConnectionError("EventBridge unreachable")
+        results = [
+            {"ErrorCode": "InternalFailure", "ErrorMessage": "try again"} if i in self.refuse else {"EventId": i}
+            for i in ids
+        ]
+        return {"FailedEntryCount": sum("ErrorCode" in r for r in results), "Entries": results}
+
+
+def many_changes(aws: Aws, count: int) -> tuple[str, list[dict[str, Any]]]:
+    member_id = aws.service.enroll(Enrollment(external_id=f"cust-{uuid.uuid4().hex[:6]}")).body["member_id"]
+    for i in range(count):
+        aws.service.record(member_id, Engagement(type="review"), f"review-{i}")
+    return member_id, aws.items(f"MEMBER#{member_id}")
+
+
+def test_a_record_eventbridge_refuses_is_reported_for_retry_by_its_sequence_number(
+    aws: Aws, publisher: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, items = many_changes(aws, 12)  # 13 events with the enrollment: two PutEvents calls of at most 10
+    event = stream_event(items)
+    refused_item = items[11]
+    refused_id = refused_item.get("entry_id") or refused_item["member_id"]
+    events = RefusingEvents({refused_id})
+    monkeypatch.setattr(publisher, "client", lambda service: events)
+
+    result = publisher.lambda_handler(event, LambdaContext())
+
+    [record] = [r for r in event["Records"] if r["dynamodb"]["NewImage"]["SK"]["S"] == refused_item["SK"]]
+    assert result == {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
+    assert [len(call) for call in events.calls] == [10, 3]
+
+
+def test_when_a_whole_put_events_call_fails_every_record_of_that_call_is_reported(
+    aws: Aws, publisher: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, items = many_changes(aws, 12)
+    event = stream_event(items)
+    in_second_call = items[12].get("entry_id") or items[12]["member_id"]
+    monkeypatch.setattr(publisher, "client", lambda service: RefusingEvents(set(), fail_call_with={in_second_call}))
+
+    result = publisher.lambda_handler(event, LambdaContext())
+
+    second_call = [r["dynamodb"]["SequenceNumber"] for r in event["Records"][10:]]
+    assert result == {"batchItemFailures": [{"itemIdentifier": sequence} for sequence in second_call]}
+
+
+# ---- commerce order events -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def orders() -> ModuleType:
+    return load_handler("order_events")
+
+
+def order_placed(**detail: Any) -> dict[str, Any]:
+    """events/order_events_order_placed.json, with a fresh event id and the detail fields given."""
+    event = sample_event("order_events_order_placed.json")
+    event["id"] = str(uuid.uuid4())
+    event["detail"]["occurred_at"] = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    event["detail"].update(detail)
+    return event
+
+
+def order_refunded(**detail: Any) -> dict[str, Any]:
+    event = sample_event("order_events_order_refunded.json")
+    event["id"] = str(uuid.uuid4())
+    event["detail"].update(detail)
+    return event
+
+
+@pytest.fixture
+def customer(aws: Aws) -> str:
+    """The commerce system's customer cust-1001, enrolled as a member (the sample events' customer)."""
+    return str(aws.service.enroll(Enrollment(external_id="cust-1001")).body["member_id"])
+
+
+def test_an_order_placed_by_a_customer_who_is_a_member_earns(aws: Aws, orders: ModuleType, customer: str) -> None:
+    result = orders.lambda_handler(order_placed(), LambdaContext())
+
+    assert (result["status"], result["replayed"]) == (201, False)
+    assert result["entry"]["points"] == 120  # 120.5 USD, floor once
+    assert result["entry"]["member_id"] == customer
+    assert aws.balance(customer) == 120
+
+
+def test_the_same_order_event_delivered_again_changes_nothing(aws: Aws, orders: ModuleType, customer: str) -> None:
+    event = order_placed()
+    first = orders.lambda_handler(event, LambdaContext())
+
+    again = orders.lambda_handler(event, LambdaContext())  # EventBridge delivers at least once
+    resent = orders.lambda_handler(order_placed(), LambdaContext())  # a new event id for the same order
+
+    for replay in (again, resent):
+        assert replay["replayed"] is True
+        assert replay["entry"] == first["entry"]
+    assert aws.balance(customer) == 120
+    assert len(aws.service.ledger(customer, 100, None)["entries"]) == 1
+
+
+def test_an_order_may_name_the_member_directly(aws: Aws, orders: ModuleType, customer: str) -> None:
+    event = order_placed(order_id="web-by-member", member_id=customer, customer_id=None, amount=10, line_items=[])
+
+    assert orders.lambda_handler(event, LambdaContext())["status"] == 201
+    assert aws.balance(customer) == 10
+
+
+def test_an_order_from_a_customer_who_is_not_a_member_is_acknowledged_and_earns_nothing(
+    aws: Aws, orders: ModuleType
+) -> None:
+    result = orders.lambda_handler(order_placed(customer_id="cust-stranger", order_id="web-77"), LambdaContext())
+
+    assert result["status"] == "ignored"
+    assert aws.items("ORDER#web-77") == []
+
+
+def test_an_order_refunded_event_reverses_the_orders_share_once(aws: Aws, orders: ModuleType, customer: str) -> None:
+    orders.lambda_handler(order_placed(), LambdaContext())
+    refund = order_refunded()  # 20.5 of 120.5 refunded
+
+    result = orders.lambda_handler(refund, LambdaContext())
+    again = orders.lambda_handler(refund, LambdaContext())
+
+    assert (result["status"], result["points_due"], result["points_reversed"]) == (201, 20, 20)
+    assert again["replayed"] is True
+    assert again["entry"] == result["entry"]
+    assert aws.balance(customer) == 100
+
+
+def test_a_refund_without_a_refund_id_is_idempotent_by_the_event_id(
+    aws: Aws, orders: ModuleType, customer: str
+) -> None:
+    orders.lambda_handler(order_placed(), LambdaContext())
+    refund = order_refunded(refund_id=None)
+
+    orders.lambda_handler(refund, LambdaContext())
+    again = orders.lambda_handler(refund, LambdaContext())
+
+    assert again["replayed"] is True
+    assert aws.balance(customer) == 100
+
+
+def test_a_refund_that_arrives_before_its_order_raises_so_lambda_retries(
+    aws: Aws, orders: ModuleType, customer: str
+) -> None:
+    with pytest.raises(OrderNotFound):
+        orders.lambda_handler(order_refunded(order_id="web-not-yet"), LambdaContext())
+
+    orders.lambda_handler(order_placed(order_id="web-not-yet"), LambdaContext())  # the order arrives
+    retried = orders.lambda_handler(order_refunded(order_id="web-not-yet"), LambdaContext())  # Lambda retries
+    assert retried["status"] == 201
+    assert aws.balance(customer) == 100
+
+
+def test_an_order_naming_an_unknown_member_id_raises_rather_than_being_dropped(aws: Aws, orders: ModuleType) -> None:
+    with pytest.raises(MemberNotFound):
+        orders.lambda_handler(order_placed(member_id="m_01jzzzzzzzzzzzzzzzzzzzzzzz"), LambdaContext())
+
+
+def test_a_malformed_order_event_raises_and_writes_nothing(aws: Aws, orders: ModuleType, customer: str) -> None:
+    event = order_placed(order_id="web-bad")
+    del event["detail"]["amount"]
+
+    with pytest.raises(ValidationError):
+        orders.lambda_handler(event, LambdaContext())
+
+    assert aws.items("ORDER#web-bad") == []
+    assert aws.balance(customer) == 0
+
+
+def test_an_event_of_another_detail_type_is_refused(aws: Aws, orders: ModuleType) -> None:
+    event = order_placed()
+    event["detail-type"] = "OrderShipped"
+
+    with pytest.raises(ValidationError):
+        orders.lambda_handler(event, LambdaContext())
+
+
+def path_of(module: ModuleType) -> Path:
+    return Path(str(module.__file__))
+
+
+def test_each_handler_is_loaded_from_its_own_function_folder(publisher: ModuleType, orders: ModuleType) -> None:
+    assert path_of(publisher) == ROOT / "functions" / "event_publisher" / "app.py"
+    assert path_of(orders) == ROOT / "functions" / "order_events" / "app.py"
