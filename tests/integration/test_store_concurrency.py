@@ -133,3 +133,34 @@ def test_concurrent_refunds_of_one_order_reverse_exactly_its_points(local_server
     assert order is not None
     assert (order["refunded_amount"], order["reversal_due"]) == (Decimal(100), 100)
     server.assert_ledger_is_true(member_id)
+
+
+@pytest.mark.dynamodb_local
+def test_the_same_redemption_sent_concurrently_debits_once_and_every_caller_gets_the_same_voucher(
+    local_server: Loyalty,
+) -> None:
+    server = local_server
+    member_id = server.enroll()
+    server.buy(member_id, "100.00")
+
+    results = run_concurrently([lambda: server.service.redeem(member_id, "ten-points", "same-key")] * 12)
+
+    assert [type(r).__name__ for r in results] == ["Outcome"] * 12
+    assert len({r.body["voucher_code"] for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    assert server.available(member_id) == 90
+    server.assert_ledger_is_true(member_id)
+
+
+@pytest.mark.dynamodb_local
+def test_the_same_order_arriving_through_several_doors_at_once_earns_once(local_server: Loyalty) -> None:
+    server = local_server
+    member_id = server.enroll()
+
+    results = run_concurrently([lambda: server.buy(member_id, "75.00", order_id="web-9000")] * 12)
+
+    assert [type(r).__name__ for r in results] == ["Outcome"] * 12
+    assert len({r.body["entry"]["entry_id"] for r in results}) == 1
+    assert server.available(member_id) == 75
+    assert int(server.member_item(member_id)["purchase_count"]) == 1
+    server.assert_ledger_is_true(member_id)

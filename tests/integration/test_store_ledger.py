@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from loyalty.activities import Adjustment, Refund
+from loyalty.activities import Adjustment, LineItem, Purchase, Refund
 from loyalty.adapters.dynamodb_store import month_key, timestamp
 from loyalty.errors import (
     IdempotencyKeyReused,
@@ -21,6 +21,8 @@ from loyalty.errors import (
     RewardNotFound,
 )
 from loyalty.ledger import EntryKind
+from loyalty.program import ProgramConfig
+from loyalty.rewards import Reward, RewardKind
 from loyalty.service import Outcome
 
 from tests.integration.conftest import Loyalty
@@ -153,6 +155,33 @@ def test_a_purchase_dated_before_any_plausible_order_is_refused_and_the_member_s
     assert loyalty.service.member(member_id).member_id == member_id
     assert refused is not None
     assert refused.field == "occurred_at"
+
+
+def test_a_program_stored_in_the_table_changes_earning_without_a_deploy(loyalty: Loyalty) -> None:
+    member_id = loyalty.enroll()
+    loyalty.store.put_program(
+        ProgramConfig(
+            version=2,
+            points_per_unit={"USD": Decimal(2), "EUR": Decimal("1.5")},
+            category_multipliers={"skincare": Decimal(3)},
+        )
+    )
+
+    usd = loyalty.buy(member_id, "10.00")
+    eur = loyalty.buy(member_id, "10.00", currency="EUR")
+    lines = loyalty.service.purchase(
+        member_id,
+        Purchase(
+            order_id="web-lines",
+            amount=Decimal("10"),
+            currency="USD",
+            line_items=(LineItem(category="skincare", amount=Decimal("4")),),
+        ),
+    )
+
+    assert (usd.body["entry"]["points"], eur.body["entry"]["points"]) == (20, 15)
+    assert lines.body["entry"]["points"] == 36  # (10 + 4 x 2) x 2
+    assert loyalty.available(member_id) == 71
 
 
 # ---- write-time aggregates ----------------------------------------------------------------------------------
@@ -339,6 +368,20 @@ def test_an_unknown_reward_is_not_found(loyalty: Loyalty) -> None:
     with pytest.raises(RewardNotFound):
         loyalty.service.redeem(member_id, "no-such-reward", "redeem-1")
 
+    assert loyalty.available(member_id) == 100
+
+
+def test_a_retired_reward_can_no_longer_be_redeemed(loyalty: Loyalty) -> None:
+    member_id = loyalty.enroll()
+    loyalty.buy(member_id, "100.00")
+    loyalty.store.put_reward(
+        Reward(reward_id="retired", name="Old treat", kind=RewardKind.FREE_PRODUCT, cost_points=10, active=False)
+    )
+
+    with pytest.raises(RewardNotFound):
+        loyalty.service.redeem(member_id, "retired", "redeem-1")
+
+    assert "retired" not in [reward.reward_id for reward in loyalty.service.rewards()]
     assert loyalty.available(member_id) == 100
 
 

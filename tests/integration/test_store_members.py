@@ -6,6 +6,7 @@ import threading
 from datetime import date
 
 import pytest
+from loyalty import ids
 from loyalty.adapters.dynamodb_store import KEY_ATTRIBUTES, TTL_ATTRIBUTE
 from loyalty.errors import InvalidRequest, MemberNotFound
 from loyalty.members import Consent, Enrollment, Profile
@@ -99,6 +100,20 @@ def test_a_referral_names_the_referring_member(loyalty: Loyalty) -> None:
     referred = loyalty.service.enroll(Enrollment(external_id="cust-friend", referred_by=referrer.referral_code))
 
     assert referred.body["referred_by"] == referrer.member_id
+
+
+def test_a_referral_code_already_taken_is_drawn_again(loyalty: Loyalty, monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = loyalty.service.member(loyalty.enroll()).referral_code
+    draws = iter([taken, taken, "WXYZ-2345"])
+    monkeypatch.setattr(ids, "referral_code", lambda: next(draws))
+
+    outcome = loyalty.service.enroll(Enrollment(external_id="cust-unlucky"))
+
+    assert outcome.status == 201
+    assert outcome.body["referral_code"] == "WXYZ-2345"
+    referral = loyalty.item(f"REFERRAL#{taken}", "REFERRAL")
+    assert referral is not None
+    assert referral["member_id"] != outcome.body["member_id"]  # the first holder keeps their code
 
 
 def test_an_unknown_referral_code_is_refused_and_enrolls_no_one(loyalty: Loyalty) -> None:
