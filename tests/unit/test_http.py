@@ -84,6 +84,29 @@ def test_an_unknown_field_that_happens_to_share_a_variant_name_is_still_named() 
     assert fields(errors) == ["refund"]
 
 
+def test_an_unknown_activity_type_names_the_type_field_and_what_it_accepts() -> None:
+    status, body = validation_error_body(body_errors({"type": "teleport", "points": 5}))
+
+    assert status == 422
+    [error] = body["errors"]
+    assert error["field"] == "type"
+    assert "'teleport'" in error["reason"]
+    for accepted in ("purchase", "refund", "review", "adjustment"):
+        assert accepted in error["reason"]
+
+
+def test_a_missing_activity_type_is_reported_as_required() -> None:
+    _, body = validation_error_body(body_errors({"order_id": "o-1", "amount": "10", "currency": "USD"}))
+
+    assert body["errors"] == [{"field": "type", "reason": "required"}]
+
+
+def test_a_header_keeps_its_documented_name_though_it_arrives_lower_cased() -> None:
+    errors = [{"type": "string_pattern_mismatch", "loc": ("header", "idempotency-key"), "msg": "bad"}]
+
+    assert fields(errors) == ["Idempotency-Key"]
+
+
 def test_domain_errors_carry_the_field_and_the_reason() -> None:
     error = InvalidRequest("line items add up to more than the order amount", field="line_items")
 
