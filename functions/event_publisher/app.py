@@ -21,6 +21,8 @@ _deserializer = TypeDeserializer()
 
 
 def _event(record: dict[str, Any]) -> DomainEvent | None:
+    if record.get("eventName") != "INSERT":  # the template's filter passes only INSERTs; this holds without it
+        return None
     image = record.get("dynamodb", {}).get("NewImage") or {}
     return domain_event_from_item({k: _deserializer.deserialize(v) for k, v in image.items()})
 
