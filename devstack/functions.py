@@ -95,6 +95,54 @@ class FunctionStats:
     timeouts_exceeded: int = 0
 
 
+class _PerRequest:
+    """A value each thread sees on its own: each in-flight request runs in its own thread."""
+
+    def __init__(self, name: str):
+        self._name = name
+        self._local = threading.local()
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        try:
+            return self._local.value
+        except AttributeError:
+            raise AttributeError(self._name) from None
+
+    def __set__(self, obj: object, value: Any) -> None:
+        self._local.value = value
+
+    def __delete__(self, obj: object) -> None:
+        self._local.__dict__.pop("value", None)
+
+
+def isolate_powertools_requests() -> bool:
+    """Give each request its own Powertools `current_event` and `lambda_context`.
+
+    Separate copies of a handler module are not enough: Powertools' REST resolver stores the current event on the
+    *class* (`BaseRouter.current_event = ...` in `resolve()`), shared by every resolver in the process, so two
+    concurrent requests in two containers read each other's headers, claims and body. On Lambda one process serves
+    one request at a time; here both attributes become per-thread, class-level and instance-level alike (a
+    metaclass descriptor catches `BaseRouter.current_event = x`, a class descriptor `self.current_event`).
+    Returns False when Powertools (or that attribute) is not there.
+    """
+    try:
+        from aws_lambda_powertools.event_handler import api_gateway
+    except ImportError:
+        return False
+    base = getattr(api_gateway, "BaseRouter", None)
+    if base is None:
+        return False
+    if base.__dict__.get("_devstack_per_request"):
+        return True
+    slots = {name: _PerRequest(name) for name in ("current_event", "lambda_context")}
+    for name, slot in slots.items():
+        type.__setattr__(base, name, slot)
+    metaclass = type(base)
+    base.__class__ = type(f"PerRequest{metaclass.__name__}", (metaclass,), dict(slots))
+    type.__setattr__(base, "_devstack_per_request", True)
+    return True
+
+
 class FunctionPool:
     """The containers of one function. `invoke(event)` runs the handler in an idle container, or a new one."""
 
@@ -222,6 +270,7 @@ class FunctionHost:
     ):
         self.template = template
         names = physical_names or {}
+        isolate_powertools_requests()
         self.pools = {
             logical_id: FunctionPool(function, names.get(logical_id, logical_id), max_containers)
             for logical_id, function in template.functions.items()

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -189,8 +189,10 @@ class StreamPoller(Poller):
         on_failure: Destination | None,
         region: str,
         function_arn: str,
+        verify_reads: bool = False,
     ):
         super().__init__(f"stream:{event.function}.{event.name}", event.function)
+        self.verify_reads = verify_reads  # for moto: see _poll_verified
         self.pool = pool
         self.event = event
         self.stream_arn = stream_arn
@@ -206,6 +208,10 @@ class StreamPoller(Poller):
         self._parents: dict[str, str | None] = {}
         self._last_sequence: dict[str, str] = {}
         self._described = 0.0
+        self._history: dict[str, OrderedDict[int, str]] = {}  # shard -> delivered sequence number -> eventID
+        self._pending: dict[str, dict[int, str]] = {}  # shard -> records seen once, not yet confirmed
+        self._skip_existing = event.starting_position == "LATEST"
+        self.rewinds = 0
 
     def status(self) -> dict[str, Any]:
         return {
@@ -215,6 +221,7 @@ class StreamPoller(Poller):
             "filtered_out": self.filtered_out,
             "batch_size": self.event.batch_size,
             "max_retries": self.max_retries,
+            **({"verified_reads": True, "rewinds": self.rewinds} if self.verify_reads else {}),
         }
 
     def _refresh_shards(self) -> None:
@@ -251,6 +258,9 @@ class StreamPoller(Poller):
         for shard_id, iterator in list(self._iterators.items()):
             if iterator is None or not self._ready(shard_id) or self.stopping:
                 continue
+            if self.verify_reads:
+                busy = self._poll_verified(shard_id) or busy
+                continue
             try:
                 page = self.streams.get_records(ShardIterator=iterator, Limit=1000)
             except ClientError as error:
@@ -265,6 +275,79 @@ class StreamPoller(Poller):
                 self._deliver(shard_id, records)
                 self._last_sequence[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
         return busy
+
+    # moto: a transaction that fails replaces the table, stream shard included, by a copy taken before it began.
+    # Iterators then read a shard nobody writes to any more, records of the rolled-back writes were visible for a
+    # moment, and new records reuse their sequence numbers. So on moto each poll reads the current shard afresh,
+    # checks that the last delivered record is still there, and delivers a record only once two reads agree.
+
+    def _records(self, shard_id: str, iterator_type: str, sequence: int | None = None) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"StreamArn": self.stream_arn, "ShardId": shard_id, "ShardIteratorType": iterator_type}
+        if sequence is not None:
+            kwargs["SequenceNumber"] = str(sequence)
+        iterator = self.streams.get_shard_iterator(**kwargs)["ShardIterator"]
+        return list(self.streams.get_records(ShardIterator=iterator, Limit=1000).get("Records", []))
+
+    def _poll_verified(self, shard_id: str) -> bool:
+        history = self._history.setdefault(shard_id, OrderedDict())
+        last = self._last_sequence.get(shard_id)
+        if last is None:
+            records = self._records(shard_id, "TRIM_HORIZON")
+        else:
+            records = self._records(shard_id, "AT_SEQUENCE_NUMBER", int(last))
+            head = records[0] if records else None
+            if head is None or history.get(int(head["dynamodb"]["SequenceNumber"])) != head["eventID"]:
+                self._rewind(shard_id)
+                return True
+            records = records[1:]
+        pending = self._pending.get(shard_id, {})
+        confirmed = []
+        for record in records:
+            if pending.get(int(record["dynamodb"]["SequenceNumber"])) != record["eventID"]:
+                break
+            confirmed.append(record)
+        self._pending[shard_id] = {int(r["dynamodb"]["SequenceNumber"]): r["eventID"] for r in records}
+        if not confirmed:
+            return False  # what was read once is confirmed on the next poll, after the idle wait
+        if self._skip_existing:
+            self._skip_existing = False  # StartingPosition LATEST: what was there at start is not delivered
+        else:
+            self._deliver(shard_id, confirmed)
+        for record in confirmed:
+            history[int(record["dynamodb"]["SequenceNumber"])] = record["eventID"]
+        while len(history) > 50_000:
+            history.popitem(last=False)
+        self._last_sequence[shard_id] = confirmed[-1]["dynamodb"]["SequenceNumber"]
+        return True
+
+    def _rewind(self, shard_id: str) -> None:
+        """The shard was rolled back: resume after the newest delivered record that is still in it."""
+        current: dict[int, str] = {}
+        iterator = self.streams.get_shard_iterator(
+            StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+            if not page.get("Records"):
+                break
+            current.update({int(r["dynamodb"]["SequenceNumber"]): r["eventID"] for r in page["Records"]})
+            iterator = page.get("NextShardIterator")
+        history = self._history[shard_id]
+        resume = next((seq for seq, event_id in reversed(history.items()) if current.get(seq) == event_id), None)
+        while history and next(reversed(history)) != resume:
+            history.popitem()
+        if resume is None:
+            self._last_sequence.pop(shard_id, None)
+        else:
+            self._last_sequence[shard_id] = str(resume)
+        self._pending[shard_id] = {}
+        self.rewinds += 1
+        log.warning(
+            "%s: the stream was rolled back (moto replaces a table and its stream when a transaction fails); "
+            "reading again after sequence number %s",
+            self.name,
+            resume,
+        )
 
     def _reopen(self, shard_id: str) -> str:
         last = self._last_sequence.get(shard_id)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
+import traceback
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -153,6 +155,7 @@ class LocalStack:
             self.dynamodb_endpoint = self._dynamodb_local.endpoint
         else:
             self.dynamodb_endpoint = self.moto_endpoint
+            self._isolate_moto_dynamodb()
 
         self._set_env(
             {
@@ -191,6 +194,17 @@ class LocalStack:
         )
         if self.seed is not None:
             self.seed(self)
+
+    @staticmethod
+    def _isolate_moto_dynamodb() -> None:
+        """Serialise moto's DynamoDB request handling when devstack.moto_isolation provides it: moto's transactions
+        are not isolated (docs/local-stack.md), and its server runs in this process."""
+        try:
+            from devstack.moto_isolation import isolate_moto_dynamodb  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            log.debug("devstack.moto_isolation not present: moto's DynamoDB runs unserialised")
+            return
+        isolate_moto_dynamodb()
 
     def _choose_backend(self) -> Literal["local", "moto"]:
         if self.requested_backend == "moto":
@@ -338,6 +352,7 @@ class LocalStack:
                     self._destination(event.on_failure),
                     REGION,
                     self.resolver.arn(event.function),
+                    verify_reads=self.dynamodb_backend == "moto",
                 )
             )
         for event in self.template.rule_events:
@@ -418,7 +433,14 @@ class LocalStack:
                     aws_access_key_id="testing",
                     aws_secret_access_key="testing",  # noqa: S106 - the emulators' fake credentials
                     aws_session_token="testing",  # noqa: S106
-                    config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32),
+                    # Timeouts well above a 1 s long poll, well below botocore's 60 s: a request the emulator
+                    # drops under load is retried soon instead of stalling a poller for a minute.
+                    config=Config(
+                        retries={"mode": "standard", "max_attempts": 5},
+                        max_pool_connections=32,
+                        connect_timeout=5,
+                        read_timeout=15,
+                    ),
                 )
             return self._clients[service]
 
@@ -455,9 +477,13 @@ class LocalStack:
             seen: dict[str, int] = {}
             for event in self.tap.events():
                 seen[str(event.get("detail-type"))] = seen.get(str(event.get("detail-type")), 0) + 1
+            same_type = [e.get("detail") for e in self.tap.events(detail_type)][-3:]
             raise TimeoutError(
                 f"{len(found)} of {count} {detail_type or 'events'} {detail or ''} within "
                 f"{timeout} s; seen so far: {seen or 'nothing'}"
+                + (f"; the last {detail_type} details: {same_type}" if same_type and detail else "")
+                + "; pollers: "
+                + "; ".join(_poller_summary(p) for p in self.pollers if not isinstance(p, EventTap))
             )
         return found
 
@@ -534,3 +560,15 @@ class LocalStack:
                 for s in self.template.schedule_events
             ],
         }
+
+
+def _poller_summary(poller: Poller) -> str:
+    """A poller's counters and where its thread is now (a stuck poller shows where it is stuck)."""
+    frame = sys._current_frames().get(poller.ident or -1)
+    where = traceback.extract_stack(frame)[-1] if frame is not None else None
+    status = {
+        k: v
+        for k, v in poller.status().items()
+        if k in ("delivered", "failed_attempts", "dead_lettered", "last_error", "rewinds", "alive")
+    }
+    return f"{poller.name} {status} at {where.name}:{where.lineno}" if where else f"{poller.name} {status}"

@@ -62,6 +62,36 @@ Resources:
         Crash: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /crash, Method: get}}
         Slow: {Type: Api, Properties: {RestApiId: !Ref Api, Path: /slow, Method: get}}
         Nightly: {Type: Schedule, Properties: {Schedule: rate(1 day), Input: '{"job": "nightly"}'}}
+  ResolverFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/resolver
+      Handler: app.handler
+      Events:
+        Echo: {Type: Api, Properties: {RestApiId: !Ref Api, Path: "/resolver/{item_id}", Method: post}}
+"""
+
+RESOLVER_HANDLER = """
+import json
+import time
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+app = APIGatewayRestResolver()
+
+
+@app.post("/resolver/<item_id>")
+def echo(item_id):
+    before = app.current_event.headers.get("X-Request")
+    time.sleep(0.02)  # another request is served meanwhile, in another container
+    after = app.current_event.headers.get("X-Request")
+    claims = app.current_event.request_context.authorizer.claims
+    return Response(200, "application/json", json.dumps({"item_id": item_id, "before": before, "after": after,
+                                                         "sub": claims.get("sub")}))
+
+
+def handler(event, context):
+    return app.resolve(event, context)
 """
 
 HANDLER = """
@@ -110,6 +140,8 @@ ADMIN = {"Authorization": "Bearer dev:admin:alice"}
 def write_sample(root: Path) -> Path:
     (root / "functions" / "echo").mkdir(parents=True)
     (root / "functions" / "echo" / "app.py").write_text(HANDLER)
+    (root / "functions" / "resolver").mkdir(parents=True)
+    (root / "functions" / "resolver" / "app.py").write_text(RESOLVER_HANDLER)
     (root / "template.yaml").write_text(textwrap.dedent(TEMPLATE))
     return root
 
@@ -298,3 +330,23 @@ def test_a_second_stack_in_the_same_process_is_refused(stack: LocalStack) -> Non
 
 def test_invoke_runs_a_function_through_its_pool(stack: LocalStack) -> None:
     assert stack.invoke("EchoFunction", {"job": "direct"})["ran"] == "direct"
+
+
+def test_concurrent_requests_to_a_powertools_resolver_each_see_their_own_event(stack: LocalStack) -> None:
+    # Given a Powertools REST resolver, which keeps the current event on a class shared by every copy of the module
+    def call(index: int) -> dict[str, Any]:
+        response = requests.post(
+            f"{stack.api_url}/resolver/{index}",
+            headers={"Authorization": f"Bearer dev:user:caller-{index}", "X-Request": str(index)},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    # When 30 requests run at once
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        answers = list(pool.map(call, range(30)))
+
+    # Then each handler saw only its own request: path, headers and caller, before and after the others ran
+    for index, answer in enumerate(answers):
+        assert answer == {"item_id": str(index), "before": str(index), "after": str(index), "sub": f"caller-{index}"}

@@ -171,3 +171,35 @@ def test_a_reported_failure_is_retried_from_that_record_then_parked_in_on_failur
     assert receive_until(stack, "StreamFailures", lambda b: False, timeout=1.5) == []
     poller = next(p for p in stack.status()["pollers"] if p["kind"] == "dynamodb-stream")
     assert poller["dead_lettered"] >= 1 and poller["alive"]
+
+
+def test_a_failed_transaction_neither_reaches_the_handler_nor_stalls_the_stream(stack: LocalStack) -> None:
+    # Given a transaction whose second check fails after its first put (moto rolls back by swapping the table,
+    # stream included, for a copy: a naive poller keeps reading the orphaned stream and sees nothing more)
+    run = uuid.uuid4().hex[:6]
+    table = stack.resource_name("Things")
+    dynamodb = stack.client("dynamodb")
+    put(stack, f"{run}-before", kind="thing")
+    with pytest.raises(dynamodb.exceptions.TransactionCanceledException):
+        dynamodb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": table, "Item": {"pk": {"S": f"{run}-rolled-back"}, "kind": {"S": "thing"}}}},
+                {
+                    "ConditionCheck": {
+                        "TableName": table,
+                        "Key": {"pk": {"S": f"{run}-before"}},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+
+    # When more writes follow
+    put(stack, f"{run}-after", kind="thing")
+    seen = receive_until(
+        stack, "SeenQueue", lambda b: any(r["dynamodb"]["Keys"]["pk"]["S"] == f"{run}-after" for r in b)
+    )
+
+    # Then the writes around it arrive, and the rolled-back one never does
+    keys = [r["dynamodb"]["Keys"]["pk"]["S"] for r in seen if r["dynamodb"]["Keys"]["pk"]["S"].startswith(run)]
+    assert keys == [f"{run}-before", f"{run}-after"]
