@@ -59,7 +59,7 @@ bench: $(STAMP) dynamodb-local ## run the benchmarks
 	$(PY) -m bench $(ARGS)
 
 openapi: $(STAMP) ## regenerate openapi.json from the code
-	$(PY) -m loyalty.openapi_export
+	$(PY) -m devstack.openapi
 
 # SAM CLI pins its own boto3: it lives in its own virtual environment, installed on first use.
 $(SAM):
