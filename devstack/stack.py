@@ -26,6 +26,7 @@ from botocore.config import Config
 
 from devstack import dynamodb_local
 from devstack.functions import FunctionHost, add_layers_to_path, reset_layer_runtimes
+from devstack.moto_isolation import isolate_moto_dynamodb
 from devstack.gateway import ADMIN_GROUP, SERVICE_GROUP, Gateway, LocalRoutes, Route
 from devstack.pollers import Destination, EventTap, Poller, RulePoller, StreamPoller
 from devstack.resources import CreatedResources, create_resources
@@ -134,6 +135,8 @@ class LocalStack:
 
     def _start(self) -> None:
         from moto.server import ThreadedMotoServer
+
+        isolate_moto_dynamodb()  # moto's DynamoDB alone lets concurrent transactions overwrite each other
 
         werkzeug = logging.getLogger("werkzeug")  # moto's server logs every request at INFO
         if werkzeug.level == logging.NOTSET:

@@ -24,6 +24,12 @@ os.environ.update(
 for _variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS"):
     os.environ.pop(_variable, None)
 
+from devstack.moto_isolation import isolate_moto_dynamodb  # noqa: E402
+
+# moto's DynamoDB does not isolate concurrent transactions (devstack/moto_isolation.py has the evidence); moto runs
+# in this process, so every moto the tests start, in-process or server mode, gets the same fix as the local stack.
+isolate_moto_dynamodb()
+
 import shutil  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402

@@ -50,19 +50,7 @@ def test_a_new_member_starts_at_zero_on_the_entry_tier(loyalty: Loyalty) -> None
     assert referral["member_id"] == member.member_id
 
 
-MOTO_IN_PROCESS_RACES = (
-    "FINDING (moto, not the store): moto's transact_write_items is not isolated between threads (it deep-copies "
-    "the table, writes item by item without a lock, and restores the copy on a failed condition), so two threads "
-    "in one process can both enroll, or fail with 'dictionary changed size during iteration' or a claim that "
-    "vanishes; seen in 3 of 4 runs of 5 races. Intermittent, so not strict; DynamoDB Local is the judge here."
-)
-
-
-def test_two_threads_enrolling_the_same_external_id_make_one_member(
-    loyalty: Loyalty, request: pytest.FixtureRequest
-) -> None:
-    if loyalty.backend == "moto":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=MOTO_IN_PROCESS_RACES))
+def test_two_threads_enrolling_the_same_external_id_make_one_member(loyalty: Loyalty) -> None:
     for attempt in range(5):  # five races, each between two threads released at the same instant
         external_id = f"cust-race-{attempt}"
         start = threading.Barrier(2)
