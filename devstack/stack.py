@@ -26,8 +26,8 @@ from botocore.config import Config
 
 from devstack import dynamodb_local
 from devstack.functions import FunctionHost, add_layers_to_path, reset_layer_runtimes
-from devstack.moto_isolation import isolate_moto_dynamodb
 from devstack.gateway import ADMIN_GROUP, SERVICE_GROUP, Gateway, LocalRoutes, Route
+from devstack.moto_isolation import isolate_moto_dynamodb
 from devstack.pollers import Destination, EventTap, Poller, RulePoller, StreamPoller
 from devstack.resources import CreatedResources, create_resources
 from devstack.template import ACCOUNT_ID, DEFAULT_STACK_NAME, REGION, Resolver, Template, load_template
