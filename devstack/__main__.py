@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
 
     seed = None if args.no_seed else demo_seed()
-    stack = LocalStack(dynamodb=args.dynamodb, port=args.port, seed=_forgiving(seed) if seed else None)
+    try:
+        stack = LocalStack(dynamodb=args.dynamodb, port=args.port, seed=_forgiving(seed) if seed else None)
+    except OSError as error:
+        print(f"devstack: could not read the template: {error}", file=sys.stderr)
+        return 1
     try:
         stack.start()
     except (StackError, OSError) as error:
