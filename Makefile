@@ -64,7 +64,8 @@ bench: $(STAMP) dynamodb-local ## run the benchmarks
 openapi: $(STAMP) ## regenerate openapi.json from the code
 	$(PY) -m devstack.openapi
 
-# SAM CLI pins its own boto3: it lives in its own virtual environment, installed on first use.
+# SAM CLI pins its own boto3: it lives in its own virtual environment, installed on first use. No telemetry.
+export SAM_CLI_TELEMETRY := 0
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
