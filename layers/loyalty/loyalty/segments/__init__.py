@@ -1,0 +1,10 @@
+"""Segmentation's pure core: member features from one item, RFM, points and lifecycle segments, marketer rules.
+
+Pure Python and pydantic (this package ships in the API layer). The refresh's vectorised twin of the RFM scoring
+lives in loyalty_analytics.rfm. Definitions and policies: docs/segments.md.
+"""
+
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import ConsentFlags, MemberFeatures, features_of
+
+__all__ = ["ConsentFlags", "MemberFeatures", "SegmentationConfig", "features_of"]

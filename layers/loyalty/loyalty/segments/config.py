@@ -1,0 +1,16 @@
+"""The segmentation document: every threshold and definition marketers can change without a deploy, versioned."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MONTHS_KEPT = 24  # the member item's monthly aggregates cover this many months (docs/data-model.md)
+
+
+class SegmentationConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = Field(default=1, ge=1)
+    rfm_window_months: int = Field(
+        default=12, ge=1, le=MONTHS_KEPT, description="Months (the as-of month included) that F and M cover."
+    )

@@ -1,0 +1,215 @@
+"""What segmentation knows about a member: figures computed from ONE member item, never the ledger.
+
+The member item carries write-time aggregates (docs/data-model.md): `first_purchase_at`, `last_purchase_at`,
+`purchase_count`, and the monthly maps `spend_by_month`, `purchases_by_month`, `points_by_month` keyed `YYYY-MM`
+(UTC). Every window here is a run of whole calendar months ending with the as-of month, and every day count is a
+difference of UTC calendar dates, so all members scored in one refresh share one clock. The definitions marketers
+may rely on are in docs/segments.md ("documented member fields"); `RULE_FIELDS` (loyalty.segments.rules) is built
+from this model, so a field added here is a field the rule language accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from loyalty.segments.config import SegmentationConfig
+
+_ZERO = Decimal(0)
+
+
+class ConsentFlags(BaseModel):
+    """Per-channel marketing consent as the member gave it; absent means no."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: bool = False
+    sms: bool = False
+    push: bool = False
+    whatsapp: bool = False
+    profiling: bool = False
+
+
+class MemberFeatures(BaseModel):
+    """One member's segmentation inputs as of a moment. Windows include the as-of month (see docs/segments.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    member_id: str = Field(description="Identity only; not a rule field.")
+    recency_days: int | None = Field(ge=0, description="UTC days from the last purchase to as-of; None if never.")
+    frequency: int = Field(ge=0, description="Purchases in the RFM window (rfm_window_months).")
+    monetary: Decimal = Field(description="Net spend in the RFM window.")
+    purchases_6m: int = Field(ge=0)
+    purchases_12m: int = Field(ge=0)
+    spend_6m: Decimal
+    spend_12m: Decimal
+    points_6m: int
+    points_12m: int
+    active_months_6m: int = Field(ge=0, le=6, description="Months with at least one purchase among the last 6.")
+    purchase_count: int = Field(ge=0, description="Lifetime purchases.")
+    days_since_enrolled: int = Field(ge=0)
+    days_since_first_purchase: int | None = Field(ge=0)
+    tier: str
+    country: str | None
+    age: int | None = Field(ge=0)
+    consent: ConsentFlags
+    available_points: int
+    lifetime_points: int
+
+    @property
+    def has_purchased(self) -> bool:
+        return self.recency_days is not None
+
+
+def month_index(moment: datetime | date) -> int:
+    """Months since year 0, so that month arithmetic is integer arithmetic: 2026-01 minus one is 2025-12."""
+    return moment.year * 12 + moment.month - 1
+
+
+@lru_cache(maxsize=64)
+def _months_back(current: int, span: int) -> dict[str, int]:
+    """ "YYYY-MM" -> months before the current month, for the `span` months ending with it. Looking keys up here
+    costs a dict probe; parsing every key of every item was most of the time features_of took."""
+    return {
+        f"{index // 12:04d}-{index % 12 + 1:02d}": current - index for index in range(current - span + 1, current + 1)
+    }
+
+
+_MONTH_KEY = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
+def _outside(key: str) -> None:
+    """A key outside every window must still be a month (older, or later than as-of); anything else is corrupt."""
+    if not _MONTH_KEY.fullmatch(key):
+        raise ValueError(f"monthly aggregate key {key!r} is not YYYY-MM")
+
+
+def _instant(value: Any, name: str) -> datetime:
+    """A stored timestamp (fixed-width UTC string, or a datetime in hand-built items) as an aware UTC datetime."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):
+        raise ValueError(f"{name} is not a timestamp: {value!r}")
+    if moment.tzinfo is None:  # the store writes UTC only
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _day(value: Any, name: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    raise ValueError(f"{name} is not a date: {value!r}")
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(str(value))
+    return Decimal(value)
+
+
+def _age(birthday: date, today: date) -> int:
+    """Whole years lived; someone born on 29 February turns a year older on 1 March in common years."""
+    return today.year - birthday.year - ((today.month, today.day) < (birthday.month, birthday.day))
+
+
+def features_of(member_item: Mapping[str, Any], as_of: datetime, config: SegmentationConfig) -> MemberFeatures:
+    """Segmentation features of one member item (as the store reads it: Decimal numbers, ISO timestamp strings).
+
+    Months after the as-of month (a clock ahead of ours) and months before a window are ignored; a purchase dated
+    after as-of counts as 0 days ago.
+    """
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware (segments are computed in UTC)")
+    now = as_of.astimezone(UTC)
+    today = now.date()
+    current = month_index(now)
+    window = config.rfm_window_months
+    months = _months_back(current, max(12, window))
+
+    spend_6m = spend_12m = monetary = _ZERO
+    for key, amount in (member_item.get("spend_by_month") or {}).items():
+        back = months.get(key)
+        if back is None:
+            _outside(key)
+            continue
+        spent = _decimal(amount)
+        if back < 6:
+            spend_6m += spent
+        if back < 12:
+            spend_12m += spent
+        if back < window:
+            monetary += spent
+
+    purchases_6m = purchases_12m = frequency = active_months_6m = 0
+    for key, count in (member_item.get("purchases_by_month") or {}).items():
+        back = months.get(key)
+        if back is None:
+            _outside(key)
+            continue
+        bought = int(count)
+        if back < 6:
+            purchases_6m += bought
+            if bought > 0:
+                active_months_6m += 1
+        if back < 12:
+            purchases_12m += bought
+        if back < window:
+            frequency += bought
+
+    points_6m = points_12m = 0
+    for key, points in (member_item.get("points_by_month") or {}).items():
+        back = months.get(key)
+        if back is None:
+            _outside(key)
+            continue
+        earned = int(points)
+        if back < 6:
+            points_6m += earned
+        if back < 12:
+            points_12m += earned
+
+    last = member_item.get("last_purchase_at")
+    first = member_item.get("first_purchase_at")
+    recency_days = None if last is None else max(0, (today - _instant(last, "last_purchase_at").date()).days)
+    since_first = None if first is None else max(0, (today - _instant(first, "first_purchase_at").date()).days)
+    if "enrolled_at" not in member_item:
+        raise ValueError("member item has no enrolled_at")
+    since_enrolled = max(0, (today - _instant(member_item["enrolled_at"], "enrolled_at").date()).days)
+    birthday = member_item.get("birthday")
+    profile = member_item.get("profile") or {}
+    consent = member_item.get("consent") or {}
+
+    return MemberFeatures(
+        member_id=str(member_item.get("member_id", "")),
+        recency_days=recency_days,
+        frequency=frequency,
+        monetary=monetary,
+        purchases_6m=purchases_6m,
+        purchases_12m=purchases_12m,
+        spend_6m=spend_6m,
+        spend_12m=spend_12m,
+        points_6m=points_6m,
+        points_12m=points_12m,
+        active_months_6m=active_months_6m,
+        purchase_count=int(member_item.get("purchase_count", 0)),
+        days_since_enrolled=since_enrolled,
+        days_since_first_purchase=since_first,
+        tier=str(member_item.get("tier", "")),
+        country=profile.get("country"),
+        age=None if birthday is None else max(0, _age(_day(birthday, "birthday"), today)),
+        consent=ConsentFlags(**{flag: bool(consent.get(flag, False)) for flag in ConsentFlags.model_fields}),
+        available_points=int(member_item.get("available", 0)),
+        lifetime_points=int(member_item.get("lifetime_earned", 0)),
+    )
