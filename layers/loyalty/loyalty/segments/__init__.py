@@ -6,5 +6,28 @@ lives in loyalty_analytics.rfm. Definitions and policies: docs/segments.md.
 
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import ConsentFlags, MemberFeatures, features_of
+from loyalty.segments.rfm import (
+    RfmCutPoints,
+    RfmScore,
+    RfmSegment,
+    RfmSegmentMap,
+    RfmSummary,
+    money_bucket,
+    score,
+    summarize,
+)
 
-__all__ = ["ConsentFlags", "MemberFeatures", "SegmentationConfig", "features_of"]
+__all__ = [
+    "ConsentFlags",
+    "MemberFeatures",
+    "RfmCutPoints",
+    "RfmScore",
+    "RfmSegment",
+    "RfmSegmentMap",
+    "RfmSummary",
+    "SegmentationConfig",
+    "features_of",
+    "money_bucket",
+    "score",
+    "summarize",
+]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loyalty.segments.rfm import RfmSegmentMap
+
 MONTHS_KEPT = 24  # the member item's monthly aggregates cover this many months (docs/data-model.md)
 
 
@@ -14,3 +16,4 @@ class SegmentationConfig(BaseModel):
     rfm_window_months: int = Field(
         default=12, ge=1, le=MONTHS_KEPT, description="Months (the as-of month included) that F and M cover."
     )
+    rfm_map: RfmSegmentMap = Field(default_factory=RfmSegmentMap)
