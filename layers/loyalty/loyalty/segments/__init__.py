@@ -6,6 +6,14 @@ lives in loyalty_analytics.rfm. Definitions and policies: docs/segments.md.
 
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import ConsentFlags, MemberFeatures, features_of
+from loyalty.segments.points import (
+    LifecycleConfig,
+    LifecycleStage,
+    PointsSegment,
+    PointsSegmentConfig,
+    lifecycle_stage,
+    points_segments,
+)
 from loyalty.segments.rfm import (
     RfmCutPoints,
     RfmScore,
@@ -19,7 +27,11 @@ from loyalty.segments.rfm import (
 
 __all__ = [
     "ConsentFlags",
+    "LifecycleConfig",
+    "LifecycleStage",
     "MemberFeatures",
+    "PointsSegment",
+    "PointsSegmentConfig",
     "RfmCutPoints",
     "RfmScore",
     "RfmSegment",
@@ -27,7 +39,9 @@ __all__ = [
     "RfmSummary",
     "SegmentationConfig",
     "features_of",
+    "lifecycle_stage",
     "money_bucket",
+    "points_segments",
     "score",
     "summarize",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loyalty.segments.points import LifecycleConfig, PointsSegmentConfig
 from loyalty.segments.rfm import RfmSegmentMap
 
 MONTHS_KEPT = 24  # the member item's monthly aggregates cover this many months (docs/data-model.md)
@@ -17,3 +18,5 @@ class SegmentationConfig(BaseModel):
         default=12, ge=1, le=MONTHS_KEPT, description="Months (the as-of month included) that F and M cover."
     )
     rfm_map: RfmSegmentMap = Field(default_factory=RfmSegmentMap)
+    points: PointsSegmentConfig = Field(default_factory=PointsSegmentConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
