@@ -24,9 +24,11 @@ from loyalty.segments.rfm import (
     score,
     summarize,
 )
+from loyalty.segments.rules import InvalidRule, SegmentDefinition, evaluate, parse_rule
 
 __all__ = [
     "ConsentFlags",
+    "InvalidRule",
     "LifecycleConfig",
     "LifecycleStage",
     "MemberFeatures",
@@ -37,10 +39,13 @@ __all__ = [
     "RfmSegment",
     "RfmSegmentMap",
     "RfmSummary",
+    "SegmentDefinition",
     "SegmentationConfig",
+    "evaluate",
     "features_of",
     "lifecycle_stage",
     "money_bucket",
+    "parse_rule",
     "points_segments",
     "score",
     "summarize",

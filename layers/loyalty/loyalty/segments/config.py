@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.segments.points import LifecycleConfig, PointsSegmentConfig
 from loyalty.segments.rfm import RfmSegmentMap
+from loyalty.segments.rules import SegmentDefinition
 
 MONTHS_KEPT = 24  # the member item's monthly aggregates cover this many months (docs/data-model.md)
+MAX_RULE_SEGMENTS = 200
 
 
 class SegmentationConfig(BaseModel):
@@ -20,3 +24,12 @@ class SegmentationConfig(BaseModel):
     rfm_map: RfmSegmentMap = Field(default_factory=RfmSegmentMap)
     points: PointsSegmentConfig = Field(default_factory=PointsSegmentConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    rule_segments: tuple[SegmentDefinition, ...] = Field(default=(), max_length=MAX_RULE_SEGMENTS)
+
+    @model_validator(mode="after")
+    def _rule_segment_ids_unique(self) -> Self:
+        ids = [definition.segment_id for definition in self.rule_segments]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"rule segment ids repeat: {', '.join(repeated)}")
+        return self

@@ -1,0 +1,292 @@
+"""The marketer rule language: validation errors that name the JSON path, evaluation, and its algebra."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from loyalty.errors import InvalidRequest
+from loyalty.segments import InvalidRule, MemberFeatures, SegmentDefinition, evaluate, parse_rule
+from loyalty.segments.features import ConsentFlags
+from loyalty.segments.rules import MAX_CONDITIONS, MAX_DEPTH, RULE_FIELDS, rule_document
+
+
+def member(**fields: Any) -> MemberFeatures:
+    values: dict[str, Any] = {
+        "member_id": "m",
+        "recency_days": 12,
+        "frequency": 4,
+        "monetary": Decimal("250.10"),
+        "purchases_6m": 3,
+        "purchases_12m": 4,
+        "spend_6m": Decimal("180.00"),
+        "spend_12m": Decimal("250.10"),
+        "points_6m": 520,
+        "points_12m": 700,
+        "active_months_6m": 3,
+        "purchase_count": 9,
+        "days_since_enrolled": 800,
+        "days_since_first_purchase": 700,
+        "tier": "VIB",
+        "country": "FR",
+        "age": 34,
+        "consent": ConsentFlags(email=True),
+        "available_points": 300,
+        "lifetime_points": 2000,
+    }
+    values.update(fields)
+    return MemberFeatures(**values)
+
+
+def cond(field: str, op: str, value: Any = None) -> dict[str, Any]:
+    return {"field": field, "op": op, "value": value} if value is not None else {"field": field, "op": op}
+
+
+def problems_of(document: Any) -> list[str]:
+    with pytest.raises(InvalidRule) as refused:
+        parse_rule(document)
+    return [f"{p.path}: {p.reason}" for p in refused.value.problems]
+
+
+# ---- validation -----------------------------------------------------------------------------------------------
+
+
+def test_a_value_of_the_wrong_type_is_named_by_its_json_path() -> None:
+    document = {"all": [cond("tier", "=", "VIB"), cond("age", ">=", 18), cond("points_6m", ">", "500")]}
+
+    assert problems_of(document) == ["rule.all[2].value: points_6m takes a number"]
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (cond("point_6m", ">", 5), "rule.field: unknown field 'point_6m' (did you mean points_6m?)"),
+        (cond("points_6m", "=>", 5), "rule.op: unknown op '=>'; ops are = != > >= < <= in not_in between exists"),
+        (cond("tier", ">", "VIB"), "rule.op: > does not apply to tier, which takes a string"),
+        (cond("consent.email", "=", "yes"), "rule.value: consent.email takes true or false"),
+        (cond("consent.email", "=", 1), "rule.value: consent.email takes true or false"),
+        (cond("points_6m", "=", True), "rule.value: points_6m takes a number"),
+        (cond("country", "=", 33), "rule.value: country takes a string"),
+        (cond("monetary", ">", 1e300), "rule.value: monetary takes numbers between -1e15 and 1e15"),
+        (cond("age", "in", [3, Decimal("1e999")]), "rule.value: age takes numbers between -1e15 and 1e15"),
+        (cond("age", "between", [40, 30]), "rule.value: age between takes [low, high] with low <= high, got [40, 30]"),
+        (cond("age", "between", [30]), "rule.value: age between takes [low, high], two numbers"),
+        (cond("country", "in", []), "rule.value: country in takes a list of 1 to 1000 strings"),
+        (cond("country", "not_in", ["FR", 3]), "rule.value: country not_in takes a list of strings"),
+        (cond("age", "exists", "no"), "rule.value: exists takes true or false (true when left out)"),
+        ({"field": "age", "op": ">"}, "rule.value: age takes a number"),
+        ({"field": "age", "value": 3}, "rule.op: required"),
+        ({"any": [cond("age", ">", 3)], "also": 1}, "rule.also: unexpected key"),
+        ({"not": [cond("age", ">", 3)]}, "rule.not: " + 'a rule is {"all": [...]}, {"any": [...]}, {"not": {...}} or '
+         '{"field": ..., "op": ..., "value": ...}'),
+        ({"all": cond("age", ">", 3)}, "rule.all: should be a list"),
+        ([cond("age", ">", 3)], 'rule: a rule is {"all": [...]}, {"any": [...]}, {"not": {...}} or '
+         '{"field": ..., "op": ..., "value": ...}'),
+    ],
+)  # fmt: skip
+def test_validation_errors_name_the_path_and_the_reason(document: Any, problem: str) -> None:
+    assert problems_of(document) == [problem]
+
+
+def test_every_problem_is_reported_at_once_with_nested_paths() -> None:
+    document = {"any": [{"not": cond("tier", "<", 3)}, {"all": [cond("age", ">", 3), cond("nope", "=", 1)]}]}
+
+    assert problems_of(document) == [
+        "rule.any[0].not.op: < does not apply to tier, which takes a string",
+        "rule.any[1].all[1].field: unknown field 'nope' (see the documented member fields)",
+    ]
+
+
+def nested(depth: int) -> dict[str, Any]:
+    rule: dict[str, Any] = cond("age", "exists")
+    for _ in range(depth - 1):
+        rule = {"all": [rule]}
+    return rule
+
+
+def test_rules_nest_up_to_eight_levels() -> None:
+    parse_rule(nested(MAX_DEPTH))
+
+    assert problems_of(nested(MAX_DEPTH + 1)) == ["rule" + ".all[0]" * MAX_DEPTH + ": rules nest at most 8 levels deep"]
+
+
+def test_a_very_deep_document_is_refused_without_recursing_into_it() -> None:
+    assert problems_of(nested(5000))[0].endswith("rules nest at most 8 levels deep")
+
+
+def test_a_rule_holds_at_most_one_hundred_conditions() -> None:
+    parse_rule({"any": [cond("age", ">", i) for i in range(MAX_CONDITIONS)]})
+
+    assert problems_of({"any": [cond("age", ">", i) for i in range(MAX_CONDITIONS + 1)]}) == [
+        "rule: a rule holds at most 100 conditions"
+    ]
+
+
+def test_a_segment_definition_reports_its_own_fields_and_the_rules_paths() -> None:
+    with pytest.raises(InvalidRule) as refused:
+        SegmentDefinition.parse(
+            {"segment_id": "Win Back", "name": "", "rule": {"all": [cond("points_6m", ">", "500")]}, "version": 0}
+        )
+
+    paths = [p.path for p in refused.value.problems]
+    assert paths == ["segment_id", "name", "rule.all[0].value", "version"]
+    assert refused.value.problems[0].reason.startswith("'Win Back' is not a slug")
+
+
+def test_an_invalid_rule_is_a_422_with_every_field_in_the_body() -> None:
+    with pytest.raises(InvalidRule) as refused:
+        SegmentDefinition.parse({"segment_id": "x", "name": "X", "rule": nested(MAX_DEPTH + 1)})
+
+    assert isinstance(refused.value, InvalidRequest) and refused.value.status == 422
+    body = refused.value.body()
+    assert body["code"] == "invalid_segment"
+    assert body["errors"] == [{"field": "rule" + ".all[0]" * 8, "reason": "rules nest at most 8 levels deep"}]
+
+
+def test_a_definition_survives_a_json_round_trip_as_written() -> None:
+    document = {
+        "segment_id": "win-back-fr",
+        "name": "Win back, France",
+        "description": "Lapsed French members who said yes to email",
+        "rule": {
+            "all": [
+                cond("country", "=", "FR"),
+                cond("consent.email", "=", True),
+                {"not": cond("recency_days", "<=", 90)},
+                {"any": [cond("spend_12m", ">=", 99.9), cond("tier", "in", ["VIB", "Rouge"])]},
+                cond("age", "between", [25, 44]),
+                cond("age", "exists", True),
+            ]
+        },
+        "version": 3,
+    }
+
+    definition = SegmentDefinition.parse(document)
+
+    assert definition.document() == document
+    assert SegmentDefinition.parse(json.loads(json.dumps(definition.document()))) == definition
+
+
+def test_numbers_read_back_from_dynamodb_as_decimals_are_accepted() -> None:
+    rule = parse_rule({"field": "monetary", "op": ">=", "value": Decimal("250.1")})
+
+    assert rule_document(rule) == {"field": "monetary", "op": ">=", "value": 250.1}
+    assert evaluate(rule, member())
+
+
+# ---- evaluation -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("condition", "holds"),
+    [
+        (cond("points_6m", ">", 500), True),
+        (cond("points_6m", ">", 520), False),
+        (cond("points_6m", ">=", 520), True),
+        (cond("points_6m", "<", 520), False),
+        (cond("points_6m", "<=", 520), True),
+        (cond("points_6m", "=", 520), True),
+        (cond("points_6m", "!=", 520), False),
+        (cond("monetary", "=", 250.1), True),  # compared as decimals: 250.1 is 250.10
+        (cond("monetary", ">", 250.09), True),
+        (cond("tier", "in", ["VIB", "Rouge"]), True),
+        (cond("tier", "not_in", ["VIB", "Rouge"]), False),
+        (cond("tier", "=", "vib"), False),  # strings are case-sensitive
+        (cond("age", "between", [34, 40]), True),
+        (cond("age", "between", [18, 33.5]), False),
+        (cond("consent.email", "=", True), True),
+        (cond("consent.sms", "=", True), False),
+        (cond("age", "exists"), True),
+        (cond("age", "exists", False), False),
+        (cond("frequency", "in", [1, 4.0]), True),
+    ],
+)
+def test_each_op_compares_the_members_field(condition: dict[str, Any], holds: bool) -> None:
+    assert evaluate(parse_rule(condition), member()) is holds
+
+
+@pytest.mark.parametrize(
+    ("condition", "holds"),
+    [
+        (cond("recency_days", "<", 30), False),
+        (cond("recency_days", ">", 30), False),
+        (cond("recency_days", "=", 0), False),
+        (cond("recency_days", "between", [0, 10_000]), False),
+        (cond("recency_days", "in", [1, 2]), False),
+        (cond("recency_days", "not_in", [1, 2]), False),
+        (cond("recency_days", "!=", 5), True),
+        (cond("recency_days", "exists"), False),
+        (cond("recency_days", "exists", False), True),
+        ({"not": cond("recency_days", "<", 30)}, True),
+    ],
+)
+def test_a_missing_value_satisfies_no_comparison_but_not_equal_and_exists_false(
+    condition: dict[str, Any], holds: bool
+) -> None:
+    never_bought = member(recency_days=None, days_since_first_purchase=None)
+
+    assert evaluate(parse_rule(condition), never_bought) is holds
+
+
+def test_empty_all_is_true_and_empty_any_is_false() -> None:
+    assert evaluate(parse_rule({"all": []}), member()) is True
+    assert evaluate(parse_rule({"any": []}), member()) is False
+
+
+# ---- the algebra, on random rules and members -----------------------------------------------------------------
+
+_number_fields = sorted(name for name, kind in RULE_FIELDS.items() if kind == "number")
+_leaves = st.one_of(
+    st.builds(
+        cond,
+        st.sampled_from(_number_fields),
+        st.sampled_from(["=", "!=", ">", ">=", "<", "<=", "exists"]),
+        st.integers(-5, 600),
+    ).map(lambda c: {**c, "value": True} if c["op"] == "exists" else c),
+    st.builds(cond, st.just("tier"), st.sampled_from(["=", "!=", "in", "not_in"]), st.just("VIB")).map(
+        lambda c: {**c, "value": [c["value"]]} if c["op"] in ("in", "not_in") else c
+    ),
+    st.builds(cond, st.sampled_from(["consent.email", "consent.sms"]), st.just("="), st.booleans()),
+)
+rules = st.recursive(
+    _leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3).map(lambda rs: {"all": rs}),
+        st.lists(children, max_size=3).map(lambda rs: {"any": rs}),
+        children.map(lambda r: {"not": r}),
+    ),
+    max_leaves=12,
+)
+members = st.builds(
+    member,
+    recency_days=st.one_of(st.none(), st.integers(0, 600)),
+    points_6m=st.integers(0, 600),
+    age=st.one_of(st.none(), st.integers(0, 99)),
+    tier=st.sampled_from(["Insider", "VIB"]),
+    consent=st.builds(ConsentFlags, email=st.booleans(), sms=st.booleans()),
+)
+
+
+def _depth(document: Any) -> int:
+    if "all" in document or "any" in document:
+        return 1 + max((_depth(child) for child in document.get("all", document.get("any"))), default=0)
+    return 1 + _depth(document["not"]) if "not" in document else 1
+
+
+@given(rules, members)
+@settings(max_examples=300, database=None, deadline=None)
+def test_not_is_the_complement_and_groups_are_all_and_any_of_their_rules(
+    document: dict[str, Any], features: MemberFeatures
+) -> None:
+    assume(_depth(document) <= MAX_DEPTH - 2)  # the groups below add two levels
+    rule = parse_rule(document)
+    children = [document, {"not": document}]
+
+    assert evaluate(parse_rule({"not": document}), features) is (not evaluate(rule, features))
+    assert evaluate(parse_rule({"all": children}), features) is False
+    assert evaluate(parse_rule({"any": children}), features) is True
+    assert rule_document(rule) == document
