@@ -1,0 +1,48 @@
+"""A member's segments, as stable ids, and what changed between two assignments (SegmentEntered / SegmentLeft).
+
+rfm:<segment>            one, when the member has purchased and cut points exist (e.g. rfm:champions)
+points:<segment>         zero or more (points:high-spenders, points:frequent-buyers, ...)
+lifecycle:<stage>        exactly one (lifecycle:loyal)
+rule:<segment_id>        every marketer-defined segment whose rule holds
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from loyalty.segments import ids
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import MemberFeatures
+from loyalty.segments.points import LifecycleStage, PointsSegment, lifecycle_stage, points_segments
+from loyalty.segments.rfm import RfmCutPoints, score
+from loyalty.segments.rules import evaluate
+
+
+def segments_of(features: MemberFeatures, rfm_cut_points: RfmCutPoints | None, config: SegmentationConfig) -> set[str]:
+    """Every segment the member belongs to. `rfm_cut_points` are the last refresh's (None: no RFM segment yet)."""
+    found = {ids.segment_id(ids.POINTS, segment) for segment in points_segments(features, config.points)}
+    found.add(ids.segment_id(ids.LIFECYCLE, lifecycle_stage(features, config.lifecycle)))
+    if rfm_cut_points is not None:
+        rfm = score(features, rfm_cut_points)
+        if rfm is not None:
+            found.add(ids.segment_id(ids.RFM, config.rfm_map.segment_for(rfm).segment_id))
+    for definition in config.rule_segments:
+        if evaluate(definition.rule, features):
+            found.add(ids.segment_id(ids.RULE, definition.segment_id))
+    return found
+
+
+def diff(before: Iterable[str], after: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(entered, left), each sorted, so the events a change emits come out in a stable order."""
+    old, new = set(before), set(after)
+    return tuple(sorted(new - old)), tuple(sorted(old - new))
+
+
+def segment_catalog(config: SegmentationConfig) -> tuple[str, ...]:
+    """Every id this configuration can assign, so a segment that is empty still reports a size of 0."""
+    return (
+        *(ids.segment_id(ids.RFM, segment.segment_id) for segment in config.rfm_map.segments),
+        *(ids.segment_id(ids.POINTS, segment) for segment in PointsSegment),
+        *(ids.segment_id(ids.LIFECYCLE, stage) for stage in LifecycleStage),
+        *(ids.segment_id(ids.RULE, definition.segment_id) for definition in config.rule_segments),
+    )
