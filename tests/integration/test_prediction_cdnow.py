@@ -1,0 +1,179 @@
+"""The prediction models on real data: CDNOW, as shipped in the lifetimes package (used here for its files only).
+
+Published references:
+- BG/NBD on the 2,357-customer summary, weeks: r = 0.243, alpha = 4.414, a = 0.793, b = 2.426,
+  log-likelihood -9582.4 (Fader, Hardie and Lee 2005, "Counting your customers the easy way").
+- Gamma-Gamma on its 946 repeat buyers: p = 6.25, q = 3.74, v = 15.44 (Fader and Hardie, "The Gamma-Gamma Model of
+  Monetary Value"; lifetimes' documentation shows v = 15.45).
+- lifetimes' documentation: predictions for the top five customers, expected average spend of the first ten, and
+  the correlation of frequency and spend (0.113884).
+
+`pytest tests/integration/test_prediction_cdnow.py -s` prints the measured figures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loyalty_analytics import bgnbd, gamma_gamma
+from loyalty_analytics.summary import summarize_transactions
+
+_spec = importlib.util.find_spec("lifetimes")
+if _spec is None or not _spec.submodule_search_locations:
+    pytest.skip("the lifetimes package (for its CDNOW data files) is not installed", allow_module_level=True)
+DATASETS = Path(next(iter(_spec.submodule_search_locations))) / "datasets"
+
+FHL_2005 = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+FHL_LOG_LIKELIHOOD = -9582.4
+GAMMA_GAMMA_NOTE = {"p": 6.25, "q": 3.74, "v": 15.44}
+
+
+@pytest.fixture(scope="module")
+def cdnow_summary() -> np.ndarray:
+    """ID, x, t_x, T, zbar for the 2,357 customers (cdnow_customers_summary.csv holds the same first four columns)."""
+    plain = np.genfromtxt(DATASETS / "cdnow_customers_summary.csv", delimiter=",", names=True)
+    with_spend = np.genfromtxt(DATASETS / "cdnow_customers_summary_with_transactions.csv", delimiter=",", names=True)
+    assert plain.dtype.names == ("ID", "frequency", "recency", "T")
+    assert np.array_equal(plain["ID"], with_spend["ID"]) and np.array_equal(plain["frequency"], with_spend["x"])
+    assert np.array_equal(plain["recency"], with_spend["t_x"]) and np.array_equal(plain["T"], with_spend["T"])
+    return with_spend
+
+
+@pytest.fixture(scope="module")
+def cdnow_transactions() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CDNOW_master.txt: a header row, then customer id, date YYYYMMDD, number of CDs, dollars (CRLF lines)."""
+    with (DATASETS / "CDNOW_master.txt").open() as lines:
+        assert lines.readline().split() == ["customer_id", "date", "number_of_cds", "dollar_value"]
+    raw = np.loadtxt(DATASETS / "CDNOW_master.txt", skiprows=1)
+    ymd = raw[:, 1].astype(np.int64)
+    months = (ymd // 10000 - 1970) * 12 + (ymd // 100 % 100 - 1)
+    dates = months.astype("datetime64[M]").astype("datetime64[D]") + (ymd % 100 - 1)
+    return raw[:, 0].astype(np.int64), dates, raw[:, 3]
+
+
+def report(label: str, measured: dict[str, float], published: dict[str, float]) -> dict[str, float]:
+    errors = {name: (measured[name] - value) / value for name, value in published.items()}
+    print(f"\n{label}")
+    for name, value in published.items():
+        print(f"  {name:>6} measured {measured[name]:9.4f}  published {value:7.3f}  relative error {errors[name]:+.2e}")
+    return errors
+
+
+def test_bgnbd_on_the_cdnow_summary_matches_fader_hardie_lee_2005(cdnow_summary: np.ndarray) -> None:
+    started = time.perf_counter()
+    fitted = bgnbd.fit(cdnow_summary["x"], cdnow_summary["t_x"], cdnow_summary["T"])
+    elapsed = time.perf_counter() - started
+
+    measured = {name: getattr(fitted.params, name) for name in FHL_2005}
+    errors = report("BG/NBD on the CDNOW summary (weeks)", measured, FHL_2005)
+    print(
+        f"  log-likelihood {fitted.log_likelihood:.2f} (published {FHL_LOG_LIKELIHOOD}); {fitted.n_customers:.0f} "
+        f"customers in {fitted.n_rows} distinct rows; {fitted.iterations} iterations; {elapsed * 1000:.0f} ms"
+    )
+    print("  standard errors " + ", ".join(f"{k} {v:.4f}" for k, v in fitted.standard_errors.items()))
+    assert fitted.converged, fitted.message
+    assert all(abs(error) < 0.01 for error in errors.values()), errors
+    assert fitted.log_likelihood == pytest.approx(FHL_LOG_LIKELIHOOD, abs=0.1)
+
+
+def test_bgnbd_predictions_match_the_lifetimes_documentation(cdnow_summary: np.ndarray) -> None:
+    """lifetimes' README ranks customers by expected purchases next week (t = 1) with its own CDNOW fit."""
+    documented = {509: 0.424877, 841: 0.474738, 1981: 0.486526, 157: 0.662396, 1516: 0.710623}
+    fitted = bgnbd.fit(cdnow_summary["x"], cdnow_summary["t_x"], cdnow_summary["T"])
+    rows = np.searchsorted(cdnow_summary["ID"], list(documented))
+
+    predicted = bgnbd.expected_purchases(
+        fitted.params, 1.0, cdnow_summary["x"][rows], cdnow_summary["t_x"][rows], cdnow_summary["T"][rows]
+    )
+
+    assert np.allclose(predicted, list(documented.values()), rtol=1e-5)
+    ranking = np.argsort(-bgnbd.expected_purchases(fitted.params, 1.0, *(cdnow_summary[c] for c in ("x", "t_x", "T"))))
+    assert set(cdnow_summary["ID"][ranking[:5]].astype(int)) == set(documented)
+
+
+def test_gamma_gamma_on_cdnow_repeat_buyers_matches_the_published_estimates(cdnow_summary: np.ndarray) -> None:
+    x, spend = cdnow_summary["x"], cdnow_summary["zbar"]
+
+    fitted = gamma_gamma.fit(x, spend)
+
+    measured = {name: getattr(fitted.params, name) for name in GAMMA_GAMMA_NOTE}
+    errors = report("Gamma-Gamma on CDNOW repeat buyers", measured, GAMMA_GAMMA_NOTE)
+    correlation = gamma_gamma.spend_frequency_correlation(x, spend)
+    print(
+        f"  {fitted.n_customers:.0f} customers with x >= 1; log-likelihood {fitted.log_likelihood:.2f}; "
+        f"population mean spend {fitted.params.population_mean_spend:.2f}; corr(x, spend) {correlation:.4f}"
+    )
+    assert fitted.converged, fitted.message
+    assert fitted.n_customers == 946
+    assert all(abs(error) < 0.01 for error in errors.values()), errors
+    assert correlation == pytest.approx(0.113884, abs=1e-5)
+    # lifetimes' documented conditional expected average profit for customers 1, 2, 3 (x = 0), 6 and 9.
+    expected = gamma_gamma.expected_average_spend(fitted.params, x[[0, 1, 2, 5, 8]], spend[[0, 1, 2, 5, 8]])
+    assert np.allclose(expected, [24.658619, 18.911489, 35.170981, 71.462843, 27.282408], rtol=1e-5)
+
+
+def test_summary_of_the_raw_cdnow_transactions_reproduces_the_published_summary(
+    cdnow_transactions: tuple[np.ndarray, np.ndarray, np.ndarray], cdnow_summary: np.ndarray
+) -> None:
+    """The 39-week calibration period ends 1997-09-30; purchases count per day; times in weeks. The 2,357 summary ids
+    are the 1/10 sample's own numbering: CDNOW_sample.txt maps them to master ids."""
+    ids, dates, dollars = cdnow_transactions
+    sample = np.loadtxt(DATASETS / "CDNOW_sample.txt", usecols=(0, 1), dtype=np.int64)
+    master_of_sample = dict(zip(sample[:, 1].tolist(), sample[:, 0].tolist(), strict=False))
+
+    started = time.perf_counter()
+    summary = summarize_transactions(ids, dates, dollars, observation_end="1997-09-30", period="D", periods_per_unit=7)
+    elapsed = time.perf_counter() - started
+
+    rows = np.searchsorted(summary.customer_ids, [master_of_sample[int(i)] for i in cdnow_summary["ID"]])
+    x, t_x, T = summary.frequency[rows], summary.recency[rows], summary.T[rows]
+    assert summary.monetary_value is not None
+    spend = summary.monetary_value[rows]
+    print(
+        f"\nCDNOW_master.txt: {len(ids)} purchases -> {len(summary)} customers in {elapsed * 1000:.0f} ms; "
+        f"the 2,357-customer sample: {int(np.sum(x == 0))} with x = 0 (published {int(np.sum(cdnow_summary['x'] == 0))}),"
+        f" sum of x {x.sum():.0f} (published {cdnow_summary['x'].sum():.0f})"
+    )
+    assert len(ids) == 69_659 and len(summary) == 23_570
+    assert np.array_equal(x, cdnow_summary["x"])
+    assert np.array_equal(np.round(t_x, 2), cdnow_summary["t_x"]) and np.array_equal(np.round(T, 2), cdnow_summary["T"])
+    assert np.all(np.abs(spend - cdnow_summary["zbar"]) <= 0.005 + 1e-9)  # published to the cent
+
+    unrounded = bgnbd.fit(x, t_x, T)  # the same fit on full-precision times
+    errors = report("BG/NBD on the summary rebuilt from CDNOW_master.txt", vars(unrounded.params), FHL_2005)
+    assert all(abs(error) < 0.01 for error in errors.values()), errors
+
+    everyone = bgnbd.fit(summary.frequency, summary.recency, summary.T)
+    print(
+        f"  all {len(summary)} master customers: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in vars(everyone.params).items())
+        + f" ({everyone.n_rows} distinct rows)"
+    )
+    assert everyone.converged, everyone.message
+
+
+def test_grouped_fit_equals_the_row_by_row_fit_and_is_much_faster(cdnow_summary: np.ndarray) -> None:
+    """CDNOW repeated 20 times (47,140 members, still 1,016 distinct rows): the same likelihood, evaluated on 1%
+    of the rows. The timings are printed; the check on them is deliberately loose (shared machines)."""
+    x, t_x, T = (np.tile(cdnow_summary[column], 20) for column in ("x", "t_x", "T"))
+
+    started = time.perf_counter()
+    grouped = bgnbd.fit(x, t_x, T)
+    grouped_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    row_by_row = bgnbd.fit(x, t_x, T, group=False)
+    row_seconds = time.perf_counter() - started
+
+    relative = np.abs(grouped.params.as_array() / row_by_row.params.as_array() - 1)
+    print(
+        f"\n{len(x)} members: grouped ({grouped.n_rows} rows) {grouped_seconds * 1000:.0f} ms, row by row "
+        f"({row_by_row.n_rows} rows) {row_seconds * 1000:.0f} ms, {row_seconds / grouped_seconds:.0f}x; "
+        f"largest relative parameter difference {relative.max():.1e}"
+    )
+    assert grouped.n_rows == 1016 and row_by_row.n_rows == len(x)
+    assert np.all(relative < 1e-6)
+    assert grouped_seconds * 3 < row_seconds
