@@ -1,5 +1,10 @@
-"""Cold starts stay small: each handler imports within its budget in a fresh interpreter, and imports nothing
-heavy (numeric libraries live in their own layer, used only by the refresh jobs)."""
+"""Cold starts stay small: each handler's import, in a fresh interpreter, costs at most a few times the import of
+boto3 and pydantic (which every handler needs anyway), measured in the same run, and pulls in nothing heavy
+(numeric libraries live in their own layer, used only by the refresh jobs).
+
+A ratio, not seconds: both sides slow down together on a loaded machine. Measured here (best of 3): boto3 +
+pydantic 0.31 s, members_api 0.78 s (x2.5), the event functions 0.47-0.59 s (x1.5-1.9).
+"""
 
 from __future__ import annotations
 
@@ -12,37 +17,45 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# Budgets are about 2x what this 2-core machine measures (members_api ~0.45 s, others ~0.3 s), so a regression
-# such as an eager heavy import fails, and an ordinary noisy run does not.
-BUDGET_SECONDS = {"members_api": 1.0, "order_events": 0.7, "event_publisher": 0.7}
-FORBIDDEN = ("numpy", "pandas", "scipy", "moto", "yaml", "requests")
+BUDGET_RATIO = {"members_api": 3.5, "order_events": 2.5, "event_publisher": 2.5, "token_claims": 2.5}
+FORBIDDEN = ("numpy", "pandas", "scipy", "loyalty_analytics", "moto", "yaml", "requests", "devstack")
 
 PROBE = """
 import json, sys, time
-sys.path.insert(0, sys.argv[1])
+if sys.argv[1] != "-":
+    sys.path.insert(0, sys.argv[1])
 start = time.perf_counter()
-import app
+if sys.argv[1] == "-":
+    import boto3, pydantic
+else:
+    import app
 elapsed = time.perf_counter() - start
 print(json.dumps({"seconds": elapsed, "modules": sorted(sys.modules)}))
 """
 
 
-@pytest.mark.parametrize("function", sorted(BUDGET_SECONDS))
-def test_handler_cold_import_stays_within_budget(function: str) -> None:
+def _import(target: str) -> dict[str, object]:
     env = {**os.environ, "TABLE_NAME": "budget-table", "EVENT_BUS_NAME": "budget-bus"}
     runs = [
         json.loads(
             subprocess.run(
-                [sys.executable, "-c", PROBE, str(ROOT / "functions" / function)],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=env,
+                [sys.executable, "-c", PROBE, target], capture_output=True, text=True, check=True, env=env
             ).stdout
         )
         for _ in range(3)
     ]
-    best = min(run["seconds"] for run in runs)
-    assert best < BUDGET_SECONDS[function], f"{function} imports in {best:.3f}s"
-    heavy = [name for name in runs[0]["modules"] if name.split(".")[0] in FORBIDDEN]
-    assert not heavy, f"{function} imports {sorted({h.split('.')[0] for h in heavy})}"
+    return {"seconds": min(float(run["seconds"]) for run in runs), "modules": runs[0]["modules"]}
+
+
+def test_every_function_has_a_budget() -> None:
+    assert set(BUDGET_RATIO) == {path.parent.name for path in (ROOT / "functions").glob("*/app.py")}
+
+
+@pytest.mark.parametrize("function", sorted(BUDGET_RATIO))
+def test_handler_cold_import_stays_within_budget(function: str) -> None:
+    baseline = _import("-")
+    handler = _import(str(ROOT / "functions" / function))
+    ratio = float(handler["seconds"]) / float(baseline["seconds"])  # type: ignore[arg-type]
+    assert ratio < BUDGET_RATIO[function], f"{function} imports in {ratio:.2f}x boto3+pydantic"
+    heavy = sorted({str(name).split(".")[0] for name in handler["modules"]} & set(FORBIDDEN))  # type: ignore[attr-defined]
+    assert not heavy, f"{function} imports {heavy}"
