@@ -158,7 +158,6 @@ class LocalStack:
             self.dynamodb_endpoint = self._dynamodb_local.endpoint
         else:
             self.dynamodb_endpoint = self.moto_endpoint
-            self._isolate_moto_dynamodb()
 
         self._set_env(
             {
@@ -197,17 +196,6 @@ class LocalStack:
         )
         if self.seed is not None:
             self.seed(self)
-
-    @staticmethod
-    def _isolate_moto_dynamodb() -> None:
-        """Serialise moto's DynamoDB request handling when devstack.moto_isolation provides it: moto's transactions
-        are not isolated (docs/local-stack.md), and its server runs in this process."""
-        try:
-            from devstack.moto_isolation import isolate_moto_dynamodb  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            log.debug("devstack.moto_isolation not present: moto's DynamoDB runs unserialised")
-            return
-        isolate_moto_dynamodb()
 
     def _choose_backend(self) -> Literal["local", "moto"]:
         if self.requested_backend == "moto":
