@@ -7,7 +7,6 @@ against a baseline measured in the same run on the same emulator.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -18,31 +17,10 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS = ("members_api", "order_events", "event_publisher")
-
-
-def _load_handler(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "functions" / name / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves postponed annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
-class _Context:
-    function_name = "bench"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "bench"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 10_000
+FUNCTIONS = ("members_api", "order_events", "event_publisher", "token_claims")
 
 
 def proxy_event(
@@ -115,7 +93,7 @@ def import_times(repeats: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ops", type=int, default=400, help="operations per throughput figure")
+    parser.add_argument("--ops", type=int, default=300, help="operations per throughput figure")
     parser.add_argument("--dynamodb", choices=["auto", "local", "moto"], default="auto")
     args = parser.parse_args()
 
@@ -134,7 +112,6 @@ def main() -> None:
         )
         calls: list[str] = []
         dynamodb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
-        api = _load_handler("members_api")
         admin = {"sub": "bench", "cognito:groups": "loyalty-admins"}
 
         member_id = service.enroll(Enrollment(external_id=f"bench-{uuid.uuid4().hex}")).body["member_id"]
@@ -155,7 +132,7 @@ def main() -> None:
                 body,
                 admin,
             )
-            response = api.lambda_handler(event, _Context())
+            response = stack.invoke("MembersApiFunction", event)
             assert response["statusCode"] == 201, response
 
         def redeem(i: int) -> None:
@@ -168,13 +145,29 @@ def main() -> None:
                 admin,
                 {"Idempotency-Key": uuid.uuid4().hex},
             )
-            response = api.lambda_handler(event, _Context())
+            response = stack.invoke("MembersApiFunction", event)
             assert response["statusCode"] == 201, response
 
         def bare_put(i: int) -> None:
             dynamodb.put_item(
                 TableName=table,
                 Item={"PK": {"S": f"BENCH#{uuid.uuid4().hex}"}, "SK": {"S": "X"}, "n": {"N": str(i)}},
+            )
+
+        def bare_transaction(i: int) -> None:
+            """What one earn writes, without the handler: three conditional puts in one transaction."""
+            key = uuid.uuid4().hex
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": table,
+                            "Item": {"PK": {"S": f"BENCH#{key}"}, "SK": {"S": part}, "n": {"N": str(i)}},
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    }
+                    for part in ("A", "B", "C")
+                ]
             )
 
         earn(0)
@@ -193,12 +186,15 @@ def main() -> None:
 
         for threads in (1, 4):
             put_rate = _rate(args.ops, bare_put, threads)
+            transaction_rate = _rate(args.ops, bare_transaction, threads)
             earn_rate = _rate(args.ops, earn, threads)
             redeem_rate = _rate(args.ops, redeem, threads)
             print(
-                f"{threads} thread(s): bare put_item {put_rate:8.1f}/s | earn via handler {earn_rate:8.1f}/s "
-                f"(x{earn_rate / put_rate:.2f} of put_item) | redeem via handler {redeem_rate:8.1f}/s "
-                f"(x{redeem_rate / put_rate:.2f})"
+                f"{threads} thread(s): bare put_item {put_rate:7.1f}/s | bare 3-item transaction "
+                f"{transaction_rate:7.1f}/s | earn via handler {earn_rate:7.1f}/s "
+                f"(x{earn_rate / put_rate:.2f} of put_item, x{earn_rate / transaction_rate:.2f} of the transaction) | "
+                f"redeem via handler {redeem_rate:7.1f}/s (x{redeem_rate / put_rate:.2f}, "
+                f"x{redeem_rate / transaction_rate:.2f})"
             )
         balance = service.member(member_id).balance
         print(
@@ -209,6 +205,11 @@ def main() -> None:
     print("cold import of each handler (median of 5 fresh interpreters):")
     for name, seconds in import_times(5).items():
         print(f"  {name:<16} {seconds * 1000:7.1f} ms")
+
+    print("\nsegment scoring core (bench/segments.py):", flush=True)
+    from bench import segments
+
+    segments.main([])
 
 
 if __name__ == "__main__":

@@ -150,13 +150,13 @@ def per_member_python(count: int) -> tuple[float, float]:
     return features_seconds, (time.perf_counter() - start) / count
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per implementation (best is kept)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--workers", type=int, default=8, help="summaries merged in the fan-out figure")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     arrays = synthetic_members(args.members, args.seed)
     recency, frequency, _ = arrays
