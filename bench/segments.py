@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
 from loyalty.segments import RfmCutPoints, RfmSummary, SegmentationConfig, features_of, score
 from loyalty_analytics import rfm
 

@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.types import TypeDeserializer
+
 from loyalty.adapters.eventbridge import EventPublisher
 from loyalty.events import DomainEvent, domain_event_from_item
 from loyalty.runtime import client

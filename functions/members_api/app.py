@@ -10,6 +10,8 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
 from loyalty.access import Role, require_member_access, require_role
 from loyalty.activities import Activity, ActivityType
 from loyalty.http import build_resolver, current_caller, documented, json_response
@@ -18,7 +20,6 @@ from loyalty.members import Enrollment, Member
 from loyalty.rewards import Reward
 from loyalty.runtime import loyalty_service
 from loyalty.service import Outcome
-from pydantic import BaseModel, ConfigDict, Field
 
 logger = Logger()
 app = build_resolver()

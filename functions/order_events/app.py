@@ -11,9 +11,10 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from loyalty.activities import Purchase, Refund
 from loyalty.runtime import loyalty_service
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 logger = Logger()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+
 from devstack.stack import LocalStack
 from loyalty.rewards import Reward, RewardKind
 from loyalty.runtime import loyalty_service

@@ -21,13 +21,14 @@ import boto3
 import pytest
 import yaml
 from botocore.config import Config
+from moto import mock_aws
+
 from loyalty.activities import Engagement, Purchase
 from loyalty.adapters.dynamodb_store import LoyaltyStore, entry_from_item, from_item
 from loyalty.ledger import LedgerEntry
 from loyalty.members import Enrollment
 from loyalty.rewards import Reward, RewardKind
 from loyalty.service import LoyaltyService, Outcome
-from moto import mock_aws
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

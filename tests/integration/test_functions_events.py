@@ -19,14 +19,14 @@ from typing import Any
 import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
+from moto import mock_aws
+from pydantic import ValidationError
+
 from loyalty import runtime
 from loyalty.activities import Adjustment, Engagement, Purchase, Refund
 from loyalty.errors import MemberNotFound, OrderNotFound
 from loyalty.members import Enrollment, Profile
 from loyalty.service import LoyaltyService
-from moto import mock_aws
-from pydantic import ValidationError
-
 from tests.integration.conftest import REGION, REWARDS, ROOT, create_loyalty_table, template, unique_table_name
 
 EVENTS = ROOT / "events"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from loyalty_analytics import bgnbd, gamma_gamma
 from loyalty_analytics.summary import summarize_transactions
 

@@ -15,10 +15,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from loyalty.activities import Refund
 from loyalty.errors import InsufficientPoints
 from loyalty.ledger import EntryKind
-
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client, make_loyalty
 
 THREADS = 16

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
 from loyalty.activities import Refund
 from loyalty.adapters.dynamodb_store import LoyaltyStore
 from loyalty.errors import InsufficientPoints, StoreContention
 from loyalty.ledger import EntryKind
 from loyalty.service import LoyaltyService
-
 from tests.integration.conftest import Loyalty
 
 RETRY_BUDGET = 12  # LoyaltyStore's default max_attempts

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+
 from loyalty.activities import Adjustment, LineItem, Purchase, Refund
 from loyalty.adapters.dynamodb_store import month_key, timestamp
 from loyalty.errors import (
@@ -24,7 +25,6 @@ from loyalty.ledger import EntryKind
 from loyalty.program import ProgramConfig
 from loyalty.rewards import Reward, RewardKind
 from loyalty.service import Outcome
-
 from tests.integration.conftest import Loyalty
 
 VOUCHER = re.compile(r"^[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}$")

@@ -6,12 +6,12 @@ import threading
 from datetime import date
 
 import pytest
+
 from loyalty import ids
 from loyalty.adapters.dynamodb_store import KEY_ATTRIBUTES, TTL_ATTRIBUTE
 from loyalty.errors import InvalidRequest, MemberNotFound
 from loyalty.members import Consent, Enrollment, Profile
 from loyalty.service import Outcome
-
 from tests.integration.conftest import Loyalty, loyalty_table_properties
 
 

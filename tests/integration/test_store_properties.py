@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from loyalty.activities import Adjustment, Engagement, Purchase, Refund
 from loyalty.errors import InsufficientPoints, InvalidRequest
 from loyalty.program import ProgramConfig
 from loyalty.service import Outcome
-
 from tests.integration.conftest import REWARDS, Backend, Loyalty, make_loyalty
 
 PROGRAM = ProgramConfig()

@@ -14,14 +14,14 @@ from typing import Any
 
 import boto3
 import pytest
-from loyalty import runtime
-from loyalty.adapters.dynamodb_store import KEY_ATTRIBUTES, TTL_ATTRIBUTE, to_item
-from loyalty.ledger import EventType
 from moto import mock_aws
 from moto.events.models import EventPattern
 
 from devstack.resources import create_resources
 from devstack.template import Resolver, Template, load_template
+from loyalty import runtime
+from loyalty.adapters.dynamodb_store import KEY_ATTRIBUTES, TTL_ATTRIBUTE, to_item
+from loyalty.ledger import EventType
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE: Template = load_template(ROOT / "template.yaml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from loyalty.access import Caller, Role, caller_from_request_context, require_member_access, require_role
 from loyalty.errors import Forbidden, Unauthenticated
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from loyalty.activities import ActivityType
 from loyalty.adapters.dynamodb_store import Claim, LoyaltyStore, from_item
 from loyalty.events import SOURCE, domain_event_from_item

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
+
 from loyalty.activities import Activity
 from loyalty.errors import InsufficientPoints, InvalidRequest
 from loyalty.http import validation_error_body
-from pydantic import TypeAdapter, ValidationError
 
 ACTIVITY = TypeAdapter(Activity)
 

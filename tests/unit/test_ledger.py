@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from loyalty.errors import InvalidRequest
 from loyalty.ledger import EVENT_OF_KIND, Balance, EntryKind, EventType, LedgerEntry, OrderRecord, plan_refund
 

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import integrate, special
+
 from loyalty_analytics import bgnbd, gamma_gamma
 from loyalty_analytics.bgnbd import BgNbdParams
 from loyalty_analytics.gamma_gamma import GammaGammaParams
-from scipy import integrate, special
 
 # The published CDNOW estimates (weeks), a realistic point to test predictions at.
 CDNOW = BgNbdParams(r=0.243, alpha=4.414, a=0.793, b=2.426)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
+
 from loyalty_analytics.rhythm import (
     expected_next_purchase,
     purchase_rhythm,

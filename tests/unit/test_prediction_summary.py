@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from loyalty_analytics.summary import CustomerSummary, Period, summarize_transactions
 
 TRANSACTIONS = [

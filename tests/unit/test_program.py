@@ -7,10 +7,11 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from loyalty.activities import ActivityType, LineItem
 from loyalty.errors import InvalidRequest
 from loyalty.program import ProgramConfig, Tier, activity_points, purchase_points
-from pydantic import ValidationError
 
 D = Decimal
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from loyalty.adapters.dynamodb_store import from_item, to_item
 from loyalty.segments import SegmentationConfig, features_of
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from loyalty.segments import (
     LifecycleConfig,
     LifecycleStage,
@@ -18,7 +20,6 @@ from loyalty.segments import (
     points_segments,
 )
 from loyalty.segments.features import ConsentFlags
-from pydantic import ValidationError
 
 POINTS = PointsSegmentConfig()
 LIFECYCLE = LifecycleConfig()

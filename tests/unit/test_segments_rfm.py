@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from loyalty.segments import MemberFeatures, RfmCutPoints, RfmScore, RfmSegmentMap, RfmSummary, money_bucket, score
 from loyalty.segments.features import ConsentFlags
 from loyalty.segments.rfm import (
@@ -21,7 +23,6 @@ from loyalty.segments.rfm import (
     score_values,
     summarize,
 )
-from pydantic import ValidationError
 
 BOUNDARIES = money_bucket_boundaries()
 

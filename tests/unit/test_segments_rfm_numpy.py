@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from loyalty.segments import MemberFeatures, RfmCutPoints, RfmSegmentMap, money_bucket, score, summarize
 from loyalty.segments.features import ConsentFlags
 from loyalty.segments.rfm import money_bucket_boundaries

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
 from loyalty.errors import InvalidRequest
 from loyalty.segments import InvalidRule, MemberFeatures, SegmentDefinition, evaluate, parse_rule
 from loyalty.segments.features import ConsentFlags

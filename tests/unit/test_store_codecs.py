@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from loyalty.adapters.dynamodb_store import decode_cursor, encode_cursor, month_key, months_before, timestamp
 from loyalty.errors import InvalidRequest
 

@@ -17,6 +17,7 @@ from functools import reduce
 
 import numpy as np
 import numpy.typing as npt
+
 from loyalty.segments.rfm import (
     RfmCutPoints,
     RfmSegmentMap,
