@@ -7,7 +7,6 @@ store test runs against both moto's and DynamoDB's own semantics.
 
 from __future__ import annotations
 
-import functools
 import socket
 import uuid
 from collections.abc import Iterator
@@ -19,10 +18,11 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 from botocore.config import Config
 from moto import mock_aws
 
+from devstack.resources import create_table
+from devstack.template import Resolver, load_template
 from loyalty.activities import Engagement, Purchase
 from loyalty.adapters.dynamodb_store import LoyaltyStore, entry_from_item, from_item
 from loyalty.ledger import LedgerEntry
@@ -52,50 +52,23 @@ REWARDS = (
 # ---- the table, from the one source of wiring ---------------------------------------------------------------
 
 
-class _TemplateLoader(yaml.SafeLoader):
-    """Reads template.yaml, taking CloudFormation short-form tags (!Ref, !Sub, !GetAtt) as their plain values."""
+TEMPLATE = load_template(ROOT / "template.yaml")
 
 
-def _cloudformation_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return loader.construct_scalar(node)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    return loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-
-
-_TemplateLoader.add_multi_constructor("!", _cloudformation_tag)
-
-
-@functools.cache
 def template() -> dict[str, Any]:
-    with (ROOT / "template.yaml").open() as source:
-        return dict(yaml.load(source, Loader=_TemplateLoader))  # noqa: S506 - a SafeLoader subclass
+    """template.yaml as parsed by the local stack (CloudFormation tags as their long forms)."""
+    return TEMPLATE.raw
 
 
 def loyalty_table_properties() -> dict[str, Any]:
-    return dict(template()["Resources"]["LoyaltyTable"]["Properties"])
+    return dict(TEMPLATE.resources["LoyaltyTable"].properties)
 
 
-def create_loyalty_table(client: Any, name: str) -> None:
-    """CreateTable from the template's LoyaltyTable (keys, indexes, billing, stream), then its TTL."""
-    properties = loyalty_table_properties()
-    request: dict[str, Any] = {"TableName": name}
-    for key in ("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-        if key in properties:
-            request[key] = properties[key]
-    if "StreamSpecification" in properties:
-        request["StreamSpecification"] = {"StreamEnabled": True, **properties["StreamSpecification"]}
-    client.create_table(**request)
-    ttl = properties.get("TimeToLiveSpecification")
-    if ttl and ttl.get("Enabled"):
-        client.update_time_to_live(
-            TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
-        )
-
-
-def unique_table_name() -> str:
-    return f"loyalty-test-{uuid.uuid4().hex[:12]}"
+def create_loyalty_table(client: Any) -> str:
+    """The template's LoyaltyTable (keys, indexes, billing, stream, TTL), made by the local stack's own code under a
+    stack name of its own, so every test gets a fresh table. Returns the table's name."""
+    resolver = Resolver(TEMPLATE, stack_name=f"loyalty-test-{uuid.uuid4().hex[:12]}")
+    return str(create_table(client, TEMPLATE.resources["LoyaltyTable"], resolver)["TableName"])
 
 
 def free_port() -> int:
@@ -227,8 +200,7 @@ class Loyalty:
 
 
 def make_loyalty(backend: Backend, *, client: Any = None, **store_options: Any) -> Loyalty:
-    name = unique_table_name()
-    create_loyalty_table(backend.client, name)
+    name = create_loyalty_table(backend.client)
     store = LoyaltyStore(client or backend.client, name, **store_options)
     for reward in REWARDS:
         store.put_reward(reward)

@@ -27,7 +27,7 @@ from loyalty.activities import Adjustment, Engagement, Purchase, Refund
 from loyalty.errors import MemberNotFound, OrderNotFound
 from loyalty.members import Enrollment, Profile
 from loyalty.service import LoyaltyService
-from tests.integration.conftest import REGION, REWARDS, ROOT, create_loyalty_table, template, unique_table_name
+from tests.integration.conftest import REGION, REWARDS, ROOT, create_loyalty_table, template
 
 EVENTS = ROOT / "events"
 _serializer = TypeSerializer()
@@ -125,8 +125,7 @@ def cloud() -> Iterator[Cloud]:
 @pytest.fixture
 def aws(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     """A fresh table from template.yaml, named in TABLE_NAME, and the runtime reset so the handlers use it."""
-    table = unique_table_name()
-    create_loyalty_table(cloud.dynamodb, table)
+    table = create_loyalty_table(cloud.dynamodb)
     monkeypatch.setenv("TABLE_NAME", table)
     runtime.reset()
     system = Aws(table, cloud.bus, cloud.queue_url, cloud.dynamodb, cloud.sqs, cloud.resource)
