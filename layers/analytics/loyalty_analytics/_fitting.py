@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -186,3 +187,20 @@ def _max_abs(values: FloatArray) -> float:
 
 def _first(mask: npt.NDArray[np.bool_]) -> int:
     return int(np.flatnonzero(np.ravel(mask))[0])
+
+
+def estimate_and_report(optimum: Optimum, names: Sequence[str], total_weight: float, n_rows: int) -> dict[str, Any]:
+    """What every fit reports beside its parameters, from the optimiser's result: the natural-scale estimate
+    (under "estimate"), total log-likelihood, convergence, counts and standard errors by parameter name."""
+    estimate = np.exp(optimum.log_params)
+    errors = standard_errors(estimate, optimum, total_weight)
+    return {
+        "estimate": tuple(float(value) for value in estimate),
+        "log_likelihood": optimum.mean_log_likelihood * total_weight,
+        "converged": optimum.converged,
+        "iterations": optimum.iterations,
+        "n_customers": total_weight,
+        "n_rows": n_rows,
+        "standard_errors": {name: float(error) for name, error in zip(names, errors, strict=True)},
+        "message": optimum.message,
+    }

@@ -25,9 +25,9 @@ from loyalty_analytics._fitting import (
     as_float_array,
     check_weights,
     check_whole_counts,
+    estimate_and_report,
     group_rows,
     maximise,
-    standard_errors,
 )
 
 PARAMETER_NAMES = ("p", "q", "v")
@@ -109,19 +109,8 @@ def fit(
             return np.inf, np.zeros_like(params)
         return -mean, -(gradient_rows @ row_weights) / total * params
 
-    optimum = maximise(objective, np.log(initial.as_array()))
-    estimate = np.exp(optimum.log_params)
-    errors = standard_errors(estimate, optimum, total)
-    return GammaGammaFit(
-        params=GammaGammaParams(*(float(value) for value in estimate)),
-        log_likelihood=optimum.mean_log_likelihood * total,
-        converged=optimum.converged,
-        iterations=optimum.iterations,
-        n_customers=total,
-        n_rows=int(x.size),
-        standard_errors={name: float(error) for name, error in zip(PARAMETER_NAMES, errors, strict=True)},
-        message=optimum.message,
-    )
+    report = estimate_and_report(maximise(objective, np.log(initial.as_array())), PARAMETER_NAMES, total, int(x.size))
+    return GammaGammaFit(params=GammaGammaParams(*report.pop("estimate")), **report)
 
 
 def expected_average_spend(

@@ -11,11 +11,11 @@ from this model, so a field added here is a field the rule language accepts.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from loyalty.segments.config import SegmentationConfig
 
 _ZERO = Decimal(0)
+_Number = TypeVar("_Number", int, Decimal)
 
 
 class ConsentFlags(BaseModel):
@@ -124,6 +125,31 @@ def _age(birthday: date, today: date) -> int:
     return today.year - birthday.year - ((today.month, today.day) < (birthday.month, birthday.day))
 
 
+def _trailing_totals(
+    monthly: Mapping[str, Any] | None,
+    months: Mapping[str, int],
+    spans: tuple[int, ...],
+    convert: Callable[[Any], _Number],
+    zero: _Number,
+) -> tuple[list[_Number], list[int]]:
+    """Sum a "YYYY-MM" map over each trailing span of months (the current month is 0 back), and count the months
+    in each span with a positive value. Months outside the longest window are passed to `_outside`."""
+    totals = [zero] * len(spans)
+    active = [0] * len(spans)
+    for key, raw in (monthly or {}).items():
+        back = months.get(key)
+        if back is None:
+            _outside(key)
+            continue
+        value = convert(raw)
+        for index, span in enumerate(spans):
+            if back < span:
+                totals[index] += value
+                if value > 0:
+                    active[index] += 1
+    return totals, active
+
+
 def features_of(member_item: Mapping[str, Any], as_of: datetime, config: SegmentationConfig) -> MemberFeatures:
     """Segmentation features of one member item (as the store reads it: Decimal numbers, ISO timestamp strings).
 
@@ -138,47 +164,12 @@ def features_of(member_item: Mapping[str, Any], as_of: datetime, config: Segment
     window = config.rfm_window_months
     months = _months_back(current, max(12, window))
 
-    spend_6m = spend_12m = monetary = _ZERO
-    for key, amount in (member_item.get("spend_by_month") or {}).items():
-        back = months.get(key)
-        if back is None:
-            _outside(key)
-            continue
-        spent = _decimal(amount)
-        if back < 6:
-            spend_6m += spent
-        if back < 12:
-            spend_12m += spent
-        if back < window:
-            monetary += spent
-
-    purchases_6m = purchases_12m = frequency = active_months_6m = 0
-    for key, count in (member_item.get("purchases_by_month") or {}).items():
-        back = months.get(key)
-        if back is None:
-            _outside(key)
-            continue
-        bought = int(count)
-        if back < 6:
-            purchases_6m += bought
-            if bought > 0:
-                active_months_6m += 1
-        if back < 12:
-            purchases_12m += bought
-        if back < window:
-            frequency += bought
-
-    points_6m = points_12m = 0
-    for key, points in (member_item.get("points_by_month") or {}).items():
-        back = months.get(key)
-        if back is None:
-            _outside(key)
-            continue
-        earned = int(points)
-        if back < 6:
-            points_6m += earned
-        if back < 12:
-            points_12m += earned
+    spends, _ = _trailing_totals(member_item.get("spend_by_month"), months, (6, 12, window), _decimal, _ZERO)
+    spend_6m, spend_12m, monetary = spends
+    purchases, active = _trailing_totals(member_item.get("purchases_by_month"), months, (6, 12, window), int, 0)
+    purchases_6m, purchases_12m, frequency = purchases
+    active_months_6m = active[0]
+    (points_6m, points_12m), _ = _trailing_totals(member_item.get("points_by_month"), months, (6, 12), int, 0)
 
     last = member_item.get("last_purchase_at")
     first = member_item.get("first_purchase_at")
