@@ -204,3 +204,11 @@ def estimate_and_report(optimum: Optimum, names: Sequence[str], total_weight: fl
         "standard_errors": {name: float(error) for name, error in zip(names, errors, strict=True)},
         "message": optimum.message,
     }
+
+
+def check_positive_parameters(model: str, params: object, names: Sequence[str]) -> None:
+    """Every named parameter of a model is a positive finite number (what the likelihoods are defined for)."""
+    for name in names:
+        value = getattr(params, name)
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{model} parameter {name} must be a positive finite number, got {value!r}")

@@ -23,6 +23,7 @@ from scipy import integrate, special
 from loyalty_analytics._fitting import (
     FloatArray,
     as_float_array,
+    check_positive_parameters,
     check_weights,
     check_whole_counts,
     estimate_and_report,
@@ -49,10 +50,7 @@ class BgNbdParams:
     b: float
 
     def __post_init__(self) -> None:
-        for name in PARAMETER_NAMES:
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"BG/NBD parameter {name} must be a positive finite number, got {value!r}")
+        check_positive_parameters("BG/NBD", self, PARAMETER_NAMES)
 
     def with_time_scale(self, new_units_per_old_unit: float) -> BgNbdParams:
         """The same model with time measured in a finer (or coarser) unit: fitted in weeks, `with_time_scale(7)`

@@ -23,6 +23,7 @@ from scipy import special
 from loyalty_analytics._fitting import (
     FloatArray,
     as_float_array,
+    check_positive_parameters,
     check_weights,
     check_whole_counts,
     estimate_and_report,
@@ -42,10 +43,7 @@ class GammaGammaParams:
     v: float
 
     def __post_init__(self) -> None:
-        for name in PARAMETER_NAMES:
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"Gamma-Gamma parameter {name} must be a positive finite number, got {value!r}")
+        check_positive_parameters("Gamma-Gamma", self, PARAMETER_NAMES)
 
     @property
     def population_mean_spend(self) -> float:
