@@ -81,3 +81,23 @@ class StoreContention(LoyaltyError):
 
     status = 503
     code = "contention"
+
+
+class ConfigVersionConflict(LoyaltyError):
+    status = 409
+    code = "version_conflict"
+
+
+class RefreshInProgress(LoyaltyError):
+    status = 409
+    code = "refresh_in_progress"
+
+
+class SegmentNotFound(LoyaltyError):
+    status = 404
+    code = "segment_not_found"
+
+
+class RefreshNotFound(LoyaltyError):
+    status = 404
+    code = "refresh_not_found"

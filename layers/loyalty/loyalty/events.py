@@ -61,6 +61,14 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
             member_id=item["member_id"],
             detail={"tier": item.get("tier")},
         )
+    if event_type in (EventType.SEGMENT_ENTERED, EventType.SEGMENT_LEFT):
+        return DomainEvent(
+            event_id=item["event_id"],
+            event_type=event_type,
+            occurred_at=item["occurred_at"],
+            member_id=item["member_id"],
+            detail={"segment_id": item["segment_id"], "source": item.get("source")},
+        )
     detail = {name: _number(item[name]) for name in _LEDGER_FIELDS if item.get(name) is not None}
     if event_type is EventType.POINTS_REVERSED:  # a reversal always says what it could not take back
         detail["unrecovered"] = _number(item.get("unrecovered", 0))

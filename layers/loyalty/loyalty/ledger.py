@@ -36,6 +36,8 @@ class EventType(StrEnum):
     POINTS_REVERSED = "PointsReversed"
     POINTS_ADJUSTED = "PointsAdjusted"
     POINTS_EXPIRED = "PointsExpired"
+    SEGMENT_ENTERED = "SegmentEntered"
+    SEGMENT_LEFT = "SegmentLeft"
 
 
 EVENT_OF_KIND = {

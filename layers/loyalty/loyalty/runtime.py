@@ -10,6 +10,7 @@ import boto3
 from botocore.config import Config
 
 from loyalty.adapters.dynamodb_store import LoyaltyStore
+from loyalty.segmentation import SegmentationService
 from loyalty.service import LoyaltyService
 from loyalty.settings import settings
 
@@ -34,8 +35,17 @@ def loyalty_service() -> LoyaltyService:
     )
 
 
+@lru_cache(maxsize=1)
+def segmentation_service() -> SegmentationService:
+    config = settings()
+    return SegmentationService(
+        LoyaltyStore(client("dynamodb"), config.table_name), cache_seconds=config.config_cache_seconds
+    )
+
+
 def reset() -> None:
     """Forget clients and services (tests and the local stack call this after changing the environment)."""
     client.cache_clear()
     loyalty_service.cache_clear()
+    segmentation_service.cache_clear()
     settings.cache_clear()

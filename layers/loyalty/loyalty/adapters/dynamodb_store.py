@@ -47,6 +47,9 @@ from loyalty.rewards import Reward
 
 KEY_ATTRIBUTES = ("PK", "SK")  # the table's hash and range keys, as template.yaml declares them
 TTL_ATTRIBUTE = "expires_at"  # the table's TimeToLiveSpecification attribute
+ROSTER_INDEX = "MemberRoster"  # sparse GSI over member items only: the refresh scans it (docs/refresh.md)
+ROSTER_ATTRIBUTE = "roster_id"  # its hash key, carried by member items alone
+REVISION_ATTRIBUTE = "revision"  # +1 on every change to a member's facts; segment writes are pinned to it
 MONTHS_KEPT = 24  # write-time monthly aggregates cover at least this many calendar months
 _PRUNE_SPAN = 12  # each purchase removes this many months beyond the window
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
@@ -237,11 +240,21 @@ class LoyaltyStore:
         *,
         max_attempts: int = 12,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self._client = client
         self._table = table_name
         self._max_attempts = max_attempts
         self._sleep = sleep
+        self._clock = clock  # the monthly aggregates' window moves with it
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    @property
+    def table_name(self) -> str:
+        return self._table
 
     # ---- transactions -------------------------------------------------------------------------------------
 
@@ -289,6 +302,7 @@ class LoyaltyStore:
         values.update({name: 0 for name in _COUNTERS})
         values.update({name: {} for name in _MONTHLY_MAPS})
         values.update(purchase_count=0, event_type=EventType.MEMBER_ENROLLED)
+        values.update({ROSTER_ATTRIBUTE: member.member_id, REVISION_ATTRIBUTE: 1})
         items = [
             {
                 "Put": {
@@ -372,6 +386,7 @@ class LoyaltyStore:
     ) -> _Update:
         update = _Update()
         update.conditions.append("attribute_exists(PK)")
+        update.adds.append(f"{update.name(REVISION_ATTRIBUTE)} {update.value(1)}")
         for counter, delta in entry.counters().items():
             if delta:
                 update.adds.append(f"{update.name(counter)} {update.value(delta)}")
@@ -384,9 +399,8 @@ class LoyaltyStore:
             self._record_purchase(update, purchase, out_of_order)
         return update
 
-    @staticmethod
-    def _add_to_month(update: _Update, aggregate: str, when: datetime, amount: Any) -> None:
-        if month_key(when) <= months_before(datetime.now(UTC), MONTHS_KEPT):
+    def _add_to_month(self, update: _Update, aggregate: str, when: datetime, amount: Any) -> None:
+        if month_key(when) <= months_before(self._clock(), MONTHS_KEPT):
             return  # older than the window the aggregates keep
         path = f"{update.name(aggregate)}.{update.name(month_key(when))}"
         update.sets.append(f"{path} = if_not_exists({path}, {update.value(0)}) + {update.value(amount)}")
@@ -411,7 +425,7 @@ class LoyaltyStore:
                 first = update.name("first_purchase_at")
                 update.sets.append(f"{first} = {update.value(at)}")
                 update.conditions.append(f"{first} = {update.value(seen_first)}")
-        now = datetime.now(UTC)
+        now = self._clock()
         for back in range(MONTHS_KEPT + 1, MONTHS_KEPT + 1 + _PRUNE_SPAN):
             month = months_before(now, back)
             for aggregate in _MONTHLY_MAPS:

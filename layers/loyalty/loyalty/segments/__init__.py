@@ -4,7 +4,7 @@ Pure Python and pydantic (this package ships in the API layer). The refresh's ve
 lives in loyalty_analytics.rfm. Definitions and policies: docs/segments.md.
 """
 
-from loyalty.segments.assign import diff, segment_catalog, segments_of
+from loyalty.segments.assign import diff, segment_catalog, segments_given_rfm, segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import ConsentFlags, MemberFeatures, features_of
 from loyalty.segments.points import (
@@ -51,6 +51,7 @@ __all__ = [
     "points_segments",
     "score",
     "segment_catalog",
+    "segments_given_rfm",
     "segments_of",
     "summarize",
 ]

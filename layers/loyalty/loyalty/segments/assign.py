@@ -20,12 +20,21 @@ from loyalty.segments.rules import evaluate
 
 def segments_of(features: MemberFeatures, rfm_cut_points: RfmCutPoints | None, config: SegmentationConfig) -> set[str]:
     """Every segment the member belongs to. `rfm_cut_points` are the last refresh's (None: no RFM segment yet)."""
-    found = {ids.segment_id(ids.POINTS, segment) for segment in points_segments(features, config.points)}
-    found.add(ids.segment_id(ids.LIFECYCLE, lifecycle_stage(features, config.lifecycle)))
+    rfm_segment = None
     if rfm_cut_points is not None:
         rfm = score(features, rfm_cut_points)
         if rfm is not None:
-            found.add(ids.segment_id(ids.RFM, config.rfm_map.segment_for(rfm).segment_id))
+            rfm_segment = config.rfm_map.segment_for(rfm).segment_id
+    return segments_given_rfm(features, rfm_segment, config)
+
+
+def segments_given_rfm(features: MemberFeatures, rfm_segment: str | None, config: SegmentationConfig) -> set[str]:
+    """`segments_of` for a member whose RFM segment (an id of `config.rfm_map`, or None) is already known: the
+    refresh scores a page of members at once with loyalty_analytics.rfm, then assigns the rest here."""
+    found = {ids.segment_id(ids.POINTS, segment) for segment in points_segments(features, config.points)}
+    found.add(ids.segment_id(ids.LIFECYCLE, lifecycle_stage(features, config.lifecycle)))
+    if rfm_segment is not None:
+        found.add(ids.segment_id(ids.RFM, rfm_segment))
     for definition in config.rule_segments:
         if evaluate(definition.rule, features):
             found.add(ids.segment_id(ids.RULE, definition.segment_id))

@@ -1,0 +1,361 @@
+"""The segment refresh: a run fanned out over N workers, two passes, idempotent and resumable (docs/refresh.md).
+
+    start        record the run (document snapshot, as-of), take the lease, send N pass-one messages
+    pass one     worker k scans its share of the MemberRoster index (one item per member) and builds an exact,
+                 mergeable RfmSummary; the last worker to finish merges them into the global cut points,
+                 publishes them (the API scores members with them from then on) and sends N pass-two messages
+    pass two     worker k scans its share again, scores members, writes only the memberships that changed (one
+                 transaction per changed member, with its SegmentEntered/SegmentLeft events), and sums sizes and
+                 KPIs; the last worker to finish writes the size history and the KPIs, and completes the run
+
+Every message is {run_id, pass, worker, step}. A worker that runs short of time checkpoints its state and where its
+scan stopped as step + 1 and sends itself the next step; a redelivered message finds its step already recorded and
+does nothing twice. A part is finished and counted on the run in one transaction, so a retried worker is never
+counted twice; membership writes compare with the member's current segments, so a replayed page writes nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from loyalty.adapters.dynamodb_store import timestamp
+from loyalty.adapters.segment_store import PublishedCutPoints, StaleMember
+from loyalty.adapters.work_queue import WorkQueue
+from loyalty.segmentation import SegmentationService
+from loyalty.segments import (
+    MemberFeatures,
+    RfmCutPoints,
+    RfmSummary,
+    SegmentationConfig,
+    features_of,
+    segment_catalog,
+    segments_given_rfm,
+    segments_of,
+)
+from loyalty.segments.kpis import KpiTable, member_kpis
+from loyalty_analytics import rfm
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 1000  # items per Scan page (a page is also capped at 1 MB by DynamoDB)
+RESERVE_SECONDS = 60.0  # checkpoint when less than this is left of the invocation
+MAX_STALE_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class WorkMessage:
+    run_id: str
+    pass_number: int
+    worker: int
+    step: int = 0
+
+    def body(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "pass": self.pass_number, "worker": self.worker, "step": self.step}
+
+    @classmethod
+    def parse(cls, body: str | Mapping[str, Any]) -> WorkMessage:
+        raw = json.loads(body) if isinstance(body, str) else dict(body)
+        return cls(str(raw["run_id"]), int(raw["pass"]), int(raw["worker"]), int(raw.get("step", 0)))
+
+
+@dataclass
+class ScoringState:
+    """Pass two's running totals for one worker: exact, so a checkpoint and a resume add up to one straight run."""
+
+    members: int = 0
+    changed_members: int = 0
+    changes: int = 0
+    stale_members: int = 0
+    sizes: Counter[str] = field(default_factory=Counter)
+    kpis: KpiTable = field(default_factory=KpiTable)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "members": self.members,
+                "changed_members": self.changed_members,
+                "changes": self.changes,
+                "stale_members": self.stale_members,
+                "sizes": dict(self.sizes),
+                "kpis": self.kpis.to_json(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoringState:
+        raw = json.loads(text)
+        return cls(
+            members=raw["members"],
+            changed_members=raw["changed_members"],
+            changes=raw["changes"],
+            stale_members=raw["stale_members"],
+            sizes=Counter(raw["sizes"]),
+            kpis=KpiTable.from_json(raw["kpis"]),
+        )
+
+    def merge(self, other: ScoringState) -> ScoringState:
+        return ScoringState(
+            members=self.members + other.members,
+            changed_members=self.changed_members + other.changed_members,
+            changes=self.changes + other.changes,
+            stale_members=self.stale_members + other.stale_members,
+            sizes=self.sizes + other.sizes,
+            kpis=self.kpis.merge(other.kpis),
+        )
+
+
+@dataclass(frozen=True)
+class _Run:
+    run_id: str
+    as_of: datetime
+    workers: int
+    config: SegmentationConfig
+    cut_points: RfmCutPoints | None
+
+    @classmethod
+    def of(cls, item: Mapping[str, Any]) -> _Run:
+        cut_points = json.loads(item["cut_points"]) if item.get("cut_points") else None
+        return cls(
+            run_id=str(item["run_id"]),
+            as_of=datetime.fromisoformat(str(item["as_of"]).replace("Z", "+00:00")),
+            workers=int(item["workers"]),
+            config=SegmentationConfig.model_validate_json(item["config"]),
+            cut_points=RfmCutPoints.model_validate(cut_points) if cut_points else None,
+        )
+
+
+def _rfm_inputs(features: Sequence[MemberFeatures]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    recency = np.fromiter((-1 if f.recency_days is None else f.recency_days for f in features), np.int32)
+    frequency = np.fromiter((f.frequency for f in features), np.int32)
+    money = rfm.money_buckets(np.fromiter((float(f.monetary) for f in features), np.float64))
+    return recency, frequency, money
+
+
+class SegmentRefresh:
+    """Carries out refresh runs. `time_left` says how many seconds the current invocation has left."""
+
+    def __init__(
+        self,
+        service: SegmentationService,
+        queue: WorkQueue,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        page_size: int = PAGE_SIZE,
+        reserve_seconds: float = RESERVE_SECONDS,
+        max_pages: int | None = None,
+    ):
+        self.service = service
+        self.store = service.segments
+        self.queue = queue
+        self._clock = clock
+        self._page_size = page_size
+        self._reserve = reserve_seconds
+        self._max_pages = max_pages  # a step's page budget (tests force checkpoints with it)
+
+    # ---- start ----------------------------------------------------------------------------------------
+
+    def start(self, run_id: str, as_of: datetime, workers: int, requested_by: str) -> tuple[dict[str, Any], bool]:
+        """Start a run, or return the one already recorded under `run_id` (created False). A run recorded but not
+        yet begun (its start died before sending) gets its pass-one messages again; duplicates are harmless."""
+        run, created = self.service.new_run(run_id, as_of, workers, requested_by)
+        if created or (run["status"] == "scanning" and int(run.get("pass1_done", 0)) == 0):
+            self.queue.send([WorkMessage(run_id, 1, worker).body() for worker in range(int(run["workers"]))])
+        return run, created
+
+    # ---- work -------------------------------------------------------------------------------------------
+
+    def work(self, message: WorkMessage, time_left: Callable[[], float] = lambda: float("inf")) -> None:
+        item = self.store.get_run(message.run_id)
+        if item is None or item["status"] in ("complete", "failed"):
+            logger.info("refresh message for a run that is over or unknown", extra=message.body())
+            return
+        run = _Run.of(item)
+        if message.pass_number == 2 and run.cut_points is None and item["status"] == "scanning":
+            raise RuntimeError(f"pass two of {run.run_id} before its pass one finished")
+        part = self.store.get_part(run.run_id, message.pass_number, message.worker)
+        if part is not None and part.get("done"):
+            self._advance(run.run_id)  # the finisher may have died before advancing the run
+            return
+        recorded_step = int(part["step"]) if part else 0
+        if recorded_step > message.step:  # a later step is recorded; its message may have been lost
+            self.queue.send([WorkMessage(run.run_id, message.pass_number, message.worker, recorded_step).body()])
+            return
+        if recorded_step < message.step:
+            logger.warning("refresh message ahead of its checkpoint; dropped", extra=message.body())
+            return
+        start_key = json.loads(part["start_key"]) if part and part.get("start_key") else None
+        if message.pass_number == 1:
+            self._pass_one(run, message, part["state"] if part else None, start_key, time_left)
+        else:
+            self._pass_two(run, message, part["state"] if part else None, start_key, time_left)
+
+    def _pages(
+        self, run: _Run, message: WorkMessage, start_key: dict[str, Any] | None, time_left: Callable[[], float]
+    ) -> Any:
+        """Yield (items, next_key, out_of_time) for this worker's share, page by page."""
+        pages = 0
+        key = start_key
+        while True:
+            items, key = self.store.scan_roster(message.worker, run.workers, key, self._page_size)
+            pages += 1
+            out_of_time = time_left() < self._reserve or (self._max_pages is not None and pages >= self._max_pages)
+            yield items, key, out_of_time
+            if key is None or out_of_time:
+                return
+
+    def _pass_one(
+        self,
+        run: _Run,
+        message: WorkMessage,
+        state: str | None,
+        start_key: dict[str, Any] | None,
+        time_left: Callable[[], float],
+    ) -> None:
+        summary = RfmSummary.from_json(state) if state else RfmSummary()
+        for items, key, out_of_time in self._pages(run, message, start_key, time_left):
+            if items:
+                features = [features_of(item, run.as_of, run.config) for item in items]
+                summary = summary.merge(rfm.summarize(*_rfm_inputs(features)))
+            if key is not None and out_of_time:
+                self._continue(run, message, summary.to_json(), key)
+                return
+        if self.store.finish_part(run.run_id, 1, message.worker, message.step, summary.to_json()):
+            self._advance(run.run_id)
+
+    def _pass_two(
+        self,
+        run: _Run,
+        message: WorkMessage,
+        state_text: str | None,
+        start_key: dict[str, Any] | None,
+        time_left: Callable[[], float],
+    ) -> None:
+        state = ScoringState.from_json(state_text) if state_text else ScoringState()
+        source = f"refresh:{run.run_id}"
+        for items, key, out_of_time in self._pages(run, message, start_key, time_left):
+            if items:
+                self._score_page(run, items, state, source)
+            if key is not None and out_of_time:
+                self._continue(run, message, state.to_json(), key)
+                return
+        if self.store.finish_part(run.run_id, 2, message.worker, message.step, state.to_json()):
+            self._advance(run.run_id)
+
+    def _score_page(self, run: _Run, items: list[dict[str, Any]], state: ScoringState, source: str) -> None:
+        features = [features_of(item, run.as_of, run.config) for item in items]
+        rfm_segments: list[str | None] = [None] * len(items)
+        if run.cut_points is not None:
+            scores = rfm.score(*_rfm_inputs(features), run.cut_points)
+            codes, names = rfm.segment_codes(scores, run.config.rfm_map)
+            rfm_segments = [names[code] if code >= 0 else None for code in codes.tolist()]
+        now = self._clock()
+        for item, member, rfm_segment in zip(items, features, rfm_segments, strict=True):
+            after = segments_given_rfm(member, rfm_segment, run.config)
+            current: dict[str, Any] | None = item
+            for attempt in range(MAX_STALE_RETRIES + 1):
+                assert current is not None
+                if set(current.get("segments") or ()) == after:
+                    break
+                try:
+                    applied = self.store.apply(current, after, now, source)
+                    state.changed_members += 1
+                    state.changes += applied.changes
+                    break
+                except StaleMember:
+                    # The member changed since the scan read them: read again and re-evaluate as of the run.
+                    current = self.store.get_member_item(str(item["member_id"]))
+                    if current is None or attempt == MAX_STALE_RETRIES:
+                        state.stale_members += 1
+                        current = None
+                        break
+                    member = features_of(current, run.as_of, run.config)
+                    after = segments_of(member, run.cut_points, run.config)
+            if current is None:
+                continue
+            state.members += 1
+            state.sizes.update(after)
+            groups = ["all", f"tier:{member.tier}", *(f"segment:{segment}" for segment in sorted(after))]
+            state.kpis.add(groups, member_kpis(current, run.as_of, run.config.kpis))
+
+    def _continue(self, run: _Run, message: WorkMessage, state: str, key: dict[str, Any]) -> None:
+        if self.store.checkpoint(run.run_id, message.pass_number, message.worker, message.step, state, key):
+            self.queue.send([WorkMessage(run.run_id, message.pass_number, message.worker, message.step + 1).body()])
+
+    # ---- advancing the run ------------------------------------------------------------------------------
+
+    def _advance(self, run_id: str) -> None:
+        """Move the run on when every worker has finished the pass. Safe to call any number of times: each move
+        is a conditional write, and what follows it is idempotent."""
+        item = self.store.get_run(run_id)
+        if item is None:
+            return
+        workers = int(item["workers"])
+        status = item["status"]
+        if status == "scanning" and int(item.get("pass1_done", 0)) >= workers:
+            merged = RfmSummary()
+            for part in self.store.finished_parts(run_id, 1):
+                merged = merged.merge(RfmSummary.from_json(part["state"]))
+            cut_points = merged.cut_points()
+            self.store.update_run(
+                run_id,
+                expect_status="scanning",
+                status="scoring",
+                cut_points=cut_points.model_dump_json() if cut_points else "",
+                members_read=merged.members,
+            )
+            item = self.store.get_run(run_id) or item
+            status = item["status"]
+        if status == "scoring" and not item.get("pass2_sent"):
+            run = _Run.of(item)
+            self.service.publish_cut_points(PublishedCutPoints(run_id, timestamp(run.as_of), run.cut_points))
+            pending = [w for w in range(workers) if not (self.store.get_part(run_id, 2, w) or {}).get("done")]
+            self.queue.send([WorkMessage(run_id, 2, worker).body() for worker in pending])
+            self.store.update_run(run_id, pass2_sent=True)
+            return
+        if status == "scoring" and int(item.get("pass2_done", 0)) >= workers:
+            self.store.update_run(run_id, expect_status="scoring", status="finishing", completed_at=self._clock())
+            item = self.store.get_run(run_id) or item
+            status = item["status"]
+        if status == "finishing":
+            self._finish(item)
+
+    def _finish(self, item: Mapping[str, Any]) -> None:
+        run = _Run.of(item)
+        total = ScoringState()
+        for part in self.store.finished_parts(run.run_id, 2):
+            total = total.merge(ScoringState.from_json(part["state"]))
+        completed_at = datetime.fromisoformat(str(item["completed_at"]).replace("Z", "+00:00"))
+        catalog = segment_catalog(run.config)
+        self.store.put_segment_sizes(
+            run.run_id, completed_at, {segment: {"size": total.sizes.get(segment, 0)} for segment in catalog}
+        )
+        groups = ["all", *sorted(g for g in total.kpis.groups() if g != "all")]
+        reports = {group: total.kpis.report(group).model_dump(mode="json") for group in groups}
+        self.store.put_latest(
+            {
+                "run_id": run.run_id,
+                "as_of": timestamp(run.as_of),
+                "completed_at": completed_at,
+                "sizes": json.dumps({segment: total.sizes.get(segment, 0) for segment in catalog}),
+                "kpis": json.dumps(reports),
+                "cut_points": run.cut_points.model_dump_json() if run.cut_points else "",
+            }
+        )
+        self.store.update_run(
+            run.run_id,
+            expect_status="finishing",
+            status="complete",
+            members=total.members,
+            changed_members=total.changed_members,
+            changes=total.changes,
+            stale_members=total.stale_members,
+        )
+        self.store.release_lease(run.run_id)

@@ -1,0 +1,558 @@
+"""The segmentation items of the loyalty table (docs/refresh.md): the segmentation document, the cut points the last
+refresh published, memberships and their events, refresh runs and their workers' parts, and size history.
+
+Membership changes are the one write that must be exactly once: a member's segment set lives on the member item
+(`segments`, `segments_version`), and each change is ONE transaction that moves that set, puts or deletes the
+membership items (the `SegmentMembers` index) and puts one SegmentEntered / SegmentLeft event item per change, all
+pinned to the member's `revision` (the facts the segments were computed from) and `segments_version`. A writer with
+a stale view loses the transaction and nothing is written, so two evaluators racing on one member can never both
+emit the same change.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from loyalty import ids
+from loyalty.adapters.dynamodb_store import (
+    REVISION_ATTRIBUTE,
+    ROSTER_INDEX,
+    TTL_ATTRIBUTE,
+    LoyaltyStore,
+    _Cancelled,
+    _key,
+    from_item,
+    member_key,
+    timestamp,
+    to_item,
+)
+from loyalty.errors import ConfigVersionConflict, InvalidRequest, LoyaltyError, RefreshInProgress
+from loyalty.ledger import EventType
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.rfm import RfmCutPoints
+
+MEMBERSHIP_INDEX = "SegmentMembers"
+MEMBERSHIP_SHARDS = 16  # a segment's members spread over this many index partitions
+CHANGES_PER_TRANSACTION = 49  # 1 member update + 2 items per change <= 100, DynamoDB's transaction limit
+SEGMENT_EVENT_TTL_SECONDS = 7 * 24 * 3600  # event items only exist to reach the stream
+
+
+class StaleMember(LoyaltyError):
+    """The member's facts or segments moved since they were read: read again and re-evaluate."""
+
+    status = 409
+    code = "stale_member"
+
+
+def membership_shard(member_id: str) -> int:
+    return int(hashlib.sha256(member_id.encode()).hexdigest()[:8], 16) % MEMBERSHIP_SHARDS
+
+
+@dataclass(frozen=True)
+class Membership:
+    member_id: str
+    segment_id: str
+    entered_at: str
+
+
+@dataclass(frozen=True)
+class AppliedChange:
+    member_id: str
+    entered: tuple[str, ...]
+    left: tuple[str, ...]
+
+    @property
+    def changes(self) -> int:
+        return len(self.entered) + len(self.left)
+
+
+@dataclass(frozen=True)
+class PublishedCutPoints:
+    """The RFM cut points of the last refresh that finished pass one, for scoring members between refreshes."""
+
+    run_id: str
+    as_of: str
+    cut_points: RfmCutPoints | None
+
+
+def _encode_cursor(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error) as error:
+        raise InvalidRequest("cursor is not one this API returned", field="cursor") from error
+    if not isinstance(value, dict):
+        raise InvalidRequest("cursor is not one this API returned", field="cursor")
+    return value
+
+
+class SegmentStore:
+    """Segmentation's share of the loyalty table. Built on the LoyaltyStore's client, table and transactions."""
+
+    def __init__(self, store: LoyaltyStore):
+        self._store = store
+        self._client = store.client
+        self._table = store.table_name
+
+    # ---- the segmentation document ---------------------------------------------------------------------
+
+    def get_config(self) -> SegmentationConfig:
+        """The stored document, or the defaults (version 1) when none was ever stored."""
+        item = self._store._get(_key("SEGMENTS", "CONFIG"))
+        return SegmentationConfig.model_validate_json(item["document"]) if item else SegmentationConfig()
+
+    def put_config(self, config: SegmentationConfig, *, replaces: int | None) -> None:
+        """Store `config` if the stored version is still `replaces` (None: nothing stored yet, or version 1 of the
+        defaults). A lost race raises ConfigVersionConflict; the caller reads again and reapplies its change."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": {
+                **_key("SEGMENTS", "CONFIG"),
+                **to_item({"version": config.version, "document": config.model_dump_json()}),
+            },
+        }
+        if replaces is None or replaces == 1:
+            request["ConditionExpression"] = "attribute_not_exists(PK) OR version = :v"
+            request["ExpressionAttributeValues"] = {":v": {"N": "1"}}
+        else:
+            request["ConditionExpression"] = "version = :v"
+            request["ExpressionAttributeValues"] = {":v": {"N": str(replaces)}}
+        try:
+            self._client.put_item(**request)
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise ConfigVersionConflict("the segmentation document changed meanwhile; read it again") from None
+
+    # ---- cut points ---------------------------------------------------------------------------------------
+
+    def get_cut_points(self) -> PublishedCutPoints | None:
+        item = self._store._get(_key("SEGMENTS", "CUTPOINTS"))
+        if item is None:
+            return None
+        raw = json.loads(item["cut_points"]) if item.get("cut_points") else None
+        cut_points = RfmCutPoints.model_validate(raw) if raw else None
+        return PublishedCutPoints(run_id=item["run_id"], as_of=item["as_of"], cut_points=cut_points)
+
+    def put_cut_points(self, published: PublishedCutPoints) -> None:
+        cut_points = published.cut_points.model_dump_json() if published.cut_points else ""
+        values = {"run_id": published.run_id, "as_of": published.as_of, "cut_points": cut_points}
+        self._client.put_item(TableName=self._table, Item={**_key("SEGMENTS", "CUTPOINTS"), **to_item(values)})
+
+    # ---- memberships ---------------------------------------------------------------------------------------
+
+    def apply(self, member: dict[str, Any], after: Iterable[str], now: datetime, source: str) -> AppliedChange:
+        """Move the member from the segments on `member` (the item as read) to `after`. Raises StaleMember when the
+        member's revision or segments moved since `member` was read; nothing is written then."""
+        member_id = str(member["member_id"])
+        before = set(member.get("segments") or ())
+        target = set(after)
+        entered = tuple(sorted(target - before))
+        left = tuple(sorted(before - target))
+        revision = int(member.get(REVISION_ATTRIBUTE, 0))
+        version = int(member.get("segments_version", 0))
+        changes = [(segment, True) for segment in entered] + [(segment, False) for segment in left]
+        current = set(before)
+        while changes:
+            chunk, changes = changes[:CHANGES_PER_TRANSACTION], changes[CHANGES_PER_TRANSACTION:]
+            for segment, joins in chunk:
+                (current.add if joins else current.discard)(segment)
+            items = [self._member_segments_update(member_id, sorted(current), revision, version, now)]
+            for segment, joins in chunk:
+                items.append(
+                    self._membership_put(member_id, segment, now)
+                    if joins
+                    else self._membership_delete(member_id, segment)
+                )
+                items.append(self._event_put(member_id, segment, joins, now, source))
+            try:
+                self._store._transact(items)
+            except _Cancelled:
+                raise StaleMember(f"member {member_id} changed while its segments were evaluated") from None
+            version += 1
+        return AppliedChange(member_id=member_id, entered=entered, left=left)
+
+    def _member_segments_update(
+        self, member_id: str, segments: list[str], revision: int, version: int, now: datetime
+    ) -> dict[str, Any]:
+        names = {"#segments": "segments", "#version": "segments_version", "#revision": REVISION_ATTRIBUTE}
+        values: dict[str, Any] = {
+            ":segments": {"L": [{"S": s} for s in segments]},
+            ":next": {"N": str(version + 1)},
+            ":at": {"S": timestamp(now)},
+            ":revision": {"N": str(revision)},
+        }
+        revision_condition = "#revision = :revision" if revision else "attribute_not_exists(#revision)"
+        if version:
+            version_condition = "#version = :version"
+            values[":version"] = {"N": str(version)}
+        else:
+            version_condition = "attribute_not_exists(#version)"
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": member_key(member_id),
+                "UpdateExpression": "SET #segments = :segments, #version = :next, segments_evaluated_at = :at",
+                "ConditionExpression": f"attribute_exists(PK) AND {revision_condition} AND {version_condition}",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def _membership_put(self, member_id: str, segment_id: str, now: datetime) -> dict[str, Any]:
+        values = {
+            "member_id": member_id,
+            "segment_id": segment_id,
+            "entered_at": now,
+            "segment_shard": f"{segment_id}#{membership_shard(member_id):02d}",
+            "segment_member": member_id,
+        }
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {**_key(f"MEMBER#{member_id}", f"SEGMENT#{segment_id}"), **to_item(values)},
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+
+    def _membership_delete(self, member_id: str, segment_id: str) -> dict[str, Any]:
+        return {
+            "Delete": {
+                "TableName": self._table,
+                "Key": _key(f"MEMBER#{member_id}", f"SEGMENT#{segment_id}"),
+                "ConditionExpression": "attribute_exists(PK)",
+            }
+        }
+
+    def _event_put(self, member_id: str, segment_id: str, entered: bool, now: datetime, source: str) -> dict[str, Any]:
+        event_id = ids.ulid()
+        values = {
+            "event_id": event_id,
+            "event_type": EventType.SEGMENT_ENTERED if entered else EventType.SEGMENT_LEFT,
+            "member_id": member_id,
+            "segment_id": segment_id,
+            "occurred_at": now,
+            "source": source,
+            TTL_ATTRIBUTE: int(now.timestamp()) + SEGMENT_EVENT_TTL_SECONDS,
+        }
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {**_key(f"MEMBER#{member_id}", f"SEGEVENT#{event_id}"), **to_item(values)},
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+
+    def memberships_of(self, member_id: str) -> list[Membership]:
+        """The member's segments with the moment each was entered: one Query in the member's partition."""
+        found: list[Membership] = []
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": f"MEMBER#{member_id}"}, ":prefix": {"S": "SEGMENT#"}},
+        }
+        while True:
+            page = self._client.query(**request)
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                found.append(Membership(member_id, str(item["segment_id"]), str(item["entered_at"])))
+            if "LastEvaluatedKey" not in page:
+                return found
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def members_of(self, segment_id: str, limit: int, cursor: str | None) -> tuple[list[Membership], str | None]:
+        """A page of a segment's members from the SegmentMembers index, shard by shard (member id order within a
+        shard). The cursor names the shard and the last member id returned."""
+        shard: int = 0
+        after: str | None = None
+        if cursor:
+            decoded = _decode_cursor(cursor)
+            raw_shard, raw_after = decoded.get("shard"), decoded.get("after")
+            if not isinstance(raw_shard, int) or not 0 <= raw_shard < MEMBERSHIP_SHARDS:
+                raise InvalidRequest("cursor is not one this API returned", field="cursor")
+            if not isinstance(raw_after, str | None):
+                raise InvalidRequest("cursor is not one this API returned", field="cursor")
+            shard, after = raw_shard, raw_after
+        found: list[Membership] = []
+        while shard < MEMBERSHIP_SHARDS:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": MEMBERSHIP_INDEX,
+                "KeyConditionExpression": "segment_shard = :shard" + (" AND segment_member > :after" if after else ""),
+                "ExpressionAttributeValues": {":shard": {"S": f"{segment_id}#{shard:02d}"}},
+                "Limit": limit - len(found),
+            }
+            if after:
+                request["ExpressionAttributeValues"][":after"] = {"S": after}
+            page = self._client.query(**request)
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                found.append(Membership(str(item["segment_member"]), segment_id, str(item.get("entered_at", ""))))
+            if len(found) >= limit:
+                last = found[-1].member_id
+                if "LastEvaluatedKey" in page or shard + 1 < MEMBERSHIP_SHARDS:
+                    return found, _encode_cursor({"shard": shard, "after": last})
+                return found, None
+            if "LastEvaluatedKey" in page:
+                after = str(from_item(page["LastEvaluatedKey"])["segment_member"])
+                continue
+            shard, after = shard + 1, None
+        return found, None
+
+    # ---- the roster scan (refresh only) -----------------------------------------------------------------
+
+    def scan_roster(
+        self, worker: int, workers: int, start_key: dict[str, Any] | None, page_size: int
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of this worker's share of the member items (the sparse MemberRoster index: member items only,
+        never ledger entries). Returns the plain items and the key to continue from (None: share finished)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": ROSTER_INDEX,
+            "Segment": worker,
+            "TotalSegments": workers,
+            "Limit": page_size,
+        }
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
+        page = self._client.scan(**request)
+        return [from_item(raw) for raw in page.get("Items", [])], page.get("LastEvaluatedKey")
+
+    def get_member_item(self, member_id: str) -> dict[str, Any] | None:
+        return self._store._get(member_key(member_id))
+
+    # ---- refresh runs ----------------------------------------------------------------------------------------
+
+    def create_run(self, run: dict[str, Any], *, stale_before: datetime) -> tuple[dict[str, Any], bool]:
+        """Record a new run and take the one-run-at-a-time lease, or return the run already recorded under this id
+        (created False). A different run holding a lease newer than `stale_before` raises RefreshInProgress."""
+        run_id = run["run_id"]
+        items = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {**_key(f"REFRESH#{run_id}", "RUN"), **to_item(run)},
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **_key("REFRESHES", f"{run['started_at']}#{run_id}"),
+                        **to_item({"run_id": run_id}),
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **_key("SEGMENTS", "ACTIVE_REFRESH"),
+                        **to_item({"run_id": run_id, "started_at": run["started_at"]}),
+                    },
+                    "ConditionExpression": "attribute_not_exists(PK) OR started_at < :stale",
+                    "ExpressionAttributeValues": {":stale": {"S": timestamp(stale_before)}},
+                }
+            },
+        ]
+        try:
+            self._store._transact(items)
+            return run, True
+        except _Cancelled as cancelled:
+            existing = self.get_run(run_id)
+            if existing is not None:
+                return existing, False
+            if cancelled.failed(2):
+                active = self._store._get(_key("SEGMENTS", "ACTIVE_REFRESH")) or {}
+                raise RefreshInProgress(
+                    f"refresh {active.get('run_id')} is still running", details={"run_id": active.get("run_id")}
+                ) from None
+            raise
+
+    def release_lease(self, run_id: str) -> None:
+        # Another run that took over a stale lease keeps it: the condition leaves their lease alone.
+        with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._client.delete_item(
+                TableName=self._table,
+                Key=_key("SEGMENTS", "ACTIVE_REFRESH"),
+                ConditionExpression="run_id = :run",
+                ExpressionAttributeValues={":run": {"S": run_id}},
+            )
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return self._store._get(_key(f"REFRESH#{run_id}", "RUN"))
+
+    def list_runs(self, limit: int) -> list[dict[str, Any]]:
+        page = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": "REFRESHES"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        runs = (self.get_run(str(from_item(raw)["run_id"])) for raw in page.get("Items", []))
+        return [run for run in runs if run is not None]
+
+    def update_run(self, run_id: str, *, expect_status: str | None = None, **values: Any) -> bool:
+        """SET `values` on the run; with `expect_status`, only if the run is in that status. True if written."""
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        encoded = to_item({f":v{i}": value for i, value in enumerate(values.values())})
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _key(f"REFRESH#{run_id}", "RUN"),
+            "UpdateExpression": "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": encoded,
+            "ConditionExpression": "attribute_exists(PK)",
+        }
+        if expect_status is not None:
+            request["ConditionExpression"] += " AND #status = :expected"
+            request["ExpressionAttributeNames"]["#status"] = "status"
+            request["ExpressionAttributeValues"][":expected"] = {"S": expect_status}
+        try:
+            self._client.update_item(**request)
+            return True
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+
+    # ---- a worker's part of a pass ------------------------------------------------------------------------
+
+    @staticmethod
+    def _part_key(run_id: str, pass_number: int, worker: int) -> dict[str, Any]:
+        return _key(f"REFRESH#{run_id}", f"PART#{pass_number}#{worker:04d}")
+
+    def get_part(self, run_id: str, pass_number: int, worker: int) -> dict[str, Any] | None:
+        return self._store._get(self._part_key(run_id, pass_number, worker))
+
+    def checkpoint(
+        self, run_id: str, pass_number: int, worker: int, step: int, state: str, start_key: dict[str, Any] | None
+    ) -> bool:
+        """Record a worker's progress after `step` (state so far, where to continue) as step + 1. False when that
+        step was already recorded: another delivery of the same message got there first."""
+        values = {
+            "run_id": run_id,
+            "pass_number": pass_number,
+            "worker": worker,
+            "step": step + 1,
+            "done": False,
+            "state": state,
+            "start_key": json.dumps(start_key) if start_key else "",
+        }
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": {**self._part_key(run_id, pass_number, worker), **to_item(values)},
+        }
+        if step == 0:
+            request["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            request["ConditionExpression"] = "step = :step AND done = :false"
+            request["ExpressionAttributeValues"] = {":step": {"N": str(step)}, ":false": {"BOOL": False}}
+        try:
+            self._client.put_item(**request)
+            return True
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+
+    def finish_part(self, run_id: str, pass_number: int, worker: int, step: int, state: str) -> bool:
+        """Record a worker's final state and count it on the run, in one transaction, so a retried worker can never
+        be counted twice. False when this part was already finished (or moved past `step`) by another delivery."""
+        values = {
+            "run_id": run_id,
+            "pass_number": pass_number,
+            "worker": worker,
+            "step": step + 1,
+            "done": True,
+            "state": state,
+            "start_key": "",
+        }
+        put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": {**self._part_key(run_id, pass_number, worker), **to_item(values)},
+        }
+        if step == 0:
+            put["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            put["ConditionExpression"] = "step = :step AND done = :false"
+            put["ExpressionAttributeValues"] = {":step": {"N": str(step)}, ":false": {"BOOL": False}}
+        count = {
+            "TableName": self._table,
+            "Key": _key(f"REFRESH#{run_id}", "RUN"),
+            "UpdateExpression": "ADD #done :one",
+            "ExpressionAttributeNames": {"#done": f"pass{pass_number}_done"},
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+            "ConditionExpression": "attribute_exists(PK)",
+        }
+        try:
+            self._store._transact([{"Put": put}, {"Update": count}])
+            return True
+        except _Cancelled:
+            return False
+
+    def finished_parts(self, run_id: str, pass_number: int) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": f"REFRESH#{run_id}"},
+                ":prefix": {"S": f"PART#{pass_number}#"},
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self._client.query(**request)
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                if item.get("done"):
+                    yield item
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # ---- results -------------------------------------------------------------------------------------------
+
+    def put_segment_sizes(self, run_id: str, completed_at: datetime, sizes: dict[str, dict[str, Any]]) -> None:
+        """One history item per segment per run (SEGMENT#<id> / SIZE#<completed_at>#<run_id>)."""
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        **_key(f"SEGMENT#{segment_id}", f"SIZE#{timestamp(completed_at)}#{run_id}"),
+                        **to_item({"segment_id": segment_id, "run_id": run_id, "as_of": completed_at, **entry}),
+                    }
+                }
+            }
+            for segment_id, entry in sorted(sizes.items())
+        ]
+        for start in range(0, len(requests), 25):
+            pending = {self._table: requests[start : start + 25]}
+            for _ in range(8):
+                unprocessed = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not unprocessed:
+                    break
+                pending = unprocessed
+
+    def size_history(self, segment_id: str, limit: int) -> list[dict[str, Any]]:
+        page = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"SEGMENT#{segment_id}"}, ":prefix": {"S": "SIZE#"}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [from_item(raw) for raw in page.get("Items", [])]
+
+    def put_latest(self, values: dict[str, Any]) -> None:
+        self._client.put_item(TableName=self._table, Item={**_key("SEGMENTS", "LATEST"), **to_item(values)})
+
+    def get_latest(self) -> dict[str, Any] | None:
+        return self._store._get(_key("SEGMENTS", "LATEST"))

@@ -1,0 +1,298 @@
+"""The segmentation service: what the admin routes, the member route and the segment-events function call.
+
+It keeps a member's segments fresh between refreshes (re-evaluation with the last published RFM cut points), owns
+the segmentation document marketers change without a deploy, and answers membership, size and KPI questions from
+the index and the refresh's results; never by scanning. The refresh itself is loyalty_analytics.refresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from loyalty.adapters.dynamodb_store import LoyaltyStore, timestamp
+from loyalty.adapters.segment_store import (
+    AppliedChange,
+    Membership,
+    PublishedCutPoints,
+    SegmentStore,
+    StaleMember,
+)
+from loyalty.errors import ConfigVersionConflict, InvalidRequest, RefreshNotFound, SegmentNotFound
+from loyalty.segments import SegmentationConfig, SegmentDefinition, features_of, segment_catalog, segments_of
+from loyalty.service import TtlCache
+
+MAX_REEVALUATIONS = 5
+REFRESH_LEASE = timedelta(hours=2)  # a run that has not finished by then no longer blocks the next one
+
+
+def invalid_document(error: ValidationError) -> InvalidRequest:
+    """A document that failed validation, as the API's 422: every problem, each with its path."""
+    problems = [
+        {"field": ".".join(str(part) for part in problem["loc"]) or "document", "reason": problem["msg"]}
+        for problem in error.errors()
+    ]
+    failure = InvalidRequest(problems[0]["reason"], field=problems[0]["field"])
+    failure.details = {"errors": problems}
+    return failure
+
+
+class SegmentationService:
+    def __init__(
+        self,
+        store: LoyaltyStore,
+        *,
+        cache_seconds: float = 60.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.segments = SegmentStore(store)
+        self._clock = clock
+        self.config = TtlCache(self.segments.get_config, cache_seconds)
+        self.published = TtlCache(lambda: (self.segments.get_cut_points(),), cache_seconds)
+
+    # ---- fresh between refreshes -------------------------------------------------------------------------
+
+    def reevaluate(self, member_item: Mapping[str, Any], *, source: str = "activity") -> AppliedChange:
+        """Re-evaluate a member from their item (a stream image or a read) and write what changed, exactly once.
+        A stale image (the member moved on, or another evaluator wrote first) is read again and re-evaluated."""
+        item: dict[str, Any] | None = dict(member_item)
+        for _ in range(MAX_REEVALUATIONS):
+            assert item is not None
+            now = self._clock()
+            after = self.evaluate(item, now)
+            try:
+                return self.segments.apply(item, after, now, source)
+            except StaleMember:
+                item = self.segments.get_member_item(str(item["member_id"]))
+                if item is None:  # erased meanwhile: nothing to keep fresh
+                    return AppliedChange(str(member_item["member_id"]), (), ())
+        raise StaleMember(f"member {member_item['member_id']} kept changing; the next change re-evaluates it")
+
+    def evaluate(self, member_item: Mapping[str, Any], as_of: datetime) -> set[str]:
+        config = self.config.get()
+        (published,) = self.published.get()
+        cut_points = published.cut_points if published is not None else None
+        return segments_of(features_of(member_item, as_of, config), cut_points, config)
+
+    # ---- the segmentation document ---------------------------------------------------------------------
+
+    def document(self) -> SegmentationConfig:
+        return self.segments.get_config()
+
+    def replace_document(self, document: Mapping[str, Any], if_version: int) -> SegmentationConfig:
+        """Replace the whole document (thresholds, RFM map, rule segments). `if_version` must be the stored
+        version: a marketer never silently overwrites a colleague's change."""
+        current = self.segments.get_config()
+        if current.version != if_version:
+            raise ConfigVersionConflict(
+                f"the document is at version {current.version}, not {if_version}; read it again",
+                details={"version": current.version},
+            )
+        try:
+            config = SegmentationConfig.model_validate({**document, "version": current.version + 1})
+        except ValidationError as error:
+            raise invalid_document(error) from None
+        self.segments.put_config(config, replaces=current.version)
+        self.config.clear()
+        return config
+
+    def put_rule_segment(self, document: Mapping[str, Any]) -> tuple[SegmentDefinition, bool]:
+        """Create or replace one marketer-defined segment; (definition, created). Applied at once to members as
+        their events arrive, and to everyone at the next refresh."""
+        definition = SegmentDefinition.parse(dict(document))  # InvalidRule: a 422 naming every problem
+        for _ in range(MAX_REEVALUATIONS):
+            current = self.segments.get_config()
+            others = [d for d in current.rule_segments if d.segment_id != definition.segment_id]
+            created = len(others) == len(current.rule_segments)
+            previous = next((d for d in current.rule_segments if d.segment_id == definition.segment_id), None)
+            stored = definition.model_copy(update={"version": (previous.version + 1) if previous else 1})
+            config = current.model_copy(update={"version": current.version + 1, "rule_segments": (*others, stored)})
+            try:
+                config = SegmentationConfig.model_validate(config.model_dump(mode="json"))  # limits hold
+            except ValidationError as error:
+                raise invalid_document(error) from None
+            try:
+                self.segments.put_config(config, replaces=current.version)
+            except ConfigVersionConflict:
+                continue
+            self.config.clear()
+            return stored, created
+        raise ConfigVersionConflict("the segmentation document kept changing; retry")
+
+    def delete_rule_segment(self, segment_id: str) -> None:
+        for _ in range(MAX_REEVALUATIONS):
+            current = self.segments.get_config()
+            kept = tuple(d for d in current.rule_segments if d.segment_id != segment_id)
+            if len(kept) == len(current.rule_segments):
+                raise SegmentNotFound(f"no rule segment {segment_id!r}", field="segment_id")
+            config = current.model_copy(update={"version": current.version + 1, "rule_segments": kept})
+            try:
+                self.segments.put_config(config, replaces=current.version)
+            except ConfigVersionConflict:
+                continue
+            self.config.clear()
+            return
+        raise ConfigVersionConflict("the segmentation document kept changing; retry")
+
+    # ---- membership, sizes, KPIs ---------------------------------------------------------------------
+
+    def known_segment(self, segment_id: str) -> None:
+        if segment_id not in segment_catalog(self.segments.get_config()):
+            raise SegmentNotFound(f"no segment {segment_id!r}", field="segment_id")
+
+    def member_segments(self, member_id: str) -> list[Membership]:
+        return sorted(self.segments.memberships_of(member_id), key=lambda m: m.segment_id)
+
+    def segment_members(self, segment_id: str, limit: int, cursor: str | None) -> tuple[list[Membership], str | None]:
+        self.known_segment(segment_id)
+        return self.segments.members_of(segment_id, limit, cursor)
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """Every segment the document can assign, with its size and KPIs at the last refresh (0 if empty)."""
+        config = self.segments.get_config()
+        latest = self.segments.get_latest() or {}
+        sizes = json.loads(latest.get("sizes") or "{}")
+        kpis = json.loads(latest.get("kpis") or "{}")
+        names = _segment_names(config)
+        return [
+            {
+                "segment_id": segment_id,
+                "name": names.get(segment_id, segment_id),
+                "size": int(sizes.get(segment_id, 0)),
+                "kpis": kpis.get(f"segment:{segment_id}"),
+                "as_of": latest.get("as_of"),
+                "run_id": latest.get("run_id"),
+            }
+            for segment_id in segment_catalog(config)
+        ]
+
+    def segment(self, segment_id: str, history: int) -> dict[str, Any]:
+        config = self.segments.get_config()
+        if segment_id not in segment_catalog(config):
+            raise SegmentNotFound(f"no segment {segment_id!r}", field="segment_id")
+        definition = next(
+            (d.document() for d in config.rule_segments if f"rule:{d.segment_id}" == segment_id),
+            None,
+        )
+        sizes = [
+            {"run_id": h["run_id"], "as_of": h["as_of"], "size": int(h["size"])}
+            for h in self.segments.size_history(segment_id, history)
+        ]
+        return {
+            "segment_id": segment_id,
+            "name": _segment_names(config).get(segment_id, segment_id),
+            "definition": definition,
+            "size": sizes[0]["size"] if sizes else 0,
+            "history": sizes,
+        }
+
+    def analytics(self) -> dict[str, Any]:
+        """KPIs overall, per tier and per segment, from the last completed refresh."""
+        latest = self.segments.get_latest()
+        if latest is None:
+            return {"run_id": None, "as_of": None, "overall": None, "tiers": {}, "segments": {}}
+        kpis: dict[str, Any] = json.loads(latest.get("kpis") or "{}")
+        return {
+            "run_id": latest["run_id"],
+            "as_of": latest["as_of"],
+            "overall": kpis.get("all"),
+            "tiers": {k.removeprefix("tier:"): v for k, v in sorted(kpis.items()) if k.startswith("tier:")},
+            "segments": {k.removeprefix("segment:"): v for k, v in sorted(kpis.items()) if k.startswith("segment:")},
+        }
+
+    # ---- refresh runs (started here, carried out by loyalty_analytics.refresh) -----------------------------
+
+    def refresh_run(self, run_id: str) -> dict[str, Any]:
+        run = self.segments.get_run(run_id)
+        if run is None:
+            raise RefreshNotFound(f"no refresh {run_id!r}", field="run_id")
+        return public_run(run)
+
+    def refresh_runs(self, limit: int) -> list[dict[str, Any]]:
+        return [public_run(run) for run in self.segments.list_runs(limit)]
+
+    def new_run(self, run_id: str, as_of: datetime, workers: int, requested_by: str) -> tuple[dict[str, Any], bool]:
+        """Record a run (snapshotting the document, so every worker segments by the same rules) and take the
+        one-at-a-time lease. (run, created): the same run id again returns the recorded run."""
+        now = self._clock()
+        config = self.segments.get_config()
+        run = {
+            "run_id": run_id,
+            "status": "scanning",
+            "as_of": timestamp(as_of),
+            "workers": workers,
+            "requested_by": requested_by,
+            "started_at": timestamp(now),
+            "config": config.model_dump_json(),
+            "config_version": config.version,
+            "pass1_done": 0,
+            "pass2_done": 0,
+        }
+        return self.segments.create_run(run, stale_before=now - REFRESH_LEASE)
+
+    def publish_cut_points(self, published: PublishedCutPoints) -> None:
+        self.segments.put_cut_points(published)
+        self.published.clear()
+
+
+def manual_run_id(idempotency_key: str) -> str:
+    """A run started by hand is named by its Idempotency-Key, so a retried request finds the same run."""
+    return "manual-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
+def scheduled_run_id(moment: datetime) -> str:
+    """One scheduled run per UTC day, however often the schedule's event is delivered."""
+    return f"scheduled-{moment.astimezone(UTC):%Y-%m-%d}"
+
+
+_PUBLIC_RUN_FIELDS = (
+    "run_id",
+    "status",
+    "as_of",
+    "workers",
+    "requested_by",
+    "started_at",
+    "completed_at",
+    "config_version",
+    "pass1_done",
+    "pass2_done",
+    "members",
+    "members_read",
+    "changed_members",
+    "changes",
+    "stale_members",
+)
+
+
+def public_run(run: Mapping[str, Any]) -> dict[str, Any]:
+    public = {name: run.get(name) for name in _PUBLIC_RUN_FIELDS}
+    for name in (
+        "workers",
+        "config_version",
+        "pass1_done",
+        "pass2_done",
+        "members",
+        "members_read",
+        "changed_members",
+        "changes",
+        "stale_members",
+    ):
+        value = public[name]
+        if value is not None:
+            public[name] = int(value)
+    public["cut_points"] = json.loads(run["cut_points"]) if run.get("cut_points") else None
+    return public
+
+
+def _segment_names(config: SegmentationConfig) -> dict[str, str]:
+    names = {f"rfm:{s.segment_id}": s.name for s in config.rfm_map.segments}
+    names.update({f"rule:{d.segment_id}": d.name for d in config.rule_segments})
+    for segment_id in segment_catalog(config):
+        if segment_id not in names:
+            names[segment_id] = segment_id.split(":", 1)[1].replace("-", " ").capitalize()
+    return names
