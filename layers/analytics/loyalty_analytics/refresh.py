@@ -29,7 +29,7 @@ import numpy as np
 from loyalty.adapters.dynamodb_store import timestamp
 from loyalty.adapters.segment_store import PublishedCutPoints, StaleMember
 from loyalty.adapters.work_queue import WorkQueue
-from loyalty.segmentation import SegmentationService
+from loyalty.segmentation import SegmentationService, WorkMessage
 from loyalty.segments import (
     MemberFeatures,
     RfmCutPoints,
@@ -48,22 +48,6 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 1000  # items per Scan page (a page is also capped at 1 MB by DynamoDB)
 RESERVE_SECONDS = 60.0  # checkpoint when less than this is left of the invocation
 MAX_STALE_RETRIES = 3
-
-
-@dataclass(frozen=True)
-class WorkMessage:
-    run_id: str
-    pass_number: int
-    worker: int
-    step: int = 0
-
-    def body(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "pass": self.pass_number, "worker": self.worker, "step": self.step}
-
-    @classmethod
-    def parse(cls, body: str | Mapping[str, Any]) -> WorkMessage:
-        raw = json.loads(body) if isinstance(body, str) else dict(body)
-        return cls(str(raw["run_id"]), int(raw["pass"]), int(raw["worker"]), int(raw.get("step", 0)))
 
 
 @dataclass
@@ -163,12 +147,7 @@ class SegmentRefresh:
     # ---- start ----------------------------------------------------------------------------------------
 
     def start(self, run_id: str, as_of: datetime, workers: int, requested_by: str) -> tuple[dict[str, Any], bool]:
-        """Start a run, or return the one already recorded under `run_id` (created False). A run recorded but not
-        yet begun (its start died before sending) gets its pass-one messages again; duplicates are harmless."""
-        run, created = self.service.new_run(run_id, as_of, workers, requested_by)
-        if created or (run["status"] == "scanning" and int(run.get("pass1_done", 0)) == 0):
-            self.queue.send([WorkMessage(run_id, 1, worker).body() for worker in range(int(run["workers"]))])
-        return run, created
+        return self.service.start_refresh(self.queue, run_id, as_of, workers, requested_by)
 
     # ---- work -------------------------------------------------------------------------------------------
 

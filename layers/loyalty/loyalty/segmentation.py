@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from loyalty.adapters.segment_store import (
     SegmentStore,
     StaleMember,
 )
+from loyalty.adapters.work_queue import WorkQueue
 from loyalty.errors import ConfigVersionConflict, InvalidRequest, RefreshNotFound, SegmentNotFound
 from loyalty.segments import SegmentationConfig, SegmentDefinition, features_of, segment_catalog, segments_of
 from loyalty.service import TtlCache
@@ -40,6 +42,22 @@ def invalid_document(error: ValidationError) -> InvalidRequest:
     failure = InvalidRequest(problems[0]["reason"], field=problems[0]["field"])
     failure.details = {"errors": problems}
     return failure
+
+
+@dataclass(frozen=True)
+class WorkMessage:
+    run_id: str
+    pass_number: int
+    worker: int
+    step: int = 0
+
+    def body(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "pass": self.pass_number, "worker": self.worker, "step": self.step}
+
+    @classmethod
+    def parse(cls, body: str | Mapping[str, Any]) -> WorkMessage:
+        raw = json.loads(body) if isinstance(body, str) else dict(body)
+        return cls(str(raw["run_id"]), int(raw["pass"]), int(raw["worker"]), int(raw.get("step", 0)))
 
 
 class SegmentationService:
@@ -234,6 +252,16 @@ class SegmentationService:
             "pass2_done": 0,
         }
         return self.segments.create_run(run, stale_before=now - REFRESH_LEASE)
+
+    def start_refresh(
+        self, queue: WorkQueue, run_id: str, as_of: datetime, workers: int, requested_by: str
+    ) -> tuple[dict[str, Any], bool]:
+        """Start a run, or return the one already recorded under `run_id` (created False). A run recorded but not
+        yet begun (its start died before sending) gets its pass-one messages again; duplicates are harmless."""
+        run, created = self.new_run(run_id, as_of, workers, requested_by)
+        if created or (run["status"] == "scanning" and int(run.get("pass1_done", 0)) == 0):
+            queue.send([WorkMessage(run_id, 1, worker).body() for worker in range(int(run["workers"]))])
+        return public_run(run), created
 
     def publish_cut_points(self, published: PublishedCutPoints) -> None:
         self.segments.put_cut_points(published)
