@@ -74,13 +74,16 @@ def month_index(moment: datetime | date) -> int:
     return moment.year * 12 + moment.month - 1
 
 
+def month_key(index: int) -> str:
+    """The "YYYY-MM" key of a `month_index`, as the monthly maps spell it: the inverse of month_index."""
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
 @lru_cache(maxsize=64)
 def _months_back(current: int, span: int) -> dict[str, int]:
     """ "YYYY-MM" -> months before the current month, for the `span` months ending with it. Looking keys up here
     costs a dict probe; parsing every key of every item was most of the time features_of took."""
-    return {
-        f"{index // 12:04d}-{index % 12 + 1:02d}": current - index for index in range(current - span + 1, current + 1)
-    }
+    return {month_key(index): current - index for index in range(current - span + 1, current + 1)}
 
 
 _MONTH_KEY = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
@@ -148,6 +151,15 @@ def _trailing_totals(
                 if value > 0:
                     active[index] += 1
     return totals, active
+
+
+def window_totals(
+    monthly: Mapping[str, Any] | None, current: int, spans: tuple[int, ...]
+) -> tuple[list[Decimal], list[int]]:
+    """A monthly map summed as exact decimals over trailing spans of months ending with the month `current` (a
+    `month_index`, included), and the months in each span with a positive value: the same reading of the maps as
+    features_of, for the other modules that read them (the KPIs)."""
+    return _trailing_totals(monthly, _months_back(current, max(spans)), spans, _decimal, _ZERO)
 
 
 def features_of(member_item: Mapping[str, Any], as_of: datetime, config: SegmentationConfig) -> MemberFeatures:
