@@ -40,7 +40,7 @@ from loyalty.segments import (
     segments_given_rfm,
     segments_of,
 )
-from loyalty.segments.kpis import KpiTable, member_kpis
+from loyalty.segments.kpis import KpiTable, kpi_groups, member_kpis
 from loyalty_analytics import rfm
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,11 @@ class SegmentRefresh:
         start_key: dict[str, Any] | None,
         time_left: Callable[[], float],
     ) -> None:
-        state = ScoringState.from_json(state_text) if state_text else ScoringState()
+        state = (
+            ScoringState.from_json(state_text)
+            if state_text
+            else ScoringState(kpis=KpiTable.of(run.as_of, run.config.kpis))
+        )
         source = f"refresh:{run.run_id}"
         for items, key, out_of_time in self._pages(run, message, start_key, time_left):
             if items:
@@ -261,8 +265,7 @@ class SegmentRefresh:
                 continue
             state.members += 1
             state.sizes.update(after)
-            groups = ["all", f"tier:{member.tier}", *(f"segment:{segment}" for segment in sorted(after))]
-            state.kpis.add(groups, member_kpis(current, run.as_of, run.config.kpis))
+            state.kpis.add(kpi_groups(member.tier, after), member_kpis(current, run.as_of, run.config.kpis))
 
     def _continue(self, run: _Run, message: WorkMessage, state: str, key: dict[str, Any]) -> None:
         if self.store.checkpoint(run.run_id, message.pass_number, message.worker, message.step, state, key):
@@ -316,8 +319,10 @@ class SegmentRefresh:
         self.store.put_segment_sizes(
             run.run_id, completed_at, {segment: {"size": total.sizes.get(segment, 0)} for segment in catalog}
         )
-        groups = ["all", *sorted(g for g in total.kpis.groups() if g != "all")]
-        reports = {group: total.kpis.report(group).model_dump(mode="json") for group in groups}
+        if total.kpis.periods is None:  # nobody at all: report zeros for the run's periods
+            total.kpis = KpiTable.of(run.as_of, run.config.kpis)
+        groups = {"all", *total.kpis.groups(), *(f"segment:{segment}" for segment in catalog)}
+        reports = {group: total.kpis.report(group).model_dump(mode="json") for group in sorted(groups)}
         self.store.put_latest(
             {
                 "run_id": run.run_id,

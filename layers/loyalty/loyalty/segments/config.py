@@ -6,6 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from loyalty.segments.kpis import KpiConfig
 from loyalty.segments.points import LifecycleConfig, PointsSegmentConfig
 from loyalty.segments.rfm import RfmSegmentMap
 from loyalty.segments.rules import SegmentDefinition
@@ -24,6 +25,7 @@ class SegmentationConfig(BaseModel):
     rfm_map: RfmSegmentMap = Field(default_factory=RfmSegmentMap)
     points: PointsSegmentConfig = Field(default_factory=PointsSegmentConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    kpis: KpiConfig = Field(default_factory=KpiConfig)
     rule_segments: tuple[SegmentDefinition, ...] = Field(default=(), max_length=MAX_RULE_SEGMENTS)
 
     @model_validator(mode="after")
