@@ -1,7 +1,9 @@
-"""Background delivery that Lambda's event sources do on AWS: stream records and EventBridge rules to handlers.
+"""Background delivery that Lambda's event sources do on AWS: stream records, queues and EventBridge rules to handlers.
 
 - `StreamPoller`: a DynamoDB stream event source mapping (filter, batch, ReportBatchItemFailures, retries, then the
   OnFailure destination).
+- `SqsPoller`: an SQS event source mapping (batches, several at once, ReportBatchItemFailures; the queue's
+  RedrivePolicy parks what keeps failing).
 - `RulePoller`: an EventBridge rule whose target is a function. moto does not invoke Lambda targets, so the rule is
   made on the bus with an SQS target of our own, and that queue is polled into the handler.
 - `EventTap`: a rule that copies the bus's domain events into a ring buffer (`/_local/events`, `wait_for_events`).
@@ -12,6 +14,7 @@ Each is a daemon thread with `stop()`; `status()` feeds `/_local/status`.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import re
@@ -29,7 +32,7 @@ from botocore.exceptions import ClientError
 from moto.events.models import EventPattern
 
 from devstack.functions import FunctionPool, InvocationError
-from devstack.template import EventBridgeRuleEvent, StreamEvent
+from devstack.template import EventBridgeRuleEvent, SqsEvent, StreamEvent
 
 log = logging.getLogger("devstack.pollers")
 
@@ -456,6 +459,245 @@ def _iso(epoch: Any) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(float(epoch), UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- SQS queues ---------------------------------------------------------------------------------------------------
+
+SQS_CONCURRENCY = 4  # batches in flight at once per mapping: Lambda scales out further, a laptop need not
+SQS_RETRY_VISIBILITY = 1  # seconds until a failed message is received again (AWS: the queue's VisibilityTimeout)
+SQS_WAIT_SECONDS = 1  # long poll, short so that stop() is quick
+SQS_STOP_GRACE = 5.0  # seconds stop() waits for batches in flight
+
+
+def _base64(data: Any) -> str:
+    return base64.b64encode(data).decode("ascii") if isinstance(data, bytes | bytearray) else str(data)
+
+
+def _message_attribute_for_lambda(value: Mapping[str, Any]) -> dict[str, Any]:
+    """SQS's MessageAttributeValue as Lambda's event spells it: camelCase, binary as base64, lists always there."""
+    shaped: dict[str, Any] = {}
+    if value.get("StringValue") is not None:
+        shaped["stringValue"] = value["StringValue"]
+    if value.get("BinaryValue") is not None:
+        shaped["binaryValue"] = _base64(value["BinaryValue"])
+    shaped["stringListValues"] = list(value.get("StringListValues") or [])
+    shaped["binaryListValues"] = [_base64(v) for v in value.get("BinaryListValues") or []]
+    shaped["dataType"] = value.get("DataType", "String")
+    return shaped
+
+
+def sqs_record_for_lambda(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """A received message as a record of Lambda's SQS event."""
+    attributes = message.get("MessageAttributes") or {}
+    record: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": {name: _message_attribute_for_lambda(v) for name, v in attributes.items()},
+        "md5OfBody": message.get("MD5OfBody"),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+    if message.get("MD5OfMessageAttributes"):
+        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    return record
+
+
+class SqsPoller(Poller):
+    """An `SQS` event source mapping: long-polls the queue and runs up to `concurrency` batches at once.
+
+    Each batch runs in a thread of its own (as a gateway request does: Powertools' per-request state is per
+    thread). A batch that succeeds is deleted. A raised exception leaves every message of the batch, a
+    `batchItemFailures` answer (with ReportBatchItemFailures) only those it names; they are received again after
+    `retry_visibility` seconds instead of the queue's VisibilityTimeout. The queue's own RedrivePolicy parks a
+    message after maxReceiveCount receives: moto applies it on receive, as SQS does, so the poller only counts it.
+    """
+
+    kind = "sqs"
+
+    def __init__(
+        self,
+        pool: FunctionPool,
+        event: SqsEvent,
+        queue_url: str,
+        queue_arn: str,
+        sqs: Any,
+        region: str,
+        concurrency: int = SQS_CONCURRENCY,
+        retry_visibility: int = SQS_RETRY_VISIBILITY,
+    ):
+        super().__init__(f"sqs:{event.function}.{event.name}", event.function)
+        self.pool = pool
+        self.event = event
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.sqs = sqs
+        self.region = region
+        self.concurrency = max(1, concurrency)
+        self.retry_visibility = retry_visibility
+        self.batch_size = max(1, min(event.batch_size, 10))  # one ReceiveMessage returns at most 10 messages
+        self.max_receive_count: int | None = None
+        self.dead_letter_arn: str | None = None
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._workers: set[threading.Thread] = set()
+        self._batch_numbers = itertools.count(1)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            in_flight, peak = self.in_flight, self.peak_in_flight
+        return {
+            **super().status(),
+            "queue_url": self.queue_url,
+            "queue_arn": self.queue_arn,
+            "batch_size": self.batch_size,
+            "report_batch_item_failures": self.event.report_batch_item_failures,
+            "concurrency": self.concurrency,
+            "in_flight": in_flight,
+            "peak_in_flight": peak,
+            "retry_visibility_seconds": self.retry_visibility,
+            "max_receive_count": self.max_receive_count,
+            "dead_letter_arn": self.dead_letter_arn,
+        }
+
+    def setup(self) -> None:
+        attributes = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])
+        policy = (attributes.get("Attributes") or {}).get("RedrivePolicy")
+        if policy:
+            redrive = json.loads(policy)
+            self.max_receive_count = int(redrive["maxReceiveCount"])
+            self.dead_letter_arn = redrive.get("deadLetterTargetArn")
+
+    def run(self) -> None:
+        super().run()
+        # Stopping: let the batches in flight finish, so their messages are deleted or released, not left hidden.
+        deadline = time.monotonic() + SQS_STOP_GRACE
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                log.warning("%s: batch %s still running at stop", self.name, worker.name)
+
+    def poll_once(self) -> bool:
+        if not self._slots.acquire(timeout=IDLE_WAIT):
+            return True  # every worker is busy; that wait was the idle wait
+        slots = 1
+        while slots * self.batch_size < 10 and self._slots.acquire(blocking=False):
+            slots += 1
+        try:
+            messages = (
+                []
+                if self.stopping
+                else self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=min(10, slots * self.batch_size),
+                    WaitTimeSeconds=SQS_WAIT_SECONDS,
+                    MessageSystemAttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
+            )
+        except BaseException:
+            for _ in range(slots):
+                self._slots.release()
+            raise
+        batches = [messages[i : i + self.batch_size] for i in range(0, len(messages), self.batch_size)]
+        for _ in range(slots - len(batches)):
+            self._slots.release()
+        for batch in batches:
+            self._start(batch)
+        return bool(messages)
+
+    def _start(self, messages: list[dict[str, Any]]) -> None:
+        worker = threading.Thread(
+            target=self._work, args=(messages,), name=f"{self.name}#{next(self._batch_numbers)}", daemon=True
+        )
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self._workers.add(worker)
+        worker.start()
+
+    def _work(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            self._process(messages)
+        except Exception as error:  # the emulator went away (stop), or answered an error: said, never silent
+            self.last_error = f"{type(error).__name__}: {error}"
+            log.warning("%s: %s", self.name, self.last_error, exc_info=log.isEnabledFor(logging.DEBUG))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self._workers.discard(threading.current_thread())
+            self._slots.release()
+
+    def _process(self, messages: list[dict[str, Any]]) -> None:
+        records = [sqs_record_for_lambda(m, self.queue_arn, self.region) for m in messages]
+        failed = self._invoke(records)
+        done = [m for m in messages if m["MessageId"] not in failed]
+        retry = [m for m in messages if m["MessageId"] in failed]
+        if done:
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
+            self._check_batch("delete", self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries))
+        if retry:
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.retry_visibility}
+                for i, m in enumerate(retry)
+            ]
+            response = self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+            self._check_batch("release", response)
+        parked = [m for m in retry if self._last_receive(m)]
+        with self._lock:
+            self.delivered += len(done)
+            self.failed_attempts += len(retry)
+            self.dead_lettered += len(parked)
+        for message in parked:
+            log.error(
+                "%s: message %s failed on receive %s of %s: SQS moves it to %s",
+                self.name,
+                message["MessageId"],
+                message.get("Attributes", {}).get("ApproximateReceiveCount"),
+                self.max_receive_count,
+                self.dead_letter_arn,
+            )
+
+    def _last_receive(self, message: Mapping[str, Any]) -> bool:
+        """Whether this failure was the message's last receive before the RedrivePolicy parks it."""
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        return self.max_receive_count is not None and receives >= self.max_receive_count
+
+    def _check_batch(self, what: str, response: Mapping[str, Any]) -> None:
+        for failure in response.get("Failed") or []:
+            self.last_error = f"{what} failed for a message: {failure.get('Code')} {failure.get('Message')}"
+            log.warning("%s: %s", self.name, self.last_error)
+
+    def _invoke(self, records: list[dict[str, Any]]) -> set[str]:
+        """The ids of the messages that failed: all of them when the handler raised or its answer is unusable."""
+        every = {r["messageId"] for r in records}
+        try:
+            response = self.pool.invoke({"Records": records})
+        except Exception as error:  # InvocationError; or the module would not load, which Lambda also retries
+            self.last_error = str(error)
+            log.warning("%s: %d messages failed: %s", self.name, len(records), error)
+            return every
+        if not self.event.report_batch_item_failures or not isinstance(response, dict):
+            return set()
+        failures = response.get("batchItemFailures")
+        if not failures:
+            return set()  # an empty or null list: the whole batch succeeded
+        failed: set[str] = set()
+        for failure in failures if isinstance(failures, list) else [None]:
+            identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+            if identifier not in every:
+                # As on Lambda: an empty, null or unknown itemIdentifier fails the whole batch.
+                self.last_error = f"batchItemFailures names {identifier!r}, not a message of the batch"
+                log.warning("%s: %s", self.name, self.last_error)
+                return every
+            failed.add(str(identifier))
+        self.last_error = f"{len(failed)} of {len(records)} messages reported as failed"
+        return failed
 
 
 # --- EventBridge rules --------------------------------------------------------------------------------------------

@@ -23,14 +23,15 @@ from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from devstack import dynamodb_local
 from devstack.functions import FunctionHost, add_layers_to_path, reset_layer_runtimes
 from devstack.gateway import ADMIN_GROUP, SERVICE_GROUP, Gateway, LocalRoutes, Route
 from devstack.moto_isolation import isolate_moto_dynamodb
-from devstack.pollers import Destination, EventTap, Poller, RulePoller, StreamPoller
+from devstack.pollers import SQS_CONCURRENCY, Destination, EventTap, Poller, RulePoller, SqsPoller, StreamPoller
 from devstack.resources import CreatedResources, create_resources
-from devstack.template import ACCOUNT_ID, DEFAULT_STACK_NAME, REGION, Resolver, Template, load_template
+from devstack.template import ACCOUNT_ID, DEFAULT_STACK_NAME, REGION, Resolver, SqsEvent, Template, load_template
 
 log = logging.getLogger("devstack")
 
@@ -346,6 +347,11 @@ class LocalStack:
                     verify_reads=self.dynamodb_backend == "moto",
                 )
             )
+        for sqs_event in self.template.sqs_events:
+            if sqs_event.enabled:
+                sqs_poller = self._sqs_poller(sqs_event)
+                if sqs_poller is not None:
+                    pollers.append(sqs_poller)
         for event in self.template.rule_events:
             function = self.template.function(event.function)
             invoke_config = function.event_invoke_config
@@ -370,6 +376,39 @@ class LocalStack:
         self.tap = EventTap(self._tap_patterns(), self.client("events"), self.client("sqs"))
         pollers.append(self.tap)
         return pollers
+
+    def _sqs_poller(self, event: SqsEvent) -> SqsPoller | None:
+        assert self.functions is not None
+        arn = str(self.resolver.resolve(event.queue))
+        logical_id = event.queue_logical_id or self.resolver.logical_id_for_arn(arn)
+        if logical_id in self.resources.queues:
+            url = self.resources.queues[logical_id]
+        elif arn.startswith("arn:aws:sqs:"):
+            try:
+                url = self.client("sqs").get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]
+            except ClientError:
+                url = ""
+        else:
+            url = ""
+        if not url:
+            log.warning("%s.%s: queue %s is not a queue of this stack: not polled", event.function, event.name, arn)
+            return None
+        if event.filter_patterns:
+            log.warning(
+                "%s.%s: FilterCriteria is not applied locally: every message reaches the function",
+                event.function,
+                event.name,
+            )
+        cap = event.maximum_concurrency
+        return SqsPoller(
+            self.functions.pool(event.function),
+            event,
+            url,
+            arn,
+            self.client("sqs"),
+            REGION,
+            concurrency=min(cap, SQS_CONCURRENCY) if cap else SQS_CONCURRENCY,
+        )
 
     def _tap_patterns(self) -> dict[str, dict[str, Any]]:
         """Which events the tap keeps, per bus: what the bus's archive keeps (the template's own words for "our

@@ -151,6 +151,22 @@ class StreamEvent:
 
 
 @dataclass(frozen=True)
+class SqsEvent:
+    """An `SQS` event source mapping: Lambda polls the queue and passes its messages to the function in batches."""
+
+    function: str
+    name: str
+    queue: Any  # raw, usually !GetAtt Queue.Arn
+    queue_logical_id: str | None  # the queue of this template it names, when it is a GetAtt of one
+    batch_size: int  # 10 unless given, as on AWS
+    maximum_batching_window: int  # seconds (MaximumBatchingWindowInSeconds, 0 unless given)
+    report_batch_item_failures: bool
+    maximum_concurrency: int | None  # ScalingConfig.MaximumConcurrency; None: no cap of its own
+    filter_patterns: tuple[dict[str, Any], ...] = ()  # read so the local stack can say it does not apply them
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class ScheduleEvent:
     function: str
     name: str
@@ -168,7 +184,7 @@ class OtherEvent:
     properties: dict[str, Any]
 
 
-FunctionEvent = ApiEvent | EventBridgeRuleEvent | StreamEvent | ScheduleEvent | OtherEvent
+FunctionEvent = ApiEvent | EventBridgeRuleEvent | StreamEvent | SqsEvent | ScheduleEvent | OtherEvent
 
 
 @dataclass(frozen=True)
@@ -256,6 +272,10 @@ class Template:
         return self._events(StreamEvent)
 
     @property
+    def sqs_events(self) -> list[SqsEvent]:
+        return self._events(SqsEvent)
+
+    @property
     def schedule_events(self) -> list[ScheduleEvent]:
         return self._events(ScheduleEvent)
 
@@ -302,6 +322,16 @@ def _getatt_target(value: Any) -> str | None:
     return None
 
 
+def _filter_patterns(props: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """An event source mapping's FilterCriteria patterns (each a JSON string, or a map in YAML)."""
+    filters = (props.get("FilterCriteria") or {}).get("Filters") or []
+    return tuple(
+        json.loads(f["Pattern"]) if isinstance(f.get("Pattern"), str) else dict(f["Pattern"])
+        for f in filters
+        if f.get("Pattern") is not None
+    )
+
+
 def _parse_event(
     function_id: str, name: str, event: Mapping[str, Any], apis: Mapping[str, Resource], globals_api: Mapping[str, Any]
 ) -> FunctionEvent:
@@ -336,12 +366,6 @@ def _parse_event(
         )
     if kind in ("DynamoDB", "Kinesis"):
         stream = props.get("Stream")
-        filters = (props.get("FilterCriteria") or {}).get("Filters") or []
-        patterns = tuple(
-            json.loads(f["Pattern"]) if isinstance(f.get("Pattern"), str) else dict(f["Pattern"])
-            for f in filters
-            if f.get("Pattern") is not None
-        )
         on_failure = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
         return StreamEvent(
             function=function_id,
@@ -350,11 +374,26 @@ def _parse_event(
             table=_getatt_target(stream),
             starting_position=str(props.get("StartingPosition", "TRIM_HORIZON")),
             batch_size=int(props.get("BatchSize", 100)),
-            filter_patterns=patterns,
+            filter_patterns=_filter_patterns(props),
             maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
             bisect_on_error=bool(props.get("BisectBatchOnFunctionError", False)),
             report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
             on_failure=on_failure,
+            enabled=props.get("Enabled", True) is not False,
+        )
+    if kind == "SQS":
+        queue = props.get("Queue")
+        maximum_concurrency = (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
+        return SqsEvent(
+            function=function_id,
+            name=name,
+            queue=queue,
+            queue_logical_id=_getatt_target(queue),
+            batch_size=int(props.get("BatchSize", 10)),
+            maximum_batching_window=int(props.get("MaximumBatchingWindowInSeconds", 0)),
+            report_batch_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+            maximum_concurrency=int(maximum_concurrency) if maximum_concurrency is not None else None,
+            filter_patterns=_filter_patterns(props),
             enabled=props.get("Enabled", True) is not False,
         )
     if kind in ("Schedule", "ScheduleV2"):
