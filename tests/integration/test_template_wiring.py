@@ -74,7 +74,12 @@ def test_every_dead_letter_queue_the_functions_name_exists(emulated: dict[str, A
     for function in FUNCTIONS:
         raw = json.dumps(function.properties)
         named |= {q.logical_id for q in TEMPLATE.queues if q.logical_id in raw}
-    assert named == {"OrderEventsDeadLetterQueue", "EventPublisherDeadLetterQueue"}
+    assert named >= {
+        "OrderEventsDeadLetterQueue",
+        "EventPublisherDeadLetterQueue",
+        "SegmentEventsDeadLetterQueue",
+        "SegmentRefreshQueue",
+    }
     for logical_id in named:
         url = emulated["created"].queues[logical_id]
         assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -91,13 +96,31 @@ def test_api_routes_in_the_code_are_the_routes_in_the_template() -> None:
     assert open_routes == {("GET", "/v1/openapi.json"), ("GET", "/v1/docs")}
 
 
-def test_stream_filter_passes_event_records_and_nothing_else() -> None:
-    (stream,) = TEMPLATE.stream_events
+def _stream_filter(function_logical_id: str) -> Any:
+    (stream,) = [s for s in TEMPLATE.stream_events if s.function == function_logical_id]
     patterns = [EventPattern.load(json.dumps(p)) for p in stream.filter_patterns]
 
     def passes(event_name: str, item: dict[str, Any]) -> bool:
-        record = {"eventName": event_name, "dynamodb": {"NewImage": to_item(item)}}
+        keys = {k: v for k, v in to_item(item).items() if k in KEY_ATTRIBUTES}
+        record = {"eventName": event_name, "dynamodb": {"Keys": keys, "NewImage": to_item(item)}}
         return any(p.matches_event(record) for p in patterns)
+
+    return passes
+
+
+def test_member_changes_reach_the_segment_events_function_and_nothing_else() -> None:
+    passes = _stream_filter("SegmentEventsFunction")
+    member = {"PK": "MEMBER#m", "SK": "MEMBER", "member_id": "m", "event_type": "MemberEnrolled"}
+    assert passes("INSERT", member)
+    assert passes("MODIFY", member)
+    assert not passes("REMOVE", member)
+    assert not passes("INSERT", {"PK": "MEMBER#m", "SK": "LEDGER#1", "event_type": "PointsEarned"})
+    assert not passes("INSERT", {"PK": "MEMBER#m", "SK": "SEGMENT#rfm:loyal", "segment_id": "rfm:loyal"})
+    assert not passes("INSERT", {"PK": "MEMBER#m", "SK": "SEGEVENT#1", "event_type": "SegmentEntered"})
+
+
+def test_stream_filter_passes_event_records_and_nothing_else() -> None:
+    passes = _stream_filter("EventPublisherFunction")
 
     entry = {"PK": "MEMBER#m", "SK": "LEDGER#1", "event_type": EventType.POINTS_EARNED.value, "points": 5}
     assert passes("INSERT", entry)
@@ -107,7 +130,9 @@ def test_stream_filter_passes_event_records_and_nothing_else() -> None:
     assert not passes("INSERT", {"PK": "IDEMPOTENCY#k", "SK": "IDEMPOTENCY"})
 
 
-def test_every_function_has_a_sample_event_its_handler_accepts(emulated: dict[str, Any]) -> None:
+def test_every_function_has_a_sample_event_its_handler_accepts(
+    emulated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The events/ fixtures, run in the order a day would: enroll, order, refund, token, stream."""
     samples = {path.name: json.loads(path.read_text()) for path in (ROOT / "events").glob("*.json")}
     for function in FUNCTIONS:
@@ -117,6 +142,9 @@ def test_every_function_has_a_sample_event_its_handler_accepts(emulated: dict[st
     class Context:
         function_name, memory_limit_in_mb, aws_request_id = "wiring", 512, "wiring"
         invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:wiring"
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 900_000
 
     enrolled = _load("MembersApiFunction").lambda_handler(samples["members_api_enroll.json"], Context())
     assert enrolled["statusCode"] == 201, enrolled["body"]
@@ -135,3 +163,27 @@ def test_every_function_has_a_sample_event_its_handler_accepts(emulated: dict[st
 
     published = _load("EventPublisherFunction").lambda_handler(samples["event_publisher_stream_insert.json"], Context())
     assert published == {"batchItemFailures": []}
+
+    modified = samples["segment_events_member_modified.json"]
+    image = modified["Records"][0]["dynamodb"]["NewImage"]
+    stored = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=emulated["environment"]["TABLE_NAME"], Key={"PK": {"S": f"MEMBER#{member_id}"}, "SK": {"S": "MEMBER"}}
+    )["Item"]
+    image.clear()
+    image.update(stored)  # the sample's shape, this run's member
+    assert _load("SegmentEventsFunction").lambda_handler(modified, Context()) == {"batchItemFailures": []}
+    after = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=emulated["environment"]["TABLE_NAME"],
+        Key={"PK": {"S": f"MEMBER#{member_id}"}, "SK": {"S": "MEMBER"}},
+        ConsistentRead=True,
+    )["Item"]
+    assert len([s["S"] for s in after["segments"]["L"] if s["S"].startswith("lifecycle:")]) == 1
+
+    refresh_environment = TEMPLATE.function("SegmentRefreshFunction").environment
+    queue_url = str(emulated["resolver"].resolve(refresh_environment["REFRESH_QUEUE_URL"]))
+    monkeypatch.setenv("REFRESH_QUEUE_URL", queue_url)
+    runtime.reset()
+    refresh = _load("SegmentRefreshFunction")
+    started = refresh.lambda_handler(samples["segment_refresh_nightly.json"], Context())
+    assert started == {"run_id": "scheduled-2026-11-23", "created": True}
+    assert refresh.lambda_handler(samples["segment_refresh_work.json"], Context()) == {"batchItemFailures": []}
