@@ -1,0 +1,100 @@
+"""Segments through the whole local stack: purchases over HTTP move members between segments within seconds (the
+stream, SegmentEventsFunction, the event publisher, the bus), each change announced once; the nightly schedule runs
+a refresh through the SQS work queue and its concurrent workers to completion."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from devstack.stack import LocalStack
+from tests.e2e.conftest import Api
+
+
+def _table(stack: LocalStack) -> str:
+    return stack.resource_name("LoyaltyTable")
+
+
+def _item(stack: LocalStack, pk: str, sk: str) -> dict[str, Any] | None:
+    found = stack.client("dynamodb").get_item(
+        TableName=_table(stack), Key={"PK": {"S": pk}, "SK": {"S": sk}}, ConsistentRead=True
+    )
+    return found.get("Item")
+
+
+def _memberships(stack: LocalStack, member_id: str) -> set[str]:
+    page = stack.client("dynamodb").query(
+        TableName=_table(stack),
+        KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+        ExpressionAttributeValues={":pk": {"S": f"MEMBER#{member_id}"}, ":prefix": {"S": "SEGMENT#"}},
+        ConsistentRead=True,
+    )
+    return {item["segment_id"]["S"] for item in page["Items"]}
+
+
+def _wait(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(f"{what} within {timeout} s")
+
+
+def test_a_purchase_moves_the_member_between_segments_and_each_change_is_announced_once(
+    stack: LocalStack, api: Api
+) -> None:
+    # Given a new member: enrolled, never purchased
+    member_id = api.enroll()
+    stack.wait_for_events("SegmentEntered", 1, timeout=20, member_id=member_id, segment_id="lifecycle:potential")
+    # When they make a big first purchase
+    assert api.purchase(member_id, "650.00").status_code == 201
+    # Then within seconds they are a new customer and a high spender, and no longer a potential one
+    stack.wait_for_events("SegmentEntered", 1, timeout=20, member_id=member_id, segment_id="points:high-spenders")
+    stack.wait_for_events("SegmentEntered", 1, timeout=20, member_id=member_id, segment_id="lifecycle:new")
+    stack.wait_for_events("SegmentLeft", 1, timeout=20, member_id=member_id, segment_id="lifecycle:potential")
+    expected = {"points:high-spenders", "lifecycle:new"}
+    _wait(lambda: expected <= _memberships(stack, member_id), 20, "memberships written")
+    time.sleep(2)  # let every redelivery and re-evaluation of the member's own writes run its course
+    seen = Counter(
+        (event["detail-type"], event["detail"]["segment_id"])
+        for kind in ("SegmentEntered", "SegmentLeft")
+        for event in stack.events(kind, member_id=member_id)
+    )
+    # And each change was announced exactly once, and the announcements add up to the memberships held now
+    assert set(seen.values()) == {1}, seen
+    entered = {segment for (kind, segment) in seen if kind == "SegmentEntered"}
+    left = {segment for (kind, segment) in seen if kind == "SegmentLeft"}
+    assert entered - left == _memberships(stack, member_id)
+
+
+def test_the_nightly_schedule_runs_a_refresh_over_the_work_queue_to_completion(stack: LocalStack, api: Api) -> None:
+    # Given members who bought, and no refresh running (another test may have started one)
+    members = [api.enroll() for _ in range(6)]
+    for index, member_id in enumerate(members):
+        for order in range(index):
+            assert api.purchase(member_id, f"{20 + 35 * order}.00").status_code == 201
+    _wait(lambda: _item(stack, "SEGMENTS", "ACTIVE_REFRESH") is None, 120, "no refresh running")
+    # When the nightly schedule fires
+    started = stack.fire_schedule("SegmentRefreshFunction", "Nightly")
+    run_id = started["run_id"]
+    # Then its workers carry both passes through the SQS work queue to completion
+    run = _wait(
+        lambda: (item := _item(stack, f"REFRESH#{run_id}", "RUN")) and item["status"]["S"] == "complete" and item,
+        120,
+        f"refresh {run_id} complete",
+    )
+    workers = int(run["workers"]["N"])
+    assert int(run["pass1_done"]["N"]) == int(run["pass2_done"]["N"]) == workers
+    assert int(run["members"]["N"]) >= len(members)
+    assert int(run["members"]["N"]) == int(run["members_read"]["N"])
+    # And every member who bought has an RFM segment now, with the run's cut points published for the API
+    for member_id in members[1:]:
+        assert any(s.startswith("rfm:") for s in _memberships(stack, member_id)), member_id
+    published = _item(stack, "SEGMENTS", "CUTPOINTS")
+    assert published is not None and published["run_id"]["S"] == run_id
+    latest = _item(stack, "SEGMENTS", "LATEST")
+    assert latest is not None and latest["run_id"]["S"] == run_id
+    assert _item(stack, "SEGMENTS", "ACTIVE_REFRESH") is None
