@@ -84,7 +84,7 @@ def seed(stack: Any = None) -> dict[str, str]:
         outcome = service.enroll(
             Enrollment(
                 external_id=external_id,
-                profile=Profile(first_name=name),
+                profile=Profile(first_name=name, country="FR" if external_id in ("demo-ada", "demo-linus") else "US"),
                 consent=Consent(email=True, push=True, profiling=True),
             )
         )
@@ -112,4 +112,7 @@ def seed(stack: Any = None) -> dict[str, str]:
     print("seeded demo members (use Authorization: Bearer dev:member:<member_id>):", file=sys.stderr)
     for external_id, member_id in members.items():
         print(f"  {external_id:<12} {member_id}", file=sys.stderr)
+    if stack is not None:  # the nightly refresh, now, so segment sizes and KPIs are there from the start
+        started = stack.fire_schedule("SegmentRefreshFunction", "Nightly")
+        print(f"started segment refresh {started['run_id']} (GET /v1/admin/segment-refreshes)", file=sys.stderr)
     return members
