@@ -17,8 +17,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET_RATIO = {"members_api": 3.5, "order_events": 2.5, "event_publisher": 2.5, "token_claims": 2.5}
+BUDGET_RATIO = {
+    "members_api": 3.5,
+    "admin_api": 3.5,
+    "order_events": 2.5,
+    "event_publisher": 2.5,
+    "token_claims": 2.5,
+    "segment_events": 3.0,
+    "segment_refresh": 8.0,  # the scheduled refresh: numpy and the analytics layer are its job
+}
 FORBIDDEN = ("numpy", "pandas", "scipy", "loyalty_analytics", "moto", "yaml", "requests", "devstack")
+ALLOWED = {"segment_refresh": {"numpy", "scipy", "loyalty_analytics"}}  # the only users of the analytics layer
 
 PROBE = """
 import json, sys, time
@@ -57,5 +66,6 @@ def test_handler_cold_import_stays_within_budget(function: str) -> None:
     handler = _import(str(ROOT / "functions" / function))
     ratio = float(handler["seconds"]) / float(baseline["seconds"])  # type: ignore[arg-type]
     assert ratio < BUDGET_RATIO[function], f"{function} imports in {ratio:.2f}x boto3+pydantic"
-    heavy = sorted({str(name).split(".")[0] for name in handler["modules"]} & set(FORBIDDEN))  # type: ignore[attr-defined]
+    imported = {str(name).split(".")[0] for name in handler["modules"]}  # type: ignore[attr-defined]
+    heavy = sorted((imported & set(FORBIDDEN)) - ALLOWED.get(function, set()))
     assert not heavy, f"{function} imports {heavy}"
