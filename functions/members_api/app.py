@@ -18,7 +18,7 @@ from loyalty.http import build_resolver, current_caller, documented, json_respon
 from loyalty.ledger import LedgerEntry
 from loyalty.members import Enrollment, Member
 from loyalty.rewards import Reward
-from loyalty.runtime import loyalty_service
+from loyalty.runtime import loyalty_service, segmentation_service
 from loyalty.service import Outcome
 
 logger = Logger()
@@ -71,6 +71,16 @@ class LedgerPage(BaseModel):
 
 class RewardList(BaseModel):
     rewards: list[Reward]
+
+
+class MemberSegment(BaseModel):
+    segment_id: str = Field(description="rfm:<id>, points:<id>, lifecycle:<stage> or rule:<slug> (docs/segments.md).")
+    entered_at: str = Field(description="When the member entered the segment.")
+
+
+class MemberSegments(BaseModel):
+    member_id: str
+    segments: list[MemberSegment] = Field(description="Sorted by segment id.")
 
 
 def _answer(outcome: Outcome) -> Response[Any]:
@@ -151,6 +161,23 @@ def redeem(
             },
         )
     return _answer(loyalty_service().redeem(member_id, request.reward_id, idempotency_key))
+
+
+@app.get(
+    "/v1/members/<member_id>/segments",
+    summary="The segments the member is in, with when they entered each",
+    responses=documented(200, MemberSegments, "The member's segments", 401, 403, 404, 422),
+)
+def list_member_segments(member_id: MemberId) -> Response[Any]:
+    require_member_access(current_caller(app), member_id)
+    memberships = segmentation_service().segments_of_member(member_id)
+    return json_response(
+        200,
+        {
+            "member_id": member_id,
+            "segments": [{"segment_id": m.segment_id, "entered_at": m.entered_at} for m in memberships],
+        },
+    )
 
 
 @app.get("/v1/rewards", summary="The rewards catalog", responses=documented(200, RewardList, "Active rewards", 401))

@@ -118,6 +118,71 @@ def _cases(member: str) -> list[tuple[str, str, str, Any, dict[str, str], int, s
             422,
             "Idempotency-Key",
         ),
+        ("GET", "/v1/members/not-a-member-id/segments", ADMIN, None, {}, 422, "member_id"),
+        ("GET", f"/v1/members/{UNKNOWN}/segments", ADMIN, None, {}, 404, "member_id"),
+        *_admin_cases(),
+    ]
+
+
+def _admin_cases() -> list[tuple[str, str, str, Any, dict[str, str], int, str | None]]:
+    """The segmentation admin routes (an admin token; only the input is at fault)."""
+    segment = "/v1/admin/segments/rfm:champions"
+    definition = "/v1/admin/segment-definitions/e2e-bad-input"
+    rule = {"field": "tier", "op": "=", "value": "VIB"}
+    refreshes = "/v1/admin/segment-refreshes"
+    key = {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    return [
+        ("GET", "/v1/admin/segments/champions", ADMIN, None, {}, 422, "segment_id"),
+        ("GET", "/v1/admin/segments/rfm:Champions", ADMIN, None, {}, 422, "segment_id"),
+        ("GET", "/v1/admin/segments/rfm:no-such-segment", ADMIN, None, {}, 404, "segment_id"),
+        ("GET", "/v1/admin/segments/rule:no-such-segment/members", ADMIN, None, {}, 404, "segment_id"),
+        ("GET", f"{segment}?history=0", ADMIN, None, {}, 422, "history"),
+        ("GET", f"{segment}?history=101", ADMIN, None, {}, 422, "history"),
+        ("GET", f"{segment}/members?limit=0", ADMIN, None, {}, 422, "limit"),
+        ("GET", f"{segment}/members?limit=501", ADMIN, None, {}, 422, "limit"),
+        ("GET", f"{segment}/members?cursor=garbage", ADMIN, None, {}, 422, "cursor"),
+        ("GET", f"{segment}/members?cursor=eyJzaGFyZCI6OTl9", ADMIN, None, {}, 422, "cursor"),
+        ("PUT", "/v1/admin/segment-definitions/Win%20Back", ADMIN, {"name": "x", "rule": rule}, {}, 422, "segment_id"),
+        ("PUT", definition, ADMIN, "{", {}, 400, "body"),
+        ("PUT", definition, ADMIN, {"name": "x"}, {}, 422, "rule"),
+        ("PUT", definition, ADMIN, {"name": "x", "rule": rule, "surprise": 1}, {}, 422, "surprise"),
+        ("PUT", definition, ADMIN, {"name": "x", "rule": rule, "version": 7}, {}, 422, "version"),
+        ("PUT", definition, ADMIN, {"segment_id": "other", "name": "x", "rule": rule}, {}, 422, "segment_id"),
+        ("PUT", definition, ADMIN, {"name": "x" * 101, "rule": rule}, {}, 422, "name"),
+        (
+            "PUT",
+            definition,
+            ADMIN,
+            {"name": "x", "rule": {"any": [rule, {"field": "point_6m", "op": ">", "value": 5}]}},
+            {},
+            422,
+            "rule.any[1].field",
+        ),
+        ("DELETE", "/v1/admin/segment-definitions/no-such-segment", ADMIN, None, {}, 404, "segment_id"),
+        ("PUT", "/v1/admin/segmentation", ADMIN, {}, {}, 400, "If-Match"),
+        ("PUT", "/v1/admin/segmentation", ADMIN, {}, {"If-Match": "abc"}, 422, "If-Match"),
+        ("PUT", "/v1/admin/segmentation", ADMIN, {}, {"If-Match": "0"}, 422, "If-Match"),
+        (
+            "PUT",
+            "/v1/admin/segmentation",
+            ADMIN,
+            {"rfm_window_months": 25},
+            {"If-Match": "1"},
+            422,
+            "rfm_window_months",
+        ),
+        ("PUT", "/v1/admin/segmentation", ADMIN, {"surprise": 1}, {"If-Match": "1"}, 422, "surprise"),
+        ("PUT", "/v1/admin/segmentation", ADMIN, {}, {"If-Match": "999999"}, 409, None),
+        ("POST", refreshes, ADMIN, {}, {}, 400, "Idempotency-Key"),
+        ("POST", refreshes, ADMIN, {"workers": 0}, key, 422, "workers"),
+        ("POST", refreshes, ADMIN, {"workers": 257}, key, 422, "workers"),
+        ("POST", refreshes, ADMIN, {"as_of": "2999-01-01T00:00:00Z"}, key, 422, "as_of"),
+        ("POST", refreshes, ADMIN, {"as_of": "2026-01-01T00:00:00"}, key, 422, "as_of"),
+        ("POST", refreshes, ADMIN, {"surprise": 1}, key, 422, "surprise"),
+        ("GET", f"{refreshes}?limit=0", ADMIN, None, {}, 422, "limit"),
+        ("GET", f"{refreshes}?limit=101", ADMIN, None, {}, 422, "limit"),
+        ("GET", f"{refreshes}/no-such-run", ADMIN, None, {}, 404, "run_id"),
+        ("GET", f"{refreshes}/not_a_run", ADMIN, None, {}, 422, "run_id"),
     ]
 
 
@@ -125,7 +190,7 @@ def test_bad_input_gets_a_clear_4xx_and_writes_nothing(api: Api) -> None:
     # Given a member with 20 points and a ledger of one entry
     member_id = api.enroll()
     assert api.purchase(member_id, "20").status_code == 201
-    before = (api.member(member_id)["balance"], len(api.ledger(member_id)))
+    before = (api.member(member_id)["balance"], len(api.ledger(member_id)), _segmentation(api))
 
     failures = []
     for method, path, token, body, headers, status, field in _cases(member_id):
@@ -142,13 +207,23 @@ def test_bad_input_gets_a_clear_4xx_and_writes_nothing(api: Api) -> None:
         assert payload.get("message"), (path, payload)
     assert not failures, "\n".join(failures)
 
-    # Then nothing was written anywhere on the member
-    assert (api.member(member_id)["balance"], len(api.ledger(member_id))) == before
+    # Then nothing was written anywhere on the member, nor to the segmentation document or its runs
+    assert (api.member(member_id)["balance"], len(api.ledger(member_id)), _segmentation(api)) == before
+
+
+def _segmentation(api: Api) -> tuple[Any, ...]:
+    runs = api.call("GET", "/v1/admin/segment-refreshes", params={"limit": 100}).json()["runs"]
+    return api.call("GET", "/v1/admin/segmentation").json(), sorted(r["run_id"] for r in runs)
 
 
 @pytest.mark.parametrize(
     ("method", "suffix", "body"),
-    [("GET", "", None), ("GET", "/ledger", None), ("POST", "/redemptions", {"reward_id": "coupon"})],
+    [
+        ("GET", "", None),
+        ("GET", "/ledger", None),
+        ("GET", "/segments", None),
+        ("POST", "/redemptions", {"reward_id": "coupon"}),
+    ],
 )
 def test_a_member_token_reaches_only_its_own_member(api: Api, method: str, suffix: str, body: Any) -> None:
     mine, theirs = api.enroll(), api.enroll()

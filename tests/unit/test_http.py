@@ -9,7 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from loyalty.activities import Activity
 from loyalty.errors import InsufficientPoints, InvalidRequest
-from loyalty.http import validation_error_body
+from loyalty.http import ErrorBody, documented, validation_error_body
 
 ACTIVITY = TypeAdapter(Activity)
 
@@ -125,3 +125,31 @@ def test_insufficient_points_is_a_409_with_what_was_needed() -> None:
     assert error.status == 409
     assert error.body()["available"] == 5
     assert error.body()["needed"] == 10
+
+
+def test_a_missing_required_header_is_a_400_naming_it() -> None:
+    errors = [
+        {"type": "missing", "loc": ("header", "if-match"), "msg": "Field required"},
+        {"type": "int_parsing", "loc": ("body", "version"), "msg": "bad"},
+    ]
+
+    status, body = validation_error_body(errors)
+
+    assert status == 400
+    assert body["message"] == "If-Match header is required"
+    assert body["errors"] == [{"field": "If-Match", "reason": "required"}]
+
+
+def test_the_rule_language_variant_tags_are_dropped_from_the_field_path() -> None:
+    location = ("body", "rule_segments", 0, "rule", "{all}", "all", 2, "{condition}", "value")
+    errors = [{"type": "value_error", "loc": location, "msg": "points_6m takes a number"}]
+
+    assert fields(errors) == ["rule_segments[0].rule.all[2].value"]
+
+
+def test_documented_errors_take_the_usual_meaning_or_the_route_own() -> None:
+    responses = documented(200, None, "ok", 401, (409, "Another refresh is running"))
+
+    assert responses[401]["description"] == "No valid token"
+    assert responses[409]["description"] == "Another refresh is running"
+    assert responses[409]["content"]["application/json"]["model"] is ErrorBody

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -41,16 +42,17 @@ _ERROR_MEANING = {
 }
 
 
-def documented(success: int, model: type[BaseModel] | None, description: str, *errors: int) -> dict[int, Any]:
-    """OpenAPI responses for a route: its success body and the error bodies it can return."""
+def documented(
+    success: int, model: type[BaseModel] | None, description: str, *errors: int | tuple[int, str]
+) -> dict[int, Any]:
+    """OpenAPI responses for a route: its success body and the error bodies it can return. An error is a status
+    (its usual meaning) or (status, what it means on this route)."""
     responses: dict[int, Any] = {success: {"description": description}}
     if model is not None:
         responses[success]["content"] = {"application/json": {"model": model}}
-    for status in errors:
-        responses[status] = {
-            "description": _ERROR_MEANING[status],
-            "content": {"application/json": {"model": ErrorBody}},
-        }
+    for error in errors:
+        status, meaning = error if isinstance(error, tuple) else (error, _ERROR_MEANING[error])
+        responses[status] = {"description": meaning, "content": {"application/json": {"model": ErrorBody}}}
     return responses
 
 
@@ -89,6 +91,9 @@ def _field_error(error: dict[str, Any]) -> dict[str, str]:
     # The chosen variant of a discriminated union sits in the path ("body", "purchase", "amount"): drop it.
     if len(location) > 2 and location[0] == "body" and location[1] in _ACTIVITY_TAGS:
         location = (location[0], *location[2:])
+    # So do the rule language's variants, tagged in braces ("rule", "{all}", "all", 0, "{condition}", "value"):
+    # the field is rule.all[0].value, as the rule segment routes name it.
+    location = tuple(part for part in location if not (isinstance(part, str) and _BRACED_TAG.fullmatch(part)))
     return {"field": _field(location), "reason": error.get("msg", "invalid")}
 
 
@@ -99,6 +104,18 @@ def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, 
             "message": "the request body is not valid JSON",
             "errors": [{"field": "body", "reason": "not valid JSON"}],
         }
+    missing_headers = [
+        _field(tuple(error["loc"]))
+        for error in errors
+        if error.get("type") == "missing" and tuple(error.get("loc", ()))[:1] == ("header",)
+    ]
+    if missing_headers:  # a required header left out is a 400, as the redemption route answers it
+        headers = " and ".join(missing_headers) + (" headers are" if len(missing_headers) > 1 else " header is")
+        return 400, {
+            "code": "invalid_request",
+            "message": f"{headers} required",
+            "errors": [{"field": header, "reason": "required"} for header in missing_headers],
+        }
     return 422, {
         "code": "invalid_request",
         "message": "the request did not pass validation",
@@ -107,6 +124,7 @@ def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, 
 
 
 _ACTIVITY_TAGS = {kind.value for kind in ActivityType}
+_BRACED_TAG = re.compile(r"\{[a-z_]+\}")
 
 
 def build_resolver() -> APIGatewayRestResolver:

@@ -25,12 +25,19 @@ from loyalty.adapters.segment_store import (
     StaleMember,
 )
 from loyalty.adapters.work_queue import WorkQueue
-from loyalty.errors import ConfigVersionConflict, InvalidRequest, RefreshNotFound, SegmentNotFound
+from loyalty.errors import (
+    ConfigVersionConflict,
+    InvalidRequest,
+    MemberNotFound,
+    RefreshNotFound,
+    SegmentNotFound,
+)
 from loyalty.segments import SegmentationConfig, SegmentDefinition, features_of, segment_catalog, segments_of
-from loyalty.service import TtlCache
+from loyalty.service import EARLIEST, TtlCache
 
 MAX_REEVALUATIONS = 5
 REFRESH_LEASE = timedelta(hours=2)  # a run that has not finished by then no longer blocks the next one
+MANUAL_AS_OF_AHEAD = timedelta(minutes=5)  # a run started by hand may be as of a moment this far past our clock
 
 
 def invalid_document(error: ValidationError) -> InvalidRequest:
@@ -266,6 +273,28 @@ class SegmentationService:
     def publish_cut_points(self, published: PublishedCutPoints) -> None:
         self.segments.put_cut_points(published)
         self.published.clear()
+
+    # ---- what the API routes add (functions/admin_api, functions/members_api) ------------------------------
+
+    def manual_as_of(self, requested: datetime | None) -> datetime:
+        """The as-of moment of a run started by hand: now when not given; a moment more than a few minutes past
+        our clock (a client clock ahead of ours) or before 1970 is refused, naming `as_of`."""
+        now = self._clock()
+        if requested is None:
+            return now
+        if requested > now + MANUAL_AS_OF_AHEAD:
+            raise InvalidRequest("as_of is in the future", field="as_of")
+        if requested < EARLIEST:
+            raise InvalidRequest("as_of is before 1970", field="as_of")
+        return requested.astimezone(UTC)
+
+    def segments_of_member(self, member_id: str) -> list[Membership]:
+        """member_segments for the member route: an unknown member is a 404, as on the member's other routes. Only
+        an empty answer costs the extra read (every evaluated member is in a lifecycle stage)."""
+        found = self.member_segments(member_id)
+        if not found and self.segments.get_member_item(member_id) is None:
+            raise MemberNotFound(f"member {member_id} not found", field="member_id")
+        return found
 
 
 def manual_run_id(idempotency_key: str) -> str:

@@ -1,0 +1,436 @@
+"""Admin API for segmentation: the catalog, sizes and members of segments, the marketer-defined segments and the
+whole segmentation document, refresh runs and KPIs. Every route needs the admin role. Parse, authorise, call the
+segmentation service, map the result: no business rules here."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from loyalty.access import Caller, Role, require_role
+from loyalty.adapters.work_queue import WorkQueue
+from loyalty.errors import InvalidRequest
+from loyalty.http import build_resolver, current_caller, documented, json_response
+from loyalty.runtime import client, segmentation_service
+from loyalty.segmentation import manual_run_id
+from loyalty.segments import SegmentationConfig, SegmentDefinition
+from loyalty.segments.ids import FAMILIES, MAX_SLUG_LENGTH
+from loyalty.settings import settings
+
+logger = Logger()
+app = build_resolver()
+app.configure_openapi(
+    title="Serverless Loyalty Admin API",
+    version="1",
+    description="Segmentation for program admins and marketers: segments, their members, sizes and KPIs, the "
+    "marketer-defined segments and the segmentation document, refresh runs. Every route needs an admin token.",
+    security_schemes={"cognito": HTTPBearer(bearerFormat="JWT", description="Cognito ID token (loyalty-admins)")},
+    security=[{"cognito": []}],
+)
+
+SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+# ^(rfm|points|lifecycle|rule):<slug>$, from the families the segments module assigns, so a new one is reachable
+SEGMENT_ID_PATTERN = rf"^({'|'.join(FAMILIES)}):{SLUG_PATTERN[1:]}"
+
+SegmentId = Annotated[
+    str,
+    Path(
+        pattern=SEGMENT_ID_PATTERN,
+        max_length=MAX_SLUG_LENGTH + 16,
+        description="A segment id as members carry it: rfm:<id>, points:<id>, lifecycle:<stage> or rule:<slug>.",
+    ),
+]
+RuleSegmentSlug = Annotated[
+    str,
+    Path(
+        pattern=SLUG_PATTERN,
+        max_length=MAX_SLUG_LENGTH,
+        description="A marketer-defined segment's id (a slug); its members carry rule:<slug>.",
+    ),
+]
+RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$", description="A refresh run id.")]
+
+_NOT_ADMIN = (403, "The token is not an admin's")
+_UNKNOWN_SEGMENT = (404, "No such segment")
+
+
+# ---- response and request models -------------------------------------------------------------------------------
+
+
+class SegmentSummary(BaseModel):
+    segment_id: str
+    name: str
+    size: int = Field(description="Members at the last refresh; 0 before the first, or for an empty segment.")
+    kpis: dict[str, Any] | None = Field(
+        description="The segment members' KPIs at the last refresh (docs/segments.md); null before the first."
+    )
+    as_of: str | None = Field(description="As-of moment of the last completed refresh; null before the first.")
+    run_id: str | None = Field(description="The refresh these figures come from.")
+
+
+class SegmentCatalog(BaseModel):
+    segments: list[SegmentSummary] = Field(description="Every segment id the segmentation document can assign.")
+
+
+class SizeAtRefresh(BaseModel):
+    run_id: str
+    as_of: str
+    size: int
+
+
+class SegmentDetail(BaseModel):
+    segment_id: str
+    name: str
+    definition: SegmentDefinition | None = Field(description="The rule of a marketer-defined segment; else null.")
+    size: int = Field(description="Members at the last refresh (0 before the first).")
+    history: list[SizeAtRefresh] = Field(description="Size at each refresh, newest first.")
+
+
+class SegmentMember(BaseModel):
+    member_id: str
+    entered_at: str
+
+
+class SegmentMembersPage(BaseModel):
+    members: list[SegmentMember]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class RuleSegmentList(BaseModel):
+    segments: list[SegmentDefinition]
+
+
+class RuleSegmentBody(BaseModel):
+    """A marketer-defined segment as written: the version is the API's to give."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment_id: str | None = Field(default=None, description="If given, the id in the path.")
+    name: str = Field(description="1-100 characters.")
+    description: str = Field(default="", description="At most 1000 characters.")
+    rule: dict[str, Any] = Field(
+        description='The rule (docs/segments.md): {"all": [...]}, {"any": [...]}, {"not": {...}} or '
+        '{"field": ..., "op": ..., "value": ...}.'
+    )
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: AwareDatetime | None = Field(
+        default=None, description="The moment members are segmented as of; now if absent, at most 5 minutes ahead."
+    )
+    workers: int | None = Field(default=None, ge=1, le=256, description="Parallel scan workers; the default if absent.")
+
+
+class RefreshRun(BaseModel):
+    run_id: str
+    status: str = Field(description="scanning (pass one), scoring (pass two), finishing, then complete; or failed.")
+    as_of: str
+    workers: int
+    requested_by: str | None
+    started_at: str
+    completed_at: str | None
+    config_version: int | None = Field(description="The segmentation document version the run segments by.")
+    pass1_done: int | None
+    pass2_done: int | None
+    members: int | None
+    members_read: int | None
+    changed_members: int | None
+    changes: int | None
+    stale_members: int | None
+    cut_points: dict[str, Any] | None = Field(description="The RFM cut points the run computed, once it has.")
+
+
+class RefreshRunList(BaseModel):
+    runs: list[RefreshRun] = Field(description="Newest first.")
+
+
+class Analytics(BaseModel):
+    run_id: str | None = Field(description="The last completed refresh; null before the first.")
+    as_of: str | None
+    overall: dict[str, Any] | None = Field(description="KPIs over every member (docs/segments.md).")
+    tiers: dict[str, dict[str, Any]] = Field(description="KPIs per tier name.")
+    segments: dict[str, dict[str, Any]] = Field(description="KPIs per segment id.")
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _admin() -> Caller:
+    caller = current_caller(app)
+    require_role(caller, Role.ADMIN)
+    return caller
+
+
+@cache
+def _refresh_queue() -> WorkQueue:
+    return WorkQueue(client("sqs"), settings().refresh_queue_url)
+
+
+def _document(config: SegmentationConfig) -> dict[str, Any]:
+    """The document as clients read it: rules under their JSON names (all, any, not)."""
+    return config.model_dump(mode="json", by_alias=True)
+
+
+# ---- segments --------------------------------------------------------------------------------------------------
+
+
+@app.get(
+    "/v1/admin/segments",
+    summary="Every segment the document can assign, with its size and KPIs at the last refresh",
+    responses=documented(200, SegmentCatalog, "The catalog", 401, _NOT_ADMIN),
+)
+def list_segments() -> Response[Any]:
+    _admin()
+    return json_response(200, {"segments": segmentation_service().catalog()})
+
+
+@app.get(
+    "/v1/admin/segments/<segment_id>",
+    summary="A segment: its definition (rule segments), current size and size per refresh",
+    responses=documented(200, SegmentDetail, "The segment", 401, _NOT_ADMIN, _UNKNOWN_SEGMENT, 422),
+)
+def get_segment(
+    segment_id: SegmentId,
+    history: Annotated[int, Query(ge=1, le=100, description="How many refreshes of size history.")] = 30,
+) -> Response[Any]:
+    _admin()
+    return json_response(200, segmentation_service().segment(segment_id, history))
+
+
+@app.get(
+    "/v1/admin/segments/<segment_id>/members",
+    summary="A page of a segment's members, from the membership index",
+    responses=documented(200, SegmentMembersPage, "A page of members", 401, _NOT_ADMIN, _UNKNOWN_SEGMENT, 422),
+)
+def list_segment_members(
+    segment_id: SegmentId,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page.")] = None,
+) -> Response[Any]:
+    _admin()
+    members, next_cursor = segmentation_service().segment_members(segment_id, limit, cursor)
+    return json_response(
+        200,
+        {
+            "members": [{"member_id": m.member_id, "entered_at": m.entered_at} for m in members],
+            "next_cursor": next_cursor,
+        },
+    )
+
+
+# ---- marketer-defined segments -------------------------------------------------------------------------------
+
+
+@app.get(
+    "/v1/admin/segment-definitions",
+    summary="The marketer-defined (rule) segments of the segmentation document",
+    responses=documented(200, RuleSegmentList, "The rule segments", 401, _NOT_ADMIN),
+)
+def list_segment_definitions() -> Response[Any]:
+    _admin()
+    definitions = segmentation_service().document().rule_segments
+    return json_response(200, {"segments": [d.document() for d in definitions]})
+
+
+@app.put(
+    "/v1/admin/segment-definitions/<segment_id>",
+    summary="Create (201) or replace (200) a marketer-defined segment; its version goes up by one",
+    responses=documented(
+        200,
+        SegmentDefinition,
+        "Replaced",
+        400,
+        401,
+        _NOT_ADMIN,
+        (409, "The segmentation document kept changing meanwhile; retry"),
+        (422, "The definition is invalid: every problem, each with its JSON path (rule.all[2].value)"),
+    )
+    | {201: {"description": "Created", "content": {"application/json": {"model": SegmentDefinition}}}},
+)
+def put_segment_definition(
+    segment_id: RuleSegmentSlug, definition: Annotated[RuleSegmentBody, Body()]
+) -> Response[Any]:
+    _admin()
+    if definition.segment_id is not None and definition.segment_id != segment_id:
+        raise InvalidRequest(
+            f"segment_id {definition.segment_id!r} is not the path's {segment_id!r}", field="segment_id"
+        )
+    document = {**definition.model_dump(exclude={"segment_id"}), "segment_id": segment_id}
+    stored, created = segmentation_service().put_rule_segment(document)
+    location = {"Location": f"/v1/admin/segment-definitions/{segment_id}"}
+    return json_response(201 if created else 200, stored.document(), headers=location if created else None)
+
+
+@app.delete(
+    "/v1/admin/segment-definitions/<segment_id>",
+    summary="Delete a marketer-defined segment (its members leave it at the next refresh)",
+    responses=documented(
+        204,
+        None,
+        "Deleted",
+        401,
+        _NOT_ADMIN,
+        (404, "No such rule segment"),
+        (409, "The segmentation document kept changing meanwhile; retry"),
+        422,
+    ),
+)
+def delete_segment_definition(segment_id: RuleSegmentSlug) -> Response[Any]:
+    _admin()
+    segmentation_service().delete_rule_segment(segment_id)
+    return Response(status_code=204, body="")
+
+
+# ---- the segmentation document --------------------------------------------------------------------------------
+
+
+@app.get(
+    "/v1/admin/segmentation",
+    summary="The whole segmentation document: thresholds, RFM map, KPI periods, rule segments, version",
+    responses=documented(200, SegmentationConfig, "The document", 401, _NOT_ADMIN),
+)
+def get_segmentation() -> Response[Any]:
+    _admin()
+    return json_response(200, _document(segmentation_service().document()))
+
+
+@app.put(
+    "/v1/admin/segmentation",
+    summary="Replace the whole segmentation document, if it is still at the version in If-Match",
+    responses=documented(
+        200,
+        SegmentationConfig,
+        "Replaced; the answer carries the new version",
+        400,
+        401,
+        _NOT_ADMIN,
+        (409, "The document is no longer at the If-Match version: read it again (the answer gives `version`)"),
+        (422, "The document is invalid; each error names its field"),
+    ),
+)
+def put_segmentation(
+    document: Annotated[SegmentationConfig, Body()],
+    if_match: Annotated[
+        int,
+        Header(
+            alias="If-Match",
+            ge=1,
+            description="The version this change was made from (`version` of the document read).",
+        ),
+    ],
+) -> Response[Any]:
+    _admin()
+    # Handed over as the model dumps itself, which is how the store writes it: a document the store could not read
+    # back fails the service's validation instead of being stored.
+    replaced = segmentation_service().replace_document(document.model_dump(mode="json"), if_match)
+    return json_response(200, _document(replaced))
+
+
+# ---- refresh runs ------------------------------------------------------------------------------------------------
+
+
+@app.post(
+    "/v1/admin/segment-refreshes",
+    summary="Start a segment refresh now (202); the same Idempotency-Key again returns that run (200)",
+    responses=documented(
+        202,
+        RefreshRun,
+        "Started",
+        400,
+        401,
+        _NOT_ADMIN,
+        (409, "Another refresh is running (code refresh_in_progress; the answer gives its run_id)"),
+        422,
+    )
+    | {
+        200: {
+            "description": "The run this key already started (Idempotent-Replayed: true); nothing new started",
+            "content": {"application/json": {"model": RefreshRun}},
+        }
+    },
+)
+def start_refresh(
+    idempotency_key: Annotated[
+        str,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Names the run: the same key returns the run it started and starts nothing.",
+        ),
+    ],
+    request: Annotated[RefreshRequest | None, Body()] = None,
+) -> Response[Any]:
+    caller = _admin()
+    request = request or RefreshRequest()
+    service = segmentation_service()
+    run, created = service.start_refresh(
+        _refresh_queue(),
+        manual_run_id(idempotency_key),
+        service.manual_as_of(request.as_of),
+        request.workers or settings().refresh_workers,
+        requested_by=caller.subject,
+    )
+    headers = {"Location": f"/v1/admin/segment-refreshes/{run['run_id']}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(202 if created else 200, run, headers=headers)
+
+
+@app.get(
+    "/v1/admin/segment-refreshes",
+    summary="Recent refresh runs, newest first",
+    responses=documented(200, RefreshRunList, "Runs", 401, _NOT_ADMIN, 422),
+)
+def list_refreshes(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response[Any]:
+    _admin()
+    return json_response(200, {"runs": segmentation_service().refresh_runs(limit)})
+
+
+@app.get(
+    "/v1/admin/segment-refreshes/<run_id>",
+    summary="One refresh run: status, progress, counts",
+    responses=documented(200, RefreshRun, "The run", 401, _NOT_ADMIN, (404, "No such run"), 422),
+)
+def get_refresh(run_id: RunId) -> Response[Any]:
+    _admin()
+    return json_response(200, segmentation_service().refresh_run(run_id))
+
+
+# ---- KPIs ----------------------------------------------------------------------------------------------------
+
+
+@app.get(
+    "/v1/admin/analytics",
+    summary="KPIs overall, per tier and per segment, from the last completed refresh",
+    responses=documented(200, Analytics, "The KPIs", 401, _NOT_ADMIN),
+)
+def get_analytics() -> Response[Any]:
+    _admin()
+    return json_response(200, segmentation_service().analytics())
+
+
+@app.get(
+    "/v1/admin/openapi.json",
+    summary="This API's OpenAPI document (admins only)",
+    responses=documented(200, None, "The document", 401, _NOT_ADMIN),
+)
+def openapi_document() -> Response[Any]:
+    _admin()
+    return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
