@@ -124,11 +124,6 @@ def test_a_rule_segment_is_created_replaced_listed_read_and_deleted(api: Api) ->
     assert f"rule:{slug}" not in {s["segment_id"] for s in api.call("GET", "/v1/admin/segments").json()["segments"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loyalty.segments.rules: AllOf/AnyOf/NotOf dump as 'rules'/'rule' unless by_alias=True, and the document "
-    "is stored and re-validated from such dumps, so a rule segment with all/any/not is refused (422 rule_segments.0.rule)",
-)
 def test_a_rule_segment_with_groups_is_stored_and_read_back(api: Api) -> None:
     slug = _slug()
     rule = {

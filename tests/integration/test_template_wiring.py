@@ -85,13 +85,20 @@ def test_every_dead_letter_queue_the_functions_name_exists(emulated: dict[str, A
         assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
-def test_api_routes_in_the_code_are_the_routes_in_the_template() -> None:
-    module = _load("MembersApiFunction")
+@pytest.mark.parametrize(
+    ("function", "served"),
+    [("MembersApiFunction", {("GET", "/v1/docs")}), ("AdminApiFunction", set())],
+)
+def test_api_routes_in_the_code_are_the_routes_in_the_template(function: str, served: set[tuple[str, str]]) -> None:
+    module = _load(function)
     document = json.loads(module.app.get_openapi_json_schema())
     in_code = {(method.upper(), path) for path, methods in document["paths"].items() for method in methods}
-    in_code.add(("GET", "/v1/docs"))  # Swagger UI: served, not part of its own document
-    in_template = {(e.method, e.path) for e in TEMPLATE.api_events if e.function == "MembersApiFunction"}
+    in_code |= served  # Swagger UI: served, not part of its own document
+    in_template = {(e.method, e.path) for e in TEMPLATE.api_events if e.function == function}
     assert in_code == in_template
+
+
+def test_only_the_members_api_document_and_its_viewer_are_open() -> None:
     open_routes = {(e.method, e.path) for e in TEMPLATE.api_events if not e.protected}
     assert open_routes == {("GET", "/v1/openapi.json"), ("GET", "/v1/docs")}
 

@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from loyalty.errors import InvalidRequest
-from loyalty.segments import InvalidRule, MemberFeatures, SegmentDefinition, evaluate, parse_rule
+from loyalty.segments import InvalidRule, MemberFeatures, SegmentationConfig, SegmentDefinition, evaluate, parse_rule
 from loyalty.segments.features import ConsentFlags
 from loyalty.segments.rules import MAX_CONDITIONS, MAX_DEPTH, RULE_FIELDS, rule_document
 
@@ -291,3 +291,27 @@ def test_not_is_the_complement_and_groups_are_all_and_any_of_their_rules(
     assert evaluate(parse_rule({"all": children}), features) is False
     assert evaluate(parse_rule({"any": children}), features) is True
     assert rule_document(rule) == document
+
+
+def test_a_document_with_grouped_rules_round_trips_through_its_json() -> None:
+    # Given a stored document whose rule segment nests all / any / not
+    rule = {
+        "all": [
+            {"field": "tier", "op": "in", "value": ["VIB", "Rouge"]},
+            {
+                "any": [
+                    {"field": "spend_12m", "op": ">=", "value": 250},
+                    {"not": {"field": "country", "op": "=", "value": "FR"}},
+                ]
+            },
+        ]
+    }
+    config = SegmentationConfig(
+        rule_segments=(SegmentDefinition.parse({"segment_id": "vip", "name": "VIP", "rule": rule}),)
+    )
+    # When it is written as JSON (as the store writes it) and read back
+    again = SegmentationConfig.model_validate_json(config.model_dump_json())
+    # Then it is the same document, and the JSON speaks the rule language, not field names
+    assert again == config
+    assert again.rule_segments[0].document()["rule"] == rule
+    assert '"rules"' not in config.model_dump_json()

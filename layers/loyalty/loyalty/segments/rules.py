@@ -210,7 +210,7 @@ class Condition(BaseModel):
 class AllOf(BaseModel):
     """{"all": [...]}: every rule holds (true when empty)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
     rules: tuple[Rule, ...] = Field(alias="all")
 
@@ -218,7 +218,7 @@ class AllOf(BaseModel):
 class AnyOf(BaseModel):
     """{"any": [...]}: at least one rule holds (false when empty)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
     rules: tuple[Rule, ...] = Field(alias="any")
 
@@ -226,7 +226,7 @@ class AnyOf(BaseModel):
 class NotOf(BaseModel):
     """{"not": rule}: the rule does not hold."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
 
     rule: Rule = Field(alias="not")
 
