@@ -120,7 +120,7 @@ def test_diff_lists_segments_entered_and_left_in_a_stable_order() -> None:
 def test_the_catalog_names_every_segment_a_member_can_be_given() -> None:
     catalog = segment_catalog(CONFIG)
 
-    assert len(catalog) == len(set(catalog)) == 11 + 4 + 5 + 1
+    assert len(catalog) == len(set(catalog)) == 11 + 4 + 5 + 1 + 1  # prediction:churn-risk
     assert {"rfm:cant-lose-them", "points:dormant", "lifecycle:churning", "rule:win-back-fr"} <= set(catalog)
     features = features_of(regular_customer(), AS_OF, CONFIG)
     assert segments_of(features, CUTS, CONFIG) <= set(catalog)

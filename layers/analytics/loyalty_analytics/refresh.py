@@ -2,8 +2,9 @@
 
     start        record the run (document snapshot, as-of), take the lease, send N pass-one messages
     pass one     worker k scans its share of the MemberRoster index (one item per member) and builds an exact,
-                 mergeable RfmSummary; the last worker to finish merges them into the global cut points,
-                 publishes them (the API scores members with them from then on) and sends N pass-two messages
+                 mergeable RfmSummary and a bounded hash sample of BG/NBD rows (BgNbdSample); the last worker to
+                 finish merges them into the global cut points and fits the prediction model on the merged sample,
+                 publishes both (the API scores members with them from then on) and sends N pass-two messages
     pass two     worker k scans its share again, scores members, writes only the memberships that changed (one
                  transaction per changed member, with its SegmentEntered/SegmentLeft events), and sums sizes and
                  KPIs; the last worker to finish writes the size history and the KPIs, and completes the run
@@ -16,6 +17,7 @@ counted twice; membership writes compare with the member's current segments, so 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -41,13 +43,167 @@ from loyalty.segments import (
     segments_of,
 )
 from loyalty.segments.kpis import KpiTable, kpi_groups, member_kpis
-from loyalty_analytics import rfm
+from loyalty.segments.prediction import (
+    BgNbdParameters,
+    GammaGammaParameters,
+    PredictionModel,
+    features_row,
+    mean_spend_per_purchase,
+)
+from loyalty_analytics import bgnbd, gamma_gamma, rfm
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000  # items per Scan page (a page is also capped at 1 MB by DynamoDB)
 RESERVE_SECONDS = 60.0  # checkpoint when less than this is left of the invocation
 MAX_STALE_RETRIES = 3
+SAMPLE_CAP = 3000  # BG/NBD rows a sample may hold (about 100 KB of JSON at the cap)
+MIN_SAMPLE_MEMBERS = 100  # fewer sampled members than this, or fewer repeaters: no model this run
+MIN_SAMPLE_REPEATERS = 20
+MIN_GAMMA_GAMMA_MEMBERS = 20  # repeaters with a positive mean spend
+
+
+def member_hash(member_id: str) -> int:
+    """32 bits of SHA-256 of the member id: the sample keeps a member when this is 0 mod 2^k."""
+    return int.from_bytes(hashlib.sha256(member_id.encode()).digest()[:4], "big")
+
+
+@dataclass(frozen=True)
+class BgNbdSample:
+    """A bounded, mergeable, deterministic sample of BG/NBD rows: every member whose `member_hash` is 0 mod 2^k,
+    with k the smallest that keeps at most `cap` rows. Adding a member or merging raises k (and drops the rows it
+    no longer keeps) while there are more than `cap`; k only grows, and every k a part of the population needs is
+    at most what the whole needs, so the sample is a function of the members alone: the same for 1 or N workers,
+    in any order. Rows are (hash, x, t_x, T, mean spend per purchase), days."""
+
+    k: int = 0
+    rows: tuple[tuple[int, int, int, int, float], ...] = ()
+    cap: int = SAMPLE_CAP
+
+    def add(self, rows: Sequence[tuple[int, int, int, int, float]]) -> BgNbdSample:
+        return BgNbdSample(
+            self.k, self.rows + tuple(row for row in rows if row[0] % (1 << self.k) == 0), self.cap
+        )._fit()
+
+    def merge(self, other: BgNbdSample) -> BgNbdSample:
+        k = max(self.k, other.k)
+        cap = min(self.cap, other.cap)
+        kept = tuple(row for row in self.rows + other.rows if row[0] % (1 << k) == 0)
+        return BgNbdSample(k, kept, cap)._fit()
+
+    def _fit(self) -> BgNbdSample:
+        k, rows = self.k, self.rows
+        while len(rows) > self.cap:
+            k += 1
+            rows = tuple(row for row in rows if row[0] % (1 << k) == 0)
+        return BgNbdSample(k, tuple(sorted(rows)), self.cap)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"k": self.k, "cap": self.cap, "rows": [list(row) for row in self.rows]}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> BgNbdSample:
+        rows = tuple((int(h), int(x), int(t_x), int(age), float(m)) for h, x, t_x, age, m in raw["rows"])
+        return cls(int(raw["k"]), rows, int(raw["cap"]))
+
+
+def sample_row(item: Mapping[str, Any], features: MemberFeatures) -> tuple[int, int, int, int, float] | None:
+    """A member's sample row, None if they never purchased. The mean spend is rounded to cents."""
+    row = features_row(features)
+    if row is None:
+        return None
+    x, t_x, age = row
+    return (member_hash(features.member_id), x, t_x, age, round(mean_spend_per_purchase(item), 2))
+
+
+@dataclass
+class ScanState:
+    """Pass one's state for one worker: the RFM summary and the BG/NBD sample (None: a part state written before
+    samples existed, then the run fits no model). JSON: {"rfm": ..., "sample": ...}; a bare RfmSummary is read
+    as the old format."""
+
+    summary: RfmSummary = field(default_factory=RfmSummary)
+    sample: BgNbdSample | None = field(default_factory=BgNbdSample)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "rfm": json.loads(self.summary.to_json()),
+                "sample": None if self.sample is None else self.sample.to_json(),
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ScanState:
+        raw = json.loads(text)
+        if "rfm" not in raw:  # the format of a part written before samples
+            return cls(RfmSummary.from_json(text), None)
+        sample = BgNbdSample.from_json(raw["sample"]) if raw.get("sample") is not None else None
+        return cls(RfmSummary.model_validate(raw["rfm"]), sample)
+
+    def merge(self, other: ScanState) -> ScanState:
+        sample = None if self.sample is None or other.sample is None else self.sample.merge(other.sample)
+        return ScanState(self.summary.merge(other.summary), sample)
+
+
+def fit_model(sample: BgNbdSample | None, run_id: str, as_of: str) -> PredictionModel | None:
+    """BG/NBD (days) on the merged sample's rows, grouped into distinct rows with weights; Gamma-Gamma on its
+    repeaters with a positive mean spend when there are enough. None when the sample is missing or too small, or
+    the BG/NBD fit failed (non-finite): no prediction segment this run. A fit that stopped short of the strict
+    convergence test is used, with `converged` False and the reason on the model."""
+    if sample is None:
+        logger.warning("no BG/NBD sample for this run (parts of an older format): no prediction model")
+        return None
+    rows = sample.rows
+    repeaters = sum(1 for row in rows if row[1] > 0)
+    if len(rows) < MIN_SAMPLE_MEMBERS or repeaters < MIN_SAMPLE_REPEATERS:
+        logger.info(
+            "BG/NBD sample too small: no prediction model", extra={"members": len(rows), "repeaters": repeaters}
+        )
+        return None
+    x = np.array([row[1] for row in rows], dtype=np.float64)
+    t_x = np.array([row[2] for row in rows], dtype=np.float64)
+    age = np.array([row[3] for row in rows], dtype=np.float64)
+    try:
+        fitted = bgnbd.fit(x, t_x, age)
+    except ValueError as error:
+        logger.warning("BG/NBD fit refused: %s; no prediction model", error)
+        return None
+    if not (np.all(np.isfinite(fitted.params.as_array())) and np.isfinite(fitted.log_likelihood)):
+        logger.warning("BG/NBD fit failed: no prediction model", extra={"reason": fitted.message})
+        return None
+    if not fitted.converged:
+        # On small samples the dropout Beta often drifts to a, b -> infinity with a / (a + b) steady (everyone the
+        # same dropout probability): a flat ridge, not a failure; its predictions are stable. Used, and recorded.
+        logger.warning("BG/NBD fit not converged; used", extra={"reason": fitted.message})
+    spend = np.array([row[4] for row in rows], dtype=np.float64)
+    gamma_gamma_params = None
+    usable = (x > 0) & (spend > 0)
+    if int(usable.sum()) >= MIN_GAMMA_GAMMA_MEMBERS:
+        try:
+            spend_fit = gamma_gamma.fit(x[usable], spend[usable])
+        except ValueError as error:
+            logger.warning("Gamma-Gamma fit refused: %s", error)
+        else:
+            params = spend_fit.params
+            correlation = gamma_gamma.spend_frequency_correlation(x[usable], spend[usable])
+            logger.info("Gamma-Gamma fit", extra={"converged": spend_fit.converged, "correlation": correlation})
+            if spend_fit.converged and params.q > 1.0:
+                gamma_gamma_params = GammaGammaParameters(p=params.p, q=params.q, v=params.v)
+    p = fitted.params
+    return PredictionModel(
+        run_id=run_id,
+        as_of=as_of,
+        bgnbd=BgNbdParameters(r=p.r, alpha=p.alpha, a=p.a, b=p.b),
+        gamma_gamma=gamma_gamma_params,
+        sample_members=len(rows),
+        sample_repeaters=repeaters,
+        sample_rate_log2=sample.k,
+        log_likelihood=fitted.log_likelihood,
+        converged=fitted.converged,
+        fit_message=fitted.message,
+    )
 
 
 @dataclass
@@ -103,6 +259,7 @@ class _Run:
     workers: int
     config: SegmentationConfig
     cut_points: RfmCutPoints | None
+    model: PredictionModel | None = None
 
     @classmethod
     def of(cls, item: Mapping[str, Any]) -> _Run:
@@ -113,6 +270,7 @@ class _Run:
             workers=int(item["workers"]),
             config=SegmentationConfig.model_validate_json(item["config"]),
             cut_points=RfmCutPoints.model_validate(cut_points) if cut_points else None,
+            model=PredictionModel.model_validate_json(item["model"]) if item.get("model") else None,
         )
 
 
@@ -198,15 +356,20 @@ class SegmentRefresh:
         start_key: dict[str, Any] | None,
         time_left: Callable[[], float],
     ) -> None:
-        summary = RfmSummary.from_json(state) if state else RfmSummary()
+        scan = ScanState.from_json(state) if state else ScanState()
         for items, key, out_of_time in self._pages(run, message, start_key, time_left):
             if items:
                 features = [features_of(item, run.as_of, run.config) for item in items]
-                summary = summary.merge(rfm.summarize(*_rfm_inputs(features)))
+                summary = scan.summary.merge(rfm.summarize(*_rfm_inputs(features)))
+                sample = scan.sample
+                if sample is not None:
+                    rows = (sample_row(item, member) for item, member in zip(items, features, strict=True))
+                    sample = sample.add([row for row in rows if row is not None])
+                scan = ScanState(summary, sample)
             if key is not None and out_of_time:
-                self._continue(run, message, summary.to_json(), key)
+                self._continue(run, message, scan.to_json(), key)
                 return
-        if self.store.finish_part(run.run_id, 1, message.worker, message.step, summary.to_json()):
+        if self.store.finish_part(run.run_id, 1, message.worker, message.step, scan.to_json()):
             self._advance(run.run_id)
 
     def _pass_two(
@@ -241,7 +404,7 @@ class SegmentRefresh:
             rfm_segments = [names[code] if code >= 0 else None for code in codes.tolist()]
         now = self._clock()
         for item, member, rfm_segment in zip(items, features, rfm_segments, strict=True):
-            after = segments_given_rfm(member, rfm_segment, run.config)
+            after = segments_given_rfm(member, rfm_segment, run.config, run.model)
             current: dict[str, Any] | None = item
             for attempt in range(MAX_STALE_RETRIES + 1):
                 assert current is not None
@@ -260,7 +423,7 @@ class SegmentRefresh:
                         current = None
                         break
                     member = features_of(current, run.as_of, run.config)
-                    after = segments_of(member, run.cut_points, run.config)
+                    after = segments_of(member, run.cut_points, run.config, run.model)
             if current is None:
                 continue
             state.members += 1
@@ -282,22 +445,26 @@ class SegmentRefresh:
         workers = int(item["workers"])
         status = item["status"]
         if status == "scanning" and int(item.get("pass1_done", 0)) >= workers:
-            merged = RfmSummary()
+            merged = ScanState()
             for part in self.store.finished_parts(run_id, 1):
-                merged = merged.merge(RfmSummary.from_json(part["state"]))
-            cut_points = merged.cut_points()
+                merged = merged.merge(ScanState.from_json(part["state"]))
+            cut_points = merged.summary.cut_points()
+            model = fit_model(merged.sample, run_id, str(item["as_of"]))
             self.store.update_run(
                 run_id,
                 expect_status="scanning",
                 status="scoring",
                 cut_points=cut_points.model_dump_json() if cut_points else "",
-                members_read=merged.members,
+                model=model.model_dump_json() if model else "",
+                members_read=merged.summary.members,
             )
             item = self.store.get_run(run_id) or item
             status = item["status"]
         if status == "scoring" and not item.get("pass2_sent"):
             run = _Run.of(item)
-            self.service.publish_cut_points(PublishedCutPoints(run_id, timestamp(run.as_of), run.cut_points))
+            self.service.publish_cut_points(
+                PublishedCutPoints(run_id, timestamp(run.as_of), run.cut_points, model=run.model)
+            )
             pending = [w for w in range(workers) if not (self.store.get_part(run_id, 2, w) or {}).get("done")]
             self.queue.send([WorkMessage(run_id, 2, worker).body() for worker in pending])
             self.store.update_run(run_id, pass2_sent=True)

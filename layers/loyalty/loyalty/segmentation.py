@@ -33,6 +33,7 @@ from loyalty.errors import (
     SegmentNotFound,
 )
 from loyalty.segments import SegmentationConfig, SegmentDefinition, features_of, segment_catalog, segments_of
+from loyalty.segments.prediction import MemberPrediction, member_prediction
 from loyalty.service import EARLIEST, TtlCache
 
 MAX_REEVALUATIONS = 5
@@ -102,7 +103,8 @@ class SegmentationService:
         config = self.config.get()
         (published,) = self.published.get()
         cut_points = published.cut_points if published is not None else None
-        return segments_of(features_of(member_item, as_of, config), cut_points, config)
+        model = published.model if published is not None else None
+        return segments_of(features_of(member_item, as_of, config), cut_points, config, model)
 
     # ---- the segmentation document ---------------------------------------------------------------------
 
@@ -273,6 +275,19 @@ class SegmentationService:
     def publish_cut_points(self, published: PublishedCutPoints) -> None:
         self.segments.put_cut_points(published)
         self.published.clear()
+
+    # ---- predictions (docs/prediction.md) ---------------------------------------------------------------------
+
+    def member_prediction(self, member_id: str) -> MemberPrediction:
+        """The member's predictions now, from their item (one GetItem) and the last published model (cached):
+        probability alive and expected purchases in 90 days (None until a refresh has fitted a model), the expected
+        next purchase from their own rhythm, and prediction:churn-risk's verdict. Unknown member: MemberNotFound."""
+        item = self.segments.get_member_item(member_id)
+        if item is None:
+            raise MemberNotFound(f"member {member_id} not found", field="member_id")
+        (published,) = self.published.get()
+        model = published.model if published is not None else None
+        return member_prediction(item, self._clock(), model, config=self.config.get().prediction)
 
     # ---- what the API routes add (functions/admin_api, functions/members_api) ------------------------------
 

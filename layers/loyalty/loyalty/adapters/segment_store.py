@@ -37,6 +37,7 @@ from loyalty.adapters.dynamodb_store import (
 from loyalty.errors import ConfigVersionConflict, InvalidRequest, LoyaltyError, RefreshInProgress
 from loyalty.ledger import EventType
 from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.prediction import PredictionModel
 from loyalty.segments.rfm import RfmCutPoints
 
 MEMBERSHIP_INDEX = "SegmentMembers"
@@ -76,11 +77,13 @@ class AppliedChange:
 
 @dataclass(frozen=True)
 class PublishedCutPoints:
-    """The RFM cut points of the last refresh that finished pass one, for scoring members between refreshes."""
+    """The RFM cut points of the last refresh that finished pass one, for scoring members between refreshes, and
+    the prediction model it fitted (None: too few members, or an older run)."""
 
     run_id: str
     as_of: str
     cut_points: RfmCutPoints | None
+    model: PredictionModel | None = None
 
 
 def _encode_cursor(value: dict[str, Any]) -> str:
@@ -141,11 +144,13 @@ class SegmentStore:
             return None
         raw = json.loads(item["cut_points"]) if item.get("cut_points") else None
         cut_points = RfmCutPoints.model_validate(raw) if raw else None
-        return PublishedCutPoints(run_id=item["run_id"], as_of=item["as_of"], cut_points=cut_points)
+        model = PredictionModel.model_validate_json(item["model"]) if item.get("model") else None
+        return PublishedCutPoints(run_id=item["run_id"], as_of=item["as_of"], cut_points=cut_points, model=model)
 
     def put_cut_points(self, published: PublishedCutPoints) -> None:
         cut_points = published.cut_points.model_dump_json() if published.cut_points else ""
-        values = {"run_id": published.run_id, "as_of": published.as_of, "cut_points": cut_points}
+        model = published.model.model_dump_json() if published.model else ""
+        values = {"run_id": published.run_id, "as_of": published.as_of, "cut_points": cut_points, "model": model}
         self._client.put_item(TableName=self._table, Item={**_key("SEGMENTS", "CUTPOINTS"), **to_item(values)})
 
     # ---- memberships ---------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Segmentation's pure core: member features from one item, RFM, points and lifecycle segments, marketer rules.
+"""Segmentation's pure core: member features from one item, RFM, points and lifecycle segments, marketer rules, and
+predictions for one member (BG/NBD parameters fitted by the refresh, applied in pure Python).
 
 Pure Python and pydantic (this package ships in the API layer). The refresh's vectorised twin of the RFM scoring
 lives in loyalty_analytics.rfm. Definitions and policies: docs/segments.md.
@@ -14,6 +15,12 @@ from loyalty.segments.points import (
     PointsSegmentConfig,
     lifecycle_stage,
     points_segments,
+)
+from loyalty.segments.prediction import (
+    MemberPrediction,
+    PredictionConfig,
+    PredictionModel,
+    member_prediction,
 )
 from loyalty.segments.rfm import (
     RfmCutPoints,
@@ -33,8 +40,11 @@ __all__ = [
     "LifecycleConfig",
     "LifecycleStage",
     "MemberFeatures",
+    "MemberPrediction",
     "PointsSegment",
     "PointsSegmentConfig",
+    "PredictionConfig",
+    "PredictionModel",
     "RfmCutPoints",
     "RfmScore",
     "RfmSegment",
@@ -46,6 +56,7 @@ __all__ = [
     "evaluate",
     "features_of",
     "lifecycle_stage",
+    "member_prediction",
     "money_bucket",
     "parse_rule",
     "points_segments",

@@ -4,6 +4,7 @@ rfm:<segment>            one, when the member has purchased and cut points exist
 points:<segment>         zero or more (points:high-spenders, points:frequent-buyers, ...)
 lifecycle:<stage>        exactly one (lifecycle:loyal)
 rule:<segment_id>        every marketer-defined segment whose rule holds
+prediction:churn-risk    when a prediction model is given: >= 2 purchases and P(alive) below the threshold
 """
 
 from __future__ import annotations
@@ -14,21 +15,33 @@ from loyalty.segments import ids
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import MemberFeatures
 from loyalty.segments.points import LifecycleStage, PointsSegment, lifecycle_stage, points_segments
+from loyalty.segments.prediction import PredictionModel, is_churn_risk
 from loyalty.segments.rfm import RfmCutPoints, score
 from loyalty.segments.rules import evaluate
 
 
-def segments_of(features: MemberFeatures, rfm_cut_points: RfmCutPoints | None, config: SegmentationConfig) -> set[str]:
-    """Every segment the member belongs to. `rfm_cut_points` are the last refresh's (None: no RFM segment yet)."""
+def segments_of(
+    features: MemberFeatures,
+    rfm_cut_points: RfmCutPoints | None,
+    config: SegmentationConfig,
+    model: PredictionModel | None = None,
+) -> set[str]:
+    """Every segment the member belongs to. `rfm_cut_points` are the last refresh's (None: no RFM segment yet);
+    `model` is the last refresh's prediction model (None: no prediction segment)."""
     rfm_segment = None
     if rfm_cut_points is not None:
         rfm = score(features, rfm_cut_points)
         if rfm is not None:
             rfm_segment = config.rfm_map.segment_for(rfm).segment_id
-    return segments_given_rfm(features, rfm_segment, config)
+    return segments_given_rfm(features, rfm_segment, config, model)
 
 
-def segments_given_rfm(features: MemberFeatures, rfm_segment: str | None, config: SegmentationConfig) -> set[str]:
+def segments_given_rfm(
+    features: MemberFeatures,
+    rfm_segment: str | None,
+    config: SegmentationConfig,
+    model: PredictionModel | None = None,
+) -> set[str]:
     """`segments_of` for a member whose RFM segment (an id of `config.rfm_map`, or None) is already known: the
     refresh scores a page of members at once with loyalty_analytics.rfm, then assigns the rest here."""
     found = {ids.segment_id(ids.POINTS, segment) for segment in points_segments(features, config.points)}
@@ -38,6 +51,8 @@ def segments_given_rfm(features: MemberFeatures, rfm_segment: str | None, config
     for definition in config.rule_segments:
         if evaluate(definition.rule, features):
             found.add(ids.segment_id(ids.RULE, definition.segment_id))
+    if is_churn_risk(features, model, config.prediction):
+        found.add(ids.segment_id(ids.PREDICTION, ids.CHURN_RISK))
     return found
 
 
@@ -54,4 +69,5 @@ def segment_catalog(config: SegmentationConfig) -> tuple[str, ...]:
         *(ids.segment_id(ids.POINTS, segment) for segment in PointsSegment),
         *(ids.segment_id(ids.LIFECYCLE, stage) for stage in LifecycleStage),
         *(ids.segment_id(ids.RULE, definition.segment_id) for definition in config.rule_segments),
+        ids.segment_id(ids.PREDICTION, ids.CHURN_RISK),
     )

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.segments.kpis import KpiConfig
 from loyalty.segments.points import LifecycleConfig, PointsSegmentConfig
+from loyalty.segments.prediction import PredictionConfig
 from loyalty.segments.rfm import RfmSegmentMap
 from loyalty.segments.rules import SegmentDefinition
 
@@ -26,6 +27,7 @@ class SegmentationConfig(BaseModel):
     points: PointsSegmentConfig = Field(default_factory=PointsSegmentConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     kpis: KpiConfig = Field(default_factory=KpiConfig)
+    prediction: PredictionConfig = Field(default_factory=PredictionConfig)
     rule_segments: tuple[SegmentDefinition, ...] = Field(default=(), max_length=MAX_RULE_SEGMENTS)
 
     @model_validator(mode="after")

@@ -14,7 +14,9 @@ RFM = "rfm"
 POINTS = "points"
 LIFECYCLE = "lifecycle"
 RULE = "rule"
-FAMILIES = (RFM, POINTS, LIFECYCLE, RULE)
+PREDICTION = "prediction"
+FAMILIES = (RFM, POINTS, LIFECYCLE, RULE, PREDICTION)
+CHURN_RISK = "churn-risk"  # prediction:churn-risk
 
 
 def _slug(value: str) -> str:

@@ -1,0 +1,111 @@
+"""Prediction in the segment refresh, on DynamoDB Local: pass one samples BG/NBD rows, the run fits the model and
+publishes it with the cut points, pass two assigns prediction:churn-risk, and the API's member_prediction agrees
+with the memberships member by member."""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+
+from loyalty.segmentation import SegmentationService
+from loyalty.segments import PredictionModel, SegmentationConfig, features_of, segments_of
+from tests.integration.conftest import Backend, Loyalty, dynamodb_client
+from tests.integration.test_segment_refresh import AS_OF, Harness, _memberships
+
+CHURN_RISK = "prediction:churn-risk"
+
+
+@pytest.fixture(scope="module", params=[pytest.param("dynamodb-local", marks=pytest.mark.dynamodb_local)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return Backend("dynamodb-local", dynamodb_client(request.getfixturevalue("dynamodb_local").endpoint))
+
+
+def _histories(members: int, seed: int, max_purchases: int = 4) -> list[list[int]]:
+    """Days-ago of each member's purchases, drawn from BG/NBD itself (r 0.5, alpha 60 days, a 0.8, b 2.5; at most
+    `max_purchases` each, to keep the test short), first purchase 20-700 days ago; one member in ten never bought."""
+    rng = random.Random(seed)
+    histories = []
+    for _ in range(members):
+        if rng.random() < 0.1:
+            histories.append([])
+            continue
+        age = rng.randint(20, 700)
+        rate, dropout = rng.gammavariate(0.5, 1 / 60), rng.betavariate(0.8, 2.5)
+        days, moment = [age], 0.0
+        while len(days) < max_purchases:
+            moment += rng.expovariate(rate)
+            if moment >= age:
+                break
+            days.append(age - int(moment))
+            if rng.random() < dropout:
+                break
+        histories.append(days)
+    return histories
+
+
+def _populate(loyalty: Loyalty, members: int, seed: int = 2) -> list[str]:
+    """Members with the histories of `_histories`, bought through the service (a few members at once, to save time;
+    each member's purchases in order)."""
+    amounts = random.Random(seed)
+    plans = [
+        (index, days, [amounts.choice(["9.99", "25", "60", "120.50"]) for _ in days])
+        for index, days in enumerate(_histories(members, seed))
+    ]
+
+    def member(plan: tuple[int, list[int], list[str]]) -> str:
+        index, days, spends = plan
+        member_id = loyalty.enroll(f"predict-{seed}-{index}")
+        for n, (days_ago, amount) in enumerate(zip(days, spends, strict=True)):
+            loyalty.buy(
+                member_id, amount, order_id=f"p-{seed}-{index}-{n}", occurred_at=AS_OF - timedelta(days=days_ago)
+            )
+        return member_id
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        return list(pool.map(member, plans))
+
+
+def test_a_refresh_fits_the_model_and_churn_risk_is_member_predictions_verdict(loyalty: Loyalty) -> None:
+    started = time.perf_counter()
+    ids = _populate(loyalty, 150)
+    populated = time.perf_counter()
+    harness = Harness(loyalty, page_size=25)
+    # When a refresh runs over 4 workers
+    harness.start("run-predict", workers=4)
+    harness.drain()
+    run = harness.run("run-predict")
+    refreshed = time.perf_counter()
+    assert run["status"] == "complete"
+    # Then the run fitted a model on the whole population (150 members are under the sample's cap) ...
+    assert run["model"]
+    model = PredictionModel.model_validate_json(run["model"])
+    purchasers = sum(1 for member_id in ids if loyalty.member_item(member_id).get("purchase_count"))
+    assert model.sample_members == purchasers and model.sample_rate_log2 == 0
+    assert model.run_id == "run-predict" and model.time_unit == "days"
+    # ... and published it with the cut points, for the API between refreshes
+    api = SegmentationService(loyalty.store, cache_seconds=0, clock=lambda: AS_OF)
+    (published,) = api.published.get()
+    assert published is not None and published.model == model
+    # And prediction:churn-risk holds exactly the members member_prediction calls at risk
+    config = SegmentationConfig()
+    at_risk = 0
+    for member_id in ids:
+        item = loyalty.member_item(member_id)
+        verdict = api.member_prediction(member_id)
+        assert (CHURN_RISK in _memberships(loyalty, member_id)) == verdict.churn_risk, member_id
+        at_risk += verdict.churn_risk
+        # and a fresh re-evaluation with the published model agrees with the refresh
+        assert api.evaluate(item, AS_OF) == set(item["segments"])
+        without_model = segments_of(features_of(item, AS_OF, config), published.cut_points, config)
+        assert set(item["segments"]) - {CHURN_RISK} == without_model
+    assert 0 < at_risk < len(ids)
+    sizes = {row["segment_id"]: row["size"] for row in harness.service.catalog()}
+    assert sizes[CHURN_RISK] == at_risk
+    print(
+        f"\n{len(ids)} members, {purchasers} purchasers, {at_risk} at risk; model {model.bgnbd}; "
+        f"gamma-gamma {model.gamma_gamma}; populate {populated - started:.1f} s, refresh {refreshed - populated:.1f} s, checks {time.perf_counter() - refreshed:.1f} s"
+    )
