@@ -19,6 +19,7 @@ from loyalty.ledger import LedgerEntry
 from loyalty.members import Enrollment, Member
 from loyalty.rewards import Reward
 from loyalty.runtime import loyalty_service, segmentation_service
+from loyalty.segments.prediction import MemberPrediction
 from loyalty.service import Outcome
 
 logger = Logger()
@@ -178,6 +179,23 @@ def list_member_segments(member_id: MemberId) -> Response[Any]:
             "segments": [{"segment_id": m.segment_id, "entered_at": m.entered_at} for m in memberships],
         },
     )
+
+
+class MemberPredictionBody(MemberPrediction):
+    member_id: str
+
+
+@app.get(
+    "/v1/members/<member_id>/prediction",
+    summary="The member's predictions: probability alive, expected purchases in 90 days, expected next purchase",
+    description="For the program's staff and services (campaign targeting), not for the member's own app. The model "
+    "is the one the last refresh fitted (docs/prediction.md); the figures are null until a refresh has fitted one.",
+    responses=documented(200, MemberPredictionBody, "The member's predictions", 401, 403, 404, 422),
+)
+def get_member_prediction(member_id: MemberId) -> Response[Any]:
+    require_role(current_caller(app), Role.ADMIN, Role.SERVICE)
+    prediction = segmentation_service().member_prediction(member_id)
+    return json_response(200, {"member_id": member_id, **prediction.model_dump(mode="json")})
 
 
 @app.get("/v1/rewards", summary="The rewards catalog", responses=documented(200, RewardList, "Active rewards", 401))

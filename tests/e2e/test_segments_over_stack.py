@@ -98,3 +98,24 @@ def test_the_nightly_schedule_runs_a_refresh_over_the_work_queue_to_completion(s
     latest = _item(stack, "SEGMENTS", "LATEST")
     assert latest is not None and latest["run_id"]["S"] == run_id
     assert _item(stack, "SEGMENTS", "ACTIVE_REFRESH") is None
+
+
+def test_predictions_are_for_staff_and_follow_the_members_own_rhythm(stack: LocalStack, api: Api) -> None:
+    # Given a member who bought twice, 20 days apart
+    member_id = api.enroll()
+    now = time.time()
+    for days_ago in (30, 10):
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - days_ago * 86400))
+        assert api.purchase(member_id, "40.00", occurred_at=at).status_code == 201
+    # When staff ask for the member's predictions
+    answer = api.call("GET", f"/v1/members/{member_id}/prediction")
+    # Then the next purchase is expected one mean gap after the last, 10 days from now
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["member_id"] == member_id
+    expected_next = time.strftime("%Y-%m-%d", time.gmtime(now + 10 * 86400))
+    assert body["expected_next_purchase"] == expected_next
+    assert isinstance(body["churn_risk"], bool)
+    # And the member's own app may not read them; an unknown member is a 404
+    assert api.call("GET", f"/v1/members/{member_id}/prediction", token=f"dev:member:{member_id}").status_code == 403
+    assert api.call("GET", "/v1/members/m_00000000000000000000000000/prediction").status_code == 404
