@@ -303,3 +303,31 @@ def test_concurrent_reevaluations_of_one_member_emit_each_change_once(loyalty: L
     events = _segment_events(loyalty)
     assert set(events.values()) == {1}
     assert {segment for (_, segment, _) in events} == _memberships(loyalty, member_id) == set(entered[0].entered)
+
+
+def test_two_last_finishers_of_pass_one_send_pass_two_once(population: tuple[Loyalty, list[str]]) -> None:
+    # Given two workers whose pass-one parts finish at the same moment
+    loyalty, _ = population
+    harness = Harness(loyalty)
+    harness.start("run-1", workers=2)
+    store = harness.service.segments
+    real_finish = store.finish_part
+    barrier = threading.Barrier(2)
+
+    def finish_together(*args: Any, **kwargs: Any) -> bool:
+        finished = real_finish(*args, **kwargs)
+        if args[1] == 1:
+            barrier.wait(timeout=30)  # both parts are counted before either moves the run on
+        return finished
+
+    store.finish_part = finish_together  # type: ignore[method-assign]
+    messages = [WorkMessage.parse(harness.queue.messages.popleft()) for _ in range(2)]
+    threads = [threading.Thread(target=harness.refresh.work, args=(m,)) for m in messages]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then pass two's messages were sent once, not once per finisher
+    assert sorted((m["pass"], m["worker"]) for m in harness.queue.messages) == [(2, 0), (2, 1)]
+    harness.drain()
+    assert harness.run("run-1")["status"] == "complete"

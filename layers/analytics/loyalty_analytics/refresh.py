@@ -319,7 +319,7 @@ class SegmentRefresh:
             raise RuntimeError(f"pass two of {run.run_id} before its pass one finished")
         part = self.store.get_part(run.run_id, message.pass_number, message.worker)
         if part is not None and part.get("done"):
-            self._advance(run.run_id)  # the finisher may have died before advancing the run
+            self._advance(run.run_id, message)  # the finisher may have died before advancing the run
             return
         recorded_step = int(part["step"]) if part else 0
         if recorded_step > message.step:  # a later step is recorded; its message may have been lost
@@ -370,7 +370,7 @@ class SegmentRefresh:
                 self._continue(run, message, scan.to_json(), key)
                 return
         if self.store.finish_part(run.run_id, 1, message.worker, message.step, scan.to_json()):
-            self._advance(run.run_id)
+            self._advance(run.run_id, message)
 
     def _pass_two(
         self,
@@ -393,7 +393,7 @@ class SegmentRefresh:
                 self._continue(run, message, state.to_json(), key)
                 return
         if self.store.finish_part(run.run_id, 2, message.worker, message.step, state.to_json()):
-            self._advance(run.run_id)
+            self._advance(run.run_id, message)
 
     def _score_page(self, run: _Run, items: list[dict[str, Any]], state: ScoringState, source: str) -> None:
         features = [features_of(item, run.as_of, run.config) for item in items]
@@ -436,9 +436,11 @@ class SegmentRefresh:
 
     # ---- advancing the run ------------------------------------------------------------------------------
 
-    def _advance(self, run_id: str) -> None:
+    def _advance(self, run_id: str, message: WorkMessage) -> None:
         """Move the run on when every worker has finished the pass. Safe to call any number of times: each move
-        is a conditional write, and what follows it is idempotent."""
+        is a conditional write, and what follows it is idempotent. Sending pass two's messages is claimed by one
+        worker's message (two last finishers would both send them otherwise); a redelivery of that message
+        sends them again if its first delivery died before recording them sent."""
         item = self.store.get_run(run_id)
         if item is None:
             return
@@ -460,7 +462,8 @@ class SegmentRefresh:
             )
             item = self.store.get_run(run_id) or item
             status = item["status"]
-        if status == "scoring" and not item.get("pass2_sent"):
+        claimant = f"{message.pass_number}:{message.worker}"
+        if status == "scoring" and not item.get("pass2_sent") and self.store.claim_run_step(run_id, "pass2", claimant):
             run = _Run.of(item)
             self.service.publish_cut_points(
                 PublishedCutPoints(run_id, timestamp(run.as_of), run.cut_points, model=run.model)

@@ -14,17 +14,16 @@ from loyalty.segmentation import SegmentationService
 from loyalty.service import LoyaltyService
 from loyalty.settings import settings
 
-_CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    max_pool_connections=64,
-    connect_timeout=2,
-    read_timeout=5,
-)
-
 
 @cache
 def client(service_name: str) -> Any:
-    return boto3.session.Session().client(service_name, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        max_pool_connections=64,
+        connect_timeout=2,
+        read_timeout=settings().aws_read_timeout_seconds,
+    )
+    return boto3.session.Session().client(service_name, config=config)  # type: ignore[call-overload]
 
 
 @lru_cache(maxsize=1)

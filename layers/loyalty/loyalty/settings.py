@@ -12,6 +12,7 @@ class Settings(BaseModel):
     table_name: str = Field(min_length=3)
     event_bus_name: str = "default"
     config_cache_seconds: float = 60.0
+    aws_read_timeout_seconds: float = Field(default=5.0, gt=0)
     refresh_queue_url: str = ""
     refresh_workers: int = Field(default=16, ge=1, le=1000)
 
@@ -22,6 +23,7 @@ def settings() -> Settings:
         table_name=os.environ.get("TABLE_NAME", ""),
         event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
         config_cache_seconds=float(os.environ.get("CONFIG_CACHE_SECONDS", "60")),
+        aws_read_timeout_seconds=float(os.environ.get("AWS_READ_TIMEOUT_SECONDS", "5")),
         refresh_queue_url=os.environ.get("REFRESH_QUEUE_URL", ""),
         refresh_workers=int(os.environ.get("REFRESH_WORKERS", "16")),
     )

@@ -430,6 +430,22 @@ class SegmentStore:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
 
+    def claim_run_step(self, run_id: str, step: str, claimant: str) -> bool:
+        """Claim one step of moving the run on (e.g. sending pass two's messages) for `claimant`. True if this
+        claimant holds it: newly, or again after its own redelivery (so a claimant that died mid-step redoes it)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(f"REFRESH#{run_id}", "RUN"),
+                UpdateExpression="SET #step = :claimant",
+                ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(#step) OR #step = :claimant)",
+                ExpressionAttributeNames={"#step": f"{step}_claimed_by"},
+                ExpressionAttributeValues={":claimant": {"S": claimant}},
+            )
+            return True
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+
     # ---- a worker's part of a pass ------------------------------------------------------------------------
 
     @staticmethod
