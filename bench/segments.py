@@ -23,7 +23,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from loyalty.segments import RfmCutPoints, RfmSummary, SegmentationConfig, features_of, score
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import features_of
+from loyalty.segments.rfm import RfmCutPoints, RfmSummary, score
 from loyalty_analytics import rfm
 
 Arrays = tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float64]]

@@ -21,8 +21,9 @@ from loyalty.errors import InvalidRequest
 from loyalty.http import build_resolver, current_caller, documented, json_response
 from loyalty.runtime import client, segmentation_service
 from loyalty.segmentation import manual_run_id
-from loyalty.segments import SegmentationConfig, SegmentDefinition
+from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.ids import FAMILIES, MAX_SLUG_LENGTH
+from loyalty.segments.rules import SegmentDefinition
 from loyalty.settings import settings
 
 logger = Logger()

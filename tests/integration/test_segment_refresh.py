@@ -23,7 +23,10 @@ import pytest
 from loyalty.adapters.dynamodb_store import ROSTER_INDEX
 from loyalty.adapters.segment_store import SegmentStore
 from loyalty.segmentation import SegmentationService, WorkMessage
-from loyalty.segments import SegmentationConfig, features_of, segments_of, summarize
+from loyalty.segments.assign import segments_of
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import features_of
+from loyalty.segments.rfm import summarize
 from loyalty_analytics.refresh import SegmentRefresh
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client
 
@@ -270,7 +273,7 @@ def test_a_member_who_changes_during_the_refresh_is_evaluated_on_fresh_facts(
     # Then the member's segments are those of their facts after the purchase, with the run's cut points
     run = harness.run("run-1")
     assert run["status"] == "complete"
-    from loyalty.segments import RfmCutPoints
+    from loyalty.segments.rfm import RfmCutPoints
 
     cut_points = RfmCutPoints.model_validate_json(run["cut_points"])
     config = SegmentationConfig()

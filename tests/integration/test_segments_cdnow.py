@@ -61,7 +61,9 @@ from loyalty.adapters.dynamodb_store import LoyaltyStore, from_item
 from loyalty.errors import InvalidRequest
 from loyalty.members import Enrollment
 from loyalty.segmentation import SegmentationService, WorkMessage
-from loyalty.segments import MemberFeatures, RfmCutPoints, SegmentationConfig, features_of, money_bucket, score
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import MemberFeatures, features_of
+from loyalty.segments.rfm import RfmCutPoints, money_bucket, score
 from loyalty.service import LoyaltyService
 from loyalty_analytics.refresh import SegmentRefresh
 from tests.integration.conftest import create_loyalty_table, dynamodb_client

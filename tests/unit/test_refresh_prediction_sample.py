@@ -9,7 +9,7 @@ from functools import reduce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.segments import RfmSummary
+from loyalty.segments.rfm import RfmSummary
 from loyalty_analytics.refresh import BgNbdSample, ScanState, fit_model, member_hash
 
 

@@ -6,16 +6,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from loyalty.segments import (
-    RfmCutPoints,
-    SegmentationConfig,
-    SegmentDefinition,
-    diff,
-    features_of,
-    segment_catalog,
-    segments_of,
-)
-from loyalty.segments.rfm import money_bucket
+from loyalty.segments.assign import diff, segment_catalog, segments_of
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import features_of
+from loyalty.segments.rfm import RfmCutPoints, money_bucket
+from loyalty.segments.rules import SegmentDefinition
 
 AS_OF = datetime(2026, 3, 10, tzinfo=UTC)
 # A population where 3+ purchases, 2 weeks' recency and 200.00 of spend are in the top quintiles

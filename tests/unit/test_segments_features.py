@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from loyalty.adapters.dynamodb_store import from_item, to_item
-from loyalty.segments import SegmentationConfig, features_of
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import features_of
 
 CONFIG = SegmentationConfig()
 AS_OF = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

@@ -10,16 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from loyalty.segments import (
+from loyalty.segments.features import ConsentFlags, MemberFeatures
+from loyalty.segments.points import (
     LifecycleConfig,
     LifecycleStage,
-    MemberFeatures,
     PointsSegment,
     PointsSegmentConfig,
     lifecycle_stage,
     points_segments,
 )
-from loyalty.segments.features import ConsentFlags
 
 POINTS = PointsSegmentConfig()
 LIFECYCLE = LifecycleConfig()

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special
 
-from loyalty.segments import SegmentationConfig, features_of, segment_catalog, segments_of
+from loyalty.segments.assign import segment_catalog, segments_of
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import features_of
 from loyalty.segments.prediction import (
     BgNbdParameters,
     PredictionConfig,

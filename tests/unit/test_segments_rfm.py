@@ -13,13 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from loyalty.segments import MemberFeatures, RfmCutPoints, RfmScore, RfmSegmentMap, RfmSummary, money_bucket, score
-from loyalty.segments.features import ConsentFlags
+from loyalty.segments.features import ConsentFlags, MemberFeatures
 from loyalty.segments.rfm import (
     CELLS,
     DEFAULT_RFM_SEGMENTS,
+    RfmCutPoints,
+    RfmScore,
     RfmSegment,
+    RfmSegmentMap,
+    RfmSummary,
+    money_bucket,
     money_bucket_boundaries,
+    score,
     score_values,
     summarize,
 )

@@ -10,9 +10,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.segments import MemberFeatures, RfmCutPoints, RfmSegmentMap, money_bucket, score, summarize
-from loyalty.segments.features import ConsentFlags
-from loyalty.segments.rfm import money_bucket_boundaries
+from loyalty.segments.features import ConsentFlags, MemberFeatures
+from loyalty.segments.rfm import RfmCutPoints, RfmSegmentMap, money_bucket, money_bucket_boundaries, score, summarize
 from loyalty_analytics import rfm as vectorised
 
 BOUNDARIES = money_bucket_boundaries()

@@ -11,9 +11,18 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from loyalty.errors import InvalidRequest
-from loyalty.segments import InvalidRule, MemberFeatures, SegmentationConfig, SegmentDefinition, evaluate, parse_rule
-from loyalty.segments.features import ConsentFlags
-from loyalty.segments.rules import MAX_CONDITIONS, MAX_DEPTH, RULE_FIELDS, rule_document
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import ConsentFlags, MemberFeatures
+from loyalty.segments.rules import (
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    RULE_FIELDS,
+    InvalidRule,
+    SegmentDefinition,
+    evaluate,
+    parse_rule,
+    rule_document,
+)
 
 
 def member(**fields: Any) -> MemberFeatures:

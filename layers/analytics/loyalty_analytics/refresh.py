@@ -32,16 +32,9 @@ from loyalty.adapters.dynamodb_store import timestamp
 from loyalty.adapters.segment_store import PublishedCutPoints, StaleMember
 from loyalty.adapters.work_queue import WorkQueue
 from loyalty.segmentation import SegmentationService, WorkMessage
-from loyalty.segments import (
-    MemberFeatures,
-    RfmCutPoints,
-    RfmSummary,
-    SegmentationConfig,
-    features_of,
-    segment_catalog,
-    segments_given_rfm,
-    segments_of,
-)
+from loyalty.segments.assign import segment_catalog, segments_given_rfm, segments_of
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import MemberFeatures, features_of
 from loyalty.segments.kpis import KpiTable, kpi_groups, member_kpis
 from loyalty.segments.prediction import (
     BgNbdParameters,
@@ -50,6 +43,7 @@ from loyalty.segments.prediction import (
     features_row,
     mean_spend_per_purchase,
 )
+from loyalty.segments.rfm import RfmCutPoints, RfmSummary
 from loyalty_analytics import bgnbd, gamma_gamma, rfm
 
 logger = logging.getLogger(__name__)

@@ -4,15 +4,17 @@ so a cold start pays only for the imports, and tests can build their own with an
 from __future__ import annotations
 
 from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
 from loyalty.adapters.dynamodb_store import LoyaltyStore
-from loyalty.segmentation import SegmentationService
 from loyalty.service import LoyaltyService
 from loyalty.settings import settings
+
+if TYPE_CHECKING:
+    from loyalty.segmentation import SegmentationService
 
 
 @cache
@@ -36,6 +38,10 @@ def loyalty_service() -> LoyaltyService:
 
 @lru_cache(maxsize=1)
 def segmentation_service() -> SegmentationService:
+    # Imported here: the members API serves two segment routes, and need not build the segment configuration
+    # models on every cold start for them.
+    from loyalty.segmentation import SegmentationService
+
     config = settings()
     return SegmentationService(
         LoyaltyStore(client("dynamodb"), config.table_name), cache_seconds=config.config_cache_seconds

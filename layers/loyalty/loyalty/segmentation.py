@@ -32,8 +32,11 @@ from loyalty.errors import (
     RefreshNotFound,
     SegmentNotFound,
 )
-from loyalty.segments import SegmentationConfig, SegmentDefinition, features_of, segment_catalog, segments_of
+from loyalty.segments.assign import segment_catalog, segments_of
+from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.features import features_of
 from loyalty.segments.prediction import MemberPrediction, member_prediction
+from loyalty.segments.rules import SegmentDefinition
 from loyalty.service import EARLIEST, TtlCache
 
 MAX_REEVALUATIONS = 5
