@@ -409,6 +409,75 @@ def test_an_event_of_another_detail_type_is_refused(aws: Aws, orders: ModuleType
         orders.lambda_handler(event, LambdaContext())
 
 
+# ---- keeping segments fresh between refreshes ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def segment_events() -> ModuleType:
+    return load_handler("segment_events")
+
+
+def member_modified(aws: Aws, member_id: str, sequence: int) -> dict[str, Any]:
+    """The stream record of the member item as it is now, shaped like events/segment_events_member_modified.json."""
+    event = sample_event("segment_events_member_modified.json")
+    record = event["Records"][0]
+    (item,) = (i for i in aws.items(f"MEMBER#{member_id}") if i["SK"] == "MEMBER")
+    image = {name: _serializer.serialize(value) for name, value in item.items()}
+    record["dynamodb"].update(Keys={"PK": image["PK"], "SK": image["SK"]}, NewImage=image)
+    record["dynamodb"]["SequenceNumber"] = str(sequence)
+    return event
+
+
+def segment_event_items(aws: Aws, member_id: str) -> list[tuple[str, str]]:
+    items = aws.items(f"MEMBER#{member_id}")
+    return sorted((i["segment_id"], i["event_type"]) for i in items if str(i["SK"]).startswith("SEGEVENT#"))
+
+
+def test_a_purchase_is_reevaluated_and_the_segment_write_it_causes_is_not(
+    aws: Aws, segment_events: ModuleType, customer: str
+) -> None:
+    from loyalty.adapters.segment_store import PublishedCutPoints
+    from loyalty.segments.rfm import RfmCutPoints
+
+    segmentation = runtime.segmentation_service()
+    store = segmentation.segments
+    now = datetime.now(UTC)
+    store.put_cut_points(
+        PublishedCutPoints("run-1", now.isoformat(), RfmCutPoints(r=(1, 2, 3, 4), f=(1, 1, 1, 1), m=(1, 1, 1, 1)))
+    )
+    aws.service.purchase(customer, Purchase(order_id="web-7001", amount=Decimal("80"), currency="USD"))
+    # When the stream delivers the purchase's change of the member item
+    result = segment_events.lambda_handler(member_modified(aws, customer, 2000), LambdaContext())
+    # Then the member's segments were evaluated and written, each change announced once
+    assert result == {"batchItemFailures": []}
+    entered = segment_event_items(aws, customer)
+    assert entered and all(kind == "SegmentEntered" for _, kind in entered)
+    stored = {m.segment_id for m in store.memberships_of(customer)}
+    assert stored == {segment for segment, _ in entered}
+    # Given a refresh has since published cut points that would put the member in another RFM segment
+    store.put_cut_points(
+        PublishedCutPoints(
+            "run-2", now.isoformat(), RfmCutPoints(r=(-1, -1, -1, -1), f=(3, 5, 8, 13), m=(5000, 5000, 5000, 5000))
+        )
+    )
+    member_item = next(i for i in aws.items(f"MEMBER#{customer}") if i["SK"] == "MEMBER")
+    assert segmentation.evaluate(member_item, datetime.now(UTC)) != stored
+    # When the stream delivers the segment write itself (a MODIFY of the member item, facts unchanged)
+    result = segment_events.lambda_handler(member_modified(aws, customer, 2001), LambdaContext())
+    # Then it is not re-evaluated: nothing moves, nothing is announced
+    assert result == {"batchItemFailures": []}
+    assert segment_event_items(aws, customer) == entered
+    assert {m.segment_id for m in store.memberships_of(customer)} == stored
+    # And the member's next purchase is evaluated with the new cut points
+    aws.service.purchase(customer, Purchase(order_id="web-7002", amount=Decimal("15"), currency="USD"))
+    segment_events.lambda_handler(member_modified(aws, customer, 2002), LambdaContext())
+    member_item = next(i for i in aws.items(f"MEMBER#{customer}") if i["SK"] == "MEMBER")
+    assert {m.segment_id for m in store.memberships_of(customer)} == segmentation.evaluate(
+        member_item, datetime.now(UTC)
+    )
+    assert len(segment_event_items(aws, customer)) > len(entered)
+
+
 def path_of(module: ModuleType) -> Path:
     return Path(str(module.__file__))
 

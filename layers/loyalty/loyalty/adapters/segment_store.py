@@ -6,7 +6,8 @@ Membership changes are the one write that must be exactly once: a member's segme
 membership items (the `SegmentMembers` index) and puts one SegmentEntered / SegmentLeft event item per change, all
 pinned to the member's `revision` (the facts the segments were computed from) and `segments_version`. A writer with
 a stale view loses the transaction and nothing is written, so two evaluators racing on one member can never both
-emit the same change.
+emit the same change. The transaction also records that revision as `segments_revision`: a member item whose
+`segments_revision` equals its `revision` holds the segments of the facts it carries (`is_settled`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import binascii
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,14 @@ MEMBERSHIP_INDEX = "SegmentMembers"
 MEMBERSHIP_SHARDS = 16  # a segment's members spread over this many index partitions
 CHANGES_PER_TRANSACTION = 49  # 1 member update + 2 items per change <= 100, DynamoDB's transaction limit
 SEGMENT_EVENT_TTL_SECONDS = 7 * 24 * 3600  # event items only exist to reach the stream
+SEGMENTS_REVISION_ATTRIBUTE = "segments_revision"  # the member revision the stored segments were computed from
+
+
+def is_settled(member: Mapping[str, Any]) -> bool:
+    """True if the member item's segments were computed from the facts it carries: the last change to it was a
+    segment write (a refresh's or a re-evaluation's), not a change of facts (a ledger write bumps `revision`)."""
+    settled = member.get(SEGMENTS_REVISION_ATTRIBUTE)
+    return settled is not None and int(settled) == int(member.get(REVISION_ATTRIBUTE, 0))
 
 
 class StaleMember(LoyaltyError):
@@ -206,7 +215,10 @@ class SegmentStore:
             "Update": {
                 "TableName": self._table,
                 "Key": member_key(member_id),
-                "UpdateExpression": "SET #segments = :segments, #version = :next, segments_evaluated_at = :at",
+                "UpdateExpression": (
+                    "SET #segments = :segments, #version = :next, segments_evaluated_at = :at, "
+                    f"{SEGMENTS_REVISION_ATTRIBUTE} = :revision"
+                ),
                 "ConditionExpression": f"attribute_exists(PK) AND {revision_condition} AND {version_condition}",
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
