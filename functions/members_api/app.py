@@ -187,9 +187,10 @@ class MemberPredictionBody(MemberPrediction):
 
 @app.get(
     "/v1/members/<member_id>/prediction",
-    summary="The member's predictions: probability alive, expected purchases in 90 days, expected next purchase",
+    summary="The member's predictions: probability alive, expected purchases and spend, expected next purchase",
     description="For the program's staff and services (campaign targeting), not for the member's own app. The model "
-    "is the one the last refresh fitted (docs/prediction.md); the figures are null until a refresh has fitted one.",
+    "is the one the last refresh fitted (docs/prediction.md); the figures are null until a refresh has fitted one. "
+    "Expected spend also needs the model's Gamma-Gamma fit and a repeat purchase with positive spend.",
     responses=documented(200, MemberPredictionBody, "The member's predictions", 401, 403, 404, 422),
 )
 def get_member_prediction(member_id: MemberId) -> Response[Any]:

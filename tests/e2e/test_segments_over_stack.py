@@ -8,7 +8,10 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from devstack.stack import LocalStack
+from loyalty.segments.prediction import PredictionModel
 from tests.e2e.conftest import Api
 
 
@@ -116,6 +119,18 @@ def test_predictions_are_for_staff_and_follow_the_members_own_rhythm(stack: Loca
     expected_next = time.strftime("%Y-%m-%d", time.gmtime(now + 10 * 86400))
     assert body["expected_next_purchase"] == expected_next
     assert isinstance(body["churn_risk"], bool)
+    # And the expected spend: null without a published Gamma-Gamma fit (this stack's refreshes see too few members to
+    # fit a model), else Gamma-Gamma's for x = 1 repeat purchase of mean 40, and over 90 days times the purchases
+    published = _item(stack, "SEGMENTS", "CUTPOINTS")
+    raw_model = published.get("model", {}).get("S") if published else None
+    spend_model = PredictionModel.model_validate_json(raw_model).gamma_gamma if raw_model else None
+    if spend_model is None:
+        assert body["expected_spend_per_purchase"] is None and body["expected_spend_90d"] is None
+    else:
+        assert body["expected_spend_per_purchase"] == pytest.approx(spend_model.expected_average_spend(1, 40.0))
+        assert body["expected_spend_90d"] == pytest.approx(
+            body["expected_spend_per_purchase"] * body["expected_purchases_90d"], rel=1e-12
+        )
     # And the member's own app may not read them; an unknown member is a 404
     assert api.call("GET", f"/v1/members/{member_id}/prediction", token=f"dev:member:{member_id}").status_code == 403
     assert api.call("GET", "/v1/members/m_00000000000000000000000000/prediction").status_code == 404

@@ -15,7 +15,7 @@ from loyalty.segmentation import SegmentationService
 from loyalty.segments.assign import segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
-from loyalty.segments.prediction import PredictionModel
+from loyalty.segments.prediction import PredictionModel, spend_row
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client
 from tests.integration.test_segment_refresh import AS_OF, Harness, _memberships
 
@@ -95,20 +95,27 @@ def test_a_refresh_fits_the_model_and_churn_risk_is_member_predictions_verdict(l
     assert published is not None and published.model == model
     # And prediction:churn-risk holds exactly the members member_prediction calls at risk
     config = SegmentationConfig()
-    at_risk = 0
+    at_risk = with_spend = 0
     for member_id in ids:
         item = loyalty.member_item(member_id)
         verdict = api.member_prediction(member_id)
         assert (CHURN_RISK in _memberships(loyalty, member_id)) == verdict.churn_risk, member_id
         at_risk += verdict.churn_risk
+        # and an expected spend where the member has enough history and the run fitted Gamma-Gamma
+        enough = spend_row(item) is not None and model.gamma_gamma is not None
+        assert (verdict.expected_spend_per_purchase is not None) == enough, member_id
+        with_spend += enough
         # and a fresh re-evaluation with the published model agrees with the refresh
         assert api.evaluate(item, AS_OF) == set(item["segments"])
         without_model = segments_of(features_of(item, AS_OF, config), published.cut_points, config)
         assert set(item["segments"]) - {CHURN_RISK} == without_model
     assert 0 < at_risk < len(ids)
+    # (Gamma-Gamma is not identified on this population, about 76 repeaters of at most 4 purchases: none published)
+    assert with_spend == 0 if model.gamma_gamma is None else 0 < with_spend < len(ids)
     sizes = {row["segment_id"]: row["size"] for row in harness.service.catalog()}
     assert sizes[CHURN_RISK] == at_risk
     print(
-        f"\n{len(ids)} members, {purchasers} purchasers, {at_risk} at risk; model {model.bgnbd}; "
+        f"\n{len(ids)} members, {purchasers} purchasers, {at_risk} at risk, {with_spend} with an expected spend; "
+        f"model {model.bgnbd}; "
         f"gamma-gamma {model.gamma_gamma}; populate {populated - started:.1f} s, refresh {refreshed - populated:.1f} s, checks {time.perf_counter() - refreshed:.1f} s"
     )

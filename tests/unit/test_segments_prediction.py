@@ -1,4 +1,5 @@
-"""loyalty.segments.prediction (pure Python, API layer) against scipy and loyalty_analytics.bgnbd (numpy/scipy)."""
+"""loyalty.segments.prediction (pure Python, API layer) against scipy and loyalty_analytics.bgnbd and gamma_gamma
+(numpy/scipy)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special
 
+from loyalty.segments import prediction
 from loyalty.segments.assign import segment_catalog, segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
 from loyalty.segments.prediction import (
     BgNbdParameters,
+    GammaGammaParameters,
     PredictionConfig,
     PredictionModel,
     expected_next_purchase,
@@ -25,11 +28,14 @@ from loyalty.segments.prediction import (
     item_row,
     member_prediction,
     probability_alive,
+    spend_row,
 )
-from loyalty_analytics import bgnbd, rhythm
+from loyalty_analytics import bgnbd, gamma_gamma, rhythm
 
 AS_OF = datetime(2026, 3, 15, 12, tzinfo=UTC)
 CDNOW_DAYS = BgNbdParameters(r=0.243, alpha=4.414 * 7, a=0.793, b=2.426)
+# Gamma-Gamma on CDNOW's repeat buyers, as published (Fader and Hardie; tests/integration/test_prediction_cdnow.py)
+CDNOW_SPEND = GammaGammaParameters(p=6.25, q=3.74, v=15.44)
 
 
 def _log_uniform(rng: random.Random, low: float, high: float) -> float:
@@ -163,11 +169,12 @@ def _item(first_days_ago: int | None, last_days_ago: int | None, count: int, spe
     return item
 
 
-def _model(params: BgNbdParameters = CDNOW_DAYS) -> PredictionModel:
+def _model(params: BgNbdParameters = CDNOW_DAYS, spend: GammaGammaParameters | None = CDNOW_SPEND) -> PredictionModel:
     return PredictionModel(
         run_id="run-1",
         as_of=AS_OF.isoformat(),
         bgnbd=params,
+        gamma_gamma=spend,
         sample_members=100,
         sample_repeaters=40,
         sample_rate_log2=0,
@@ -199,11 +206,103 @@ def test_member_prediction_without_model_or_purchase() -> None:
     assert never.model_dump() == {
         "probability_alive": None,
         "expected_purchases_90d": None,
+        "expected_spend_per_purchase": None,
+        "expected_spend_90d": None,
         "expected_next_purchase": None,
         "churn_risk": False,
     }
     once = member_prediction(_item(30, 30, 1), AS_OF, _model())
     assert once.probability_alive == 1.0 and once.churn_risk is False and once.expected_next_purchase is None
+
+
+def _random_spend_case(rng: random.Random) -> tuple[GammaGammaParameters, int, float]:
+    spend = GammaGammaParameters(
+        p=_log_uniform(rng, 0.05, 50), q=1.0 + _log_uniform(rng, 1e-3, 50), v=_log_uniform(rng, 0.01, 1e4)
+    )
+    x = rng.choice([0, 1, rng.randint(1, 5), rng.randint(1, 60), rng.randint(1, 3000)])
+    return spend, x, _log_uniform(rng, 0.01, 1e5)
+
+
+def test_expected_spend_agrees_with_loyalty_analytics_gamma_gamma() -> None:
+    rng = random.Random(31)
+    worst = 0.0
+    for _ in range(20_000):
+        spend, x, mean = _random_spend_case(rng)
+        reference = gamma_gamma.GammaGammaParams(spend.p, spend.q, spend.v)
+        want = float(gamma_gamma.expected_average_spend(reference, x, mean))
+        worst = max(worst, _relative(spend.expected_average_spend(x, mean), want))
+    assert worst < 1e-9, worst
+
+
+def test_expected_spend_with_the_published_cdnow_parameters() -> None:
+    # Given the published CDNOW fit: the population mean is p v / (q - 1) = 96.5 / 2.74
+    reference = gamma_gamma.GammaGammaParams(6.25, 3.74, 15.44)
+    assert CDNOW_SPEND.expected_average_spend(0, 50.0) == pytest.approx(96.5 / 2.74, rel=1e-15)
+    # and two repeat purchases of mean 20 are shrunk towards it: (96.5 + 6.25 x 2 x 20) / (6.25 x 2 + 2.74)
+    assert CDNOW_SPEND.expected_average_spend(2, 20.0) == pytest.approx(346.5 / 15.24, rel=1e-15)
+    for x in range(0, 60):
+        for mean in (0.5, 3.0, 12.99, 20.0, 35.17, 64.2, 150.0, 1000.0):
+            want = float(gamma_gamma.expected_average_spend(reference, x, mean))
+            assert CDNOW_SPEND.expected_average_spend(x, mean) == pytest.approx(want, rel=1e-9, abs=0), (x, mean)
+            # the more purchases, the closer to the member's own mean
+            if x:
+                closer = CDNOW_SPEND.expected_average_spend(x + 1, mean)
+                assert abs(closer - mean) < abs(CDNOW_SPEND.expected_average_spend(x, mean) - mean)
+
+
+def test_expected_spend_refuses_what_loyalty_analytics_refuses() -> None:
+    no_mean = GammaGammaParameters(p=6.25, q=1.0, v=15.44)
+    cases = [
+        (CDNOW_SPEND, 1.5, 10.0, "x must", "frequency must be whole"),
+        (CDNOW_SPEND, -1, 10.0, "x must", "frequency must not be negative"),
+        (CDNOW_SPEND, 2, 0.0, "mean spend must be positive", "monetary_value must be positive"),
+        (CDNOW_SPEND, 2, -5.0, "mean spend must be positive", "monetary_value must be positive"),
+        (no_mean, 2, 10.0, "no mean", "no mean"),
+    ]
+    for spend, x, mean, mine, theirs in cases:
+        with pytest.raises(ValueError, match=mine):
+            spend.expected_average_spend(x, mean)
+        with pytest.raises(ValueError, match=theirs):
+            gamma_gamma.expected_average_spend(gamma_gamma.GammaGammaParams(spend.p, spend.q, spend.v), x, mean)
+
+
+def test_expected_spend_needs_enough_history() -> None:
+    # Given a regular with 6 purchases worth 300 in the months the item keeps
+    item = _item(400, 300, 6, spend="300")
+    # When the model has Gamma-Gamma
+    prediction = member_prediction(item, AS_OF, _model())
+    # Then they get Gamma-Gamma's expected spend for x = 5 repeat purchases of mean 300 / 6
+    assert spend_row(item) == (5, 50.0)
+    per_purchase = prediction.expected_spend_per_purchase
+    assert per_purchase == pytest.approx(
+        float(gamma_gamma.expected_average_spend(gamma_gamma.GammaGammaParams(6.25, 3.74, 15.44), 5, 50.0)),
+        rel=1e-12,
+    )
+    assert 96.5 / 2.74 < per_purchase < 50.0  # between the population mean and their own
+    assert prediction.expected_purchases_90d is not None
+    assert prediction.expected_spend_90d == pytest.approx(prediction.expected_purchases_90d * per_purchase)
+    # But not without enough history: one purchase, spend refunded to nothing, or no month kept
+    refunded = _item(400, 300, 6, spend="0")
+    too_old = {**item, "spend_by_month": {}, "purchases_by_month": {}}
+    for short in (_item(30, 30, 1), refunded, too_old):
+        thin = member_prediction(short, AS_OF, _model())
+        assert thin.probability_alive is not None and thin.expected_purchases_90d is not None
+        assert spend_row(short) is None
+        assert thin.expected_spend_per_purchase is None and thin.expected_spend_90d is None
+    # Nor when the run fitted no Gamma-Gamma (too few repeaters), or no model at all
+    for model in (_model(spend=None), None):
+        without = member_prediction(item, AS_OF, model)
+        assert without.expected_spend_per_purchase is None and without.expected_spend_90d is None
+
+
+def test_expected_spend_in_90_days_is_null_when_expected_purchases_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given expected purchases that only the analytics layer's quadrature could answer (NaN here)
+    monkeypatch.setattr(prediction, "expected_purchases", lambda *_: math.nan)
+    # When a member with enough history is predicted
+    stuck = member_prediction(_item(400, 300, 6, spend="300"), AS_OF, _model())
+    # Then the spend per purchase is still known, the 90-day spend is not
+    assert stuck.expected_purchases_90d is None
+    assert stuck.expected_spend_per_purchase is not None and stuck.expected_spend_90d is None
 
 
 def test_the_churn_risk_segment_is_member_predictions_verdict() -> None:

@@ -283,8 +283,9 @@ class SegmentationService:
 
     def member_prediction(self, member_id: str) -> MemberPrediction:
         """The member's predictions now, from their item (one GetItem) and the last published model (cached):
-        probability alive and expected purchases in 90 days (None until a refresh has fitted a model), the expected
-        next purchase from their own rhythm, and prediction:churn-risk's verdict. Unknown member: MemberNotFound."""
+        probability alive and expected purchases in 90 days (None until a refresh has fitted a model), expected spend
+        per purchase and in 90 days (None also without a Gamma-Gamma fit or enough history), the expected next
+        purchase from their own rhythm, and prediction:churn-risk's verdict. Unknown member: MemberNotFound."""
         item = self.segments.get_member_item(member_id)
         if item is None:
             raise MemberNotFound(f"member {member_id} not found", field="member_id")

@@ -6,12 +6,15 @@ the refresh's pass two, with the same formulas as loyalty_analytics.bgnbd (tests
 
 - `probability_alive(params, x, t_x, T)`: FHL eq. 11, closed form;
 - `expected_purchases(params, t, x, t_x, T)`: FHL eq. 10, with the Gauss hypergeometric series `hyp2f1`;
+- `GammaGammaParameters.expected_average_spend(x, m)`: Gamma-Gamma's E[spend per purchase | x, m], as
+  loyalty_analytics.gamma_gamma computes it;
 - `expected_next_purchase(first, last, purchase_count)`: the member's own rhythm, last + mean gap;
 - `member_prediction(member_item, as_of, model)`: all of them for one member item.
 
 A member's BG/NBD row comes from the item's write-time aggregates, in days (docs/prediction.md, "In the refresh"):
 x = purchase_count - 1, t_x = UTC days from the first purchase to the last, T = UTC days from the first purchase to
-as-of. Time unit: days, so `alpha` is in days and horizons are in days.
+as-of. Time unit: days, so `alpha` is in days and horizons are in days. Gamma-Gamma's (x, m) is `spend_row`: the
+same x, and m = `mean_spend_per_purchase`, the pair the refresh fits the spend model on.
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ class BgNbdParameters(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    r: float = Field(gt=0, allow_inf_nan=False)
-    alpha: float = Field(gt=0, allow_inf_nan=False)
-    a: float = Field(gt=0, allow_inf_nan=False)
+    r: float = Field(gt=0, allow_inf_nan=False, description="Shape of the Gamma of purchase rates.")
+    alpha: float = Field(gt=0, allow_inf_nan=False, description="Its rate, in days: mean rate r / alpha a day.")
+    a: float = Field(gt=0, allow_inf_nan=False, description="Beta(a, b) of the dropout probability after a purchase.")
     b: float = Field(gt=0, allow_inf_nan=False)
 
 
@@ -52,14 +55,21 @@ class GammaGammaParameters(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    p: float = Field(gt=0, allow_inf_nan=False)
-    q: float = Field(gt=0, allow_inf_nan=False)
-    v: float = Field(gt=0, allow_inf_nan=False)
+    p: float = Field(gt=0, allow_inf_nan=False, description="Shape of the Gamma of one purchase's spend.")
+    q: float = Field(gt=0, allow_inf_nan=False, description="Gamma(q, v) of its rate across members.")
+    v: float = Field(gt=0, allow_inf_nan=False, description="Population mean spend per purchase: p v / (q - 1).")
 
-    def expected_average_spend(self, x: int, mean_spend: float) -> float:
-        """E[spend per purchase | x, m] = (p v + p x m) / (p x + q - 1); the population mean for x = 0."""
+    def expected_average_spend(self, x: int | float, mean_spend: float) -> float:
+        """E[spend per purchase | x, m] = (p v + p x m) / (p x + q - 1) (Fader, Hardie and Lee 2005, "RFM and
+        CLV"), the expression loyalty_analytics.gamma_gamma.expected_average_spend evaluates; the population mean
+        p v / (q - 1) for x = 0. Refuses what that refuses: q <= 1 (no mean), a negative or fractional x, and
+        m <= 0 with x >= 1."""
         if self.q <= 1.0:
             raise ValueError("q <= 1: the fitted spend distribution has no mean")
+        if not (x >= 0 and x == math.floor(x)):
+            raise ValueError(f"x must be a whole number of repeat purchases, got {x!r}")
+        if not math.isfinite(mean_spend) or (x > 0 and mean_spend <= 0):
+            raise ValueError(f"the mean spend must be positive and finite for x >= 1, got {mean_spend!r}")
         own = mean_spend if x > 0 else 0.0
         return (self.p * self.v + self.p * x * own) / (self.p * x + self.q - 1.0)
 
@@ -69,17 +79,21 @@ class PredictionModel(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    time_unit: Literal["days"] = "days"
-    run_id: str
-    as_of: str
+    time_unit: Literal["days"] = Field(default="days", description="The unit of BG/NBD's alpha and of horizons.")
+    run_id: str = Field(description="The refresh that fitted the model.")
+    as_of: str = Field(description="The moment the sample's rows are as of.")
     bgnbd: BgNbdParameters
-    gamma_gamma: GammaGammaParameters | None = None
+    gamma_gamma: GammaGammaParameters | None = Field(
+        default=None,
+        description="Null when not fitted: too few repeaters with a positive mean spend in the sample, or a fit "
+        "that did not converge or has q <= 1 (no mean).",
+    )
     sample_members: int = Field(ge=0, description="Members in the fitted sample.")
     sample_repeaters: int = Field(ge=0, description="Members of the sample with a repeat purchase (x >= 1).")
     sample_rate_log2: int = Field(ge=0, description="The sample kept members whose hash is 0 mod 2^k; this is k.")
-    log_likelihood: float
+    log_likelihood: float = Field(description="The BG/NBD fit's log-likelihood, summed over the sample's members.")
     converged: bool = Field(default=True, description="The BG/NBD fit passed loyalty_analytics' convergence test.")
-    fit_message: str = "converged"
+    fit_message: str = Field(default="converged", description="Why the BG/NBD fit did not converge, if it did not.")
 
 
 class PredictionConfig(BaseModel):
@@ -98,8 +112,19 @@ class PredictionConfig(BaseModel):
 class MemberPrediction(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    probability_alive: float | None = Field(description="BG/NBD P(alive); None without a model or a purchase.")
+    probability_alive: float | None = Field(description="BG/NBD P(alive); null without a model or a purchase.")
     expected_purchases_90d: float | None = Field(description="BG/NBD expected purchases in the next 90 days.")
+    expected_spend_per_purchase: float | None = Field(
+        default=None,
+        description="Gamma-Gamma's expected spend per future purchase, in purchase amounts' units (unrounded): "
+        "(p v + p x m) / (p x + q - 1), x = purchase_count - 1, m = net spend / purchases over the months the "
+        "member item keeps (the first purchase included when in them; docs/prediction.md). Null unless the model "
+        "has Gamma-Gamma, x >= 1 and m > 0.",
+    )
+    expected_spend_90d: float | None = Field(
+        default=None,
+        description="expected_purchases_90d x expected_spend_per_purchase (undiscounted); null if either is.",
+    )
     expected_next_purchase: date | None = Field(description="Last purchase + the member's mean gap (>= 2 purchases).")
     churn_risk: bool = Field(description="In prediction:churn-risk: >= 2 purchases and P(alive) below the threshold.")
 
@@ -257,6 +282,28 @@ def mean_spend_per_purchase(member_item: Mapping[str, Any]) -> float:
     return spend / purchases if purchases > 0 and spend > 0 else 0.0
 
 
+def spend_row(member_item: Mapping[str, Any]) -> tuple[int, float] | None:
+    """Gamma-Gamma's (x, m) for a member item, as the refresh fits it: x = purchase_count - 1 (repeat purchases,
+    lifetime), m = `mean_spend_per_purchase`. None without enough history: no repeat purchase, or no positive net
+    spend in the months the maps keep (refunded, or every purchase older than them)."""
+    x = int(member_item.get("purchase_count", 0)) - 1
+    mean_spend = mean_spend_per_purchase(member_item)
+    if x < 1 or not (mean_spend > 0 and math.isfinite(mean_spend)):
+        return None
+    return x, mean_spend
+
+
+def expected_spend_per_purchase(
+    member_item: Mapping[str, Any], spend_model: GammaGammaParameters | None
+) -> float | None:
+    """Gamma-Gamma's expected spend per future purchase for a member with enough history (`spend_row`), None
+    otherwise or without a spend model (or one with q <= 1, which has no mean: the refresh never publishes one)."""
+    row = spend_row(member_item)
+    if spend_model is None or row is None or spend_model.q <= 1.0:
+        return None
+    return spend_model.expected_average_spend(*row)
+
+
 def is_churn_risk(features: MemberFeatures, model: PredictionModel | None, config: PredictionConfig) -> bool:
     """prediction:churn-risk: a model exists, >= 2 purchases, and P(alive) < config.churn_risk_alive_below."""
     if model is None or features.purchase_count < MIN_PURCHASES_FOR_CHURN_RISK:
@@ -282,7 +329,8 @@ def member_prediction(
     config: PredictionConfig | None = None,
 ) -> MemberPrediction:
     """Every prediction for one member item as of a moment. Without a model (no refresh fitted one yet), only the
-    rhythm; without a purchase, nothing. `churn_risk` is prediction:churn-risk's verdict (config's threshold)."""
+    rhythm; without a purchase, nothing. Expected spend needs the model's Gamma-Gamma and enough history
+    (`spend_row`). `churn_risk` is prediction:churn-risk's verdict (config's threshold)."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     config = config or PredictionConfig()
@@ -294,15 +342,19 @@ def member_prediction(
     first = _instant(member_item["first_purchase_at"], "first_purchase_at").date()
     last = _instant(member_item["last_purchase_at"], "last_purchase_at").date()
     count = int(member_item.get("purchase_count", 0))
-    alive = expected = None
+    alive = expected = spend = value = None
     if model is not None:
         alive = probability_alive(model.bgnbd, *row)
         expected = expected_purchases(model.bgnbd, HORIZON_DAYS, *row)
         expected = None if math.isnan(expected) else expected
+        spend = expected_spend_per_purchase(member_item, model.gamma_gamma)
+        value = None if expected is None or spend is None else expected * spend
     churn = alive is not None and count >= MIN_PURCHASES_FOR_CHURN_RISK and alive < config.churn_risk_alive_below
     return MemberPrediction(
         probability_alive=alive,
         expected_purchases_90d=expected,
+        expected_spend_per_purchase=spend,
+        expected_spend_90d=value,
         expected_next_purchase=expected_next_purchase(first, max(first, last), count),
         churn_risk=churn,
     )
