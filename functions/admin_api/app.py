@@ -23,6 +23,7 @@ from loyalty.runtime import client, segmentation_service
 from loyalty.segmentation import manual_run_id
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.ids import FAMILIES, MAX_SLUG_LENGTH
+from loyalty.segments.prediction import PredictionModel
 from loyalty.segments.rules import SegmentDefinition
 from loyalty.settings import settings
 
@@ -149,6 +150,12 @@ class RefreshRun(BaseModel):
     changes: int | None
     stale_members: int | None
     cut_points: dict[str, Any] | None = Field(description="The RFM cut points the run computed, once it has.")
+    model: PredictionModel | None = Field(
+        description="The prediction model the run fitted at the end of pass one on its sample of members (BG/NBD in "
+        "days; Gamma-Gamma, or null when it was not fitted; sample sizes; whether the BG/NBD fit converged), and "
+        "published with the cut points for the member predictions (docs/prediction.md). Null while the run scans, "
+        "and when it fitted none (too few members or repeaters in the sample, or a failed fit)."
+    )
 
 
 class RefreshRunList(BaseModel):

@@ -1,5 +1,6 @@
 """The prediction over the API routes, handlers in-process on the template's resources in moto: staff read a member's
-predictions with the model the last refresh published (expected spend where the member has enough history)."""
+predictions with the model the last refresh published (expected spend where the member has enough history), and
+admins read the model a refresh run fitted."""
 
 from __future__ import annotations
 
@@ -146,3 +147,38 @@ def test_staff_read_expected_spend_where_the_member_has_enough_history() -> None
     no_spend_model = _prediction(members_api, regular)
     assert no_spend_model["expected_purchases_90d"] == body["expected_purchases_90d"]
     assert no_spend_model["expected_spend_per_purchase"] is None and no_spend_model["expected_spend_90d"] is None
+
+
+@pytest.mark.usefixtures("emulated")
+def test_admins_see_the_model_a_refresh_run_fitted() -> None:
+    # Given a run in pass one: no model yet
+    service = runtime.segmentation_service()
+    service.new_run("run-model", datetime(2026, 3, 15, tzinfo=UTC), 2, "ops-alice")
+    admin_api = _handler("AdminApiFunction")
+
+    def run() -> dict[str, Any]:
+        status, body = _get(
+            admin_api,
+            "/v1/admin/segment-refreshes/{run_id}",
+            "/v1/admin/segment-refreshes/run-model",
+            {"run_id": "run-model"},
+        )
+        assert status == 200, body
+        return dict(body)
+
+    assert run()["model"] is None
+    # When pass one ends without a model (the refresh records "": too small a sample), still none
+    service.segments.update_run("run-model", model="")
+    assert run()["model"] is None
+    # When the run has fitted one (the refresh stores the model's JSON on the run, as here)
+    service.segments.update_run("run-model", expect_status="scanning", status="scoring", model=MODEL.model_dump_json())
+    # Then the run shows it: BG/NBD and Gamma-Gamma parameters, sample sizes, convergence
+    shown = run()["model"]
+    assert shown == MODEL.model_dump(mode="json")
+    assert shown["bgnbd"] == {"r": 0.243, "alpha": 4.414 * 7, "a": 0.793, "b": 2.426}
+    assert shown["gamma_gamma"] == {"p": 6.25, "q": 3.74, "v": 15.44}
+    assert (shown["sample_members"], shown["sample_repeaters"], shown["converged"]) == (2357, 946, True)
+    # And so does the list of runs
+    status, listed = _get(admin_api, "/v1/admin/segment-refreshes", "/v1/admin/segment-refreshes", {})
+    assert status == 200, listed
+    assert [r["model"] for r in listed["runs"] if r["run_id"] == "run-model"] == [shown]

@@ -89,6 +89,8 @@ def test_a_refresh_fits_the_model_and_churn_risk_is_member_predictions_verdict(l
     purchasers = sum(1 for member_id in ids if loyalty.member_item(member_id).get("purchase_count"))
     assert model.sample_members == purchasers and model.sample_rate_log2 == 0
     assert model.run_id == "run-predict" and model.time_unit == "days"
+    # ... which the run's admin view shows
+    assert harness.service.refresh_run("run-predict")["model"] == model.model_dump(mode="json")
     # ... and published it with the cut points, for the API between refreshes
     api = SegmentationService(loyalty.store, cache_seconds=0, clock=lambda: AS_OF)
     (published,) = api.published.get()

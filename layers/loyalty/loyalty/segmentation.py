@@ -35,7 +35,7 @@ from loyalty.errors import (
 from loyalty.segments.assign import segment_catalog, segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
-from loyalty.segments.prediction import MemberPrediction, member_prediction
+from loyalty.segments.prediction import MemberPrediction, PredictionModel, member_prediction
 from loyalty.segments.rules import SegmentDefinition
 from loyalty.service import EARLIEST, TtlCache
 
@@ -346,6 +346,8 @@ _PUBLIC_RUN_FIELDS = (
 
 
 def public_run(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run item as the admin API shows it: progress and counts, the RFM cut points and the prediction model the
+    run fitted at the end of pass one (`model`: null before then, and when it fitted none; docs/prediction.md)."""
     public = {name: run.get(name) for name in _PUBLIC_RUN_FIELDS}
     for name in (
         "workers",
@@ -362,6 +364,8 @@ def public_run(run: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             public[name] = int(value)
     public["cut_points"] = json.loads(run["cut_points"]) if run.get("cut_points") else None
+    model = run.get("model")  # the refresh writes the PredictionModel's JSON, or "" when it fitted none
+    public["model"] = PredictionModel.model_validate_json(model).model_dump(mode="json") if model else None
     return public
 
 
