@@ -224,3 +224,73 @@ def test_as_of_without_a_time_zone_is_refused() -> None:
 def test_a_malformed_month_key_is_an_error_not_a_silent_zero(key: str) -> None:
     with pytest.raises(ValueError, match="YYYY-MM"):
         features_of(member_item(points_by_month={key: Decimal(5)}), AS_OF, CONFIG)
+
+
+# ---- category affinity ----------------------------------------------------------------------------------------
+
+
+def test_category_fields_read_the_members_lifetime_category_map() -> None:
+    # Given a member who spent 60 on makeup, 30 on skin care and 10 on fragrance (net, lifetime)
+    item = member_item(
+        spend_by_category={"makeup": Decimal("60.00"), "skin care": Decimal(30), "fragrance": Decimal(10)},
+        spend_other_categories=Decimal(0),
+    )
+
+    features = features_of(item, AS_OF, CONFIG)
+
+    # Then spend and share are read per category, and a category never bought is 0
+    assert features.categories.spend_in("makeup") == Decimal("60.00")
+    assert features.categories.share_of("makeup") == Decimal("0.6")
+    assert features.categories.spend_in("hair") == 0
+    assert features.categories.share_of("hair") == 0
+    assert features.top_category == "makeup"
+
+
+def test_a_member_with_no_categorised_spend_has_no_shares_and_no_top_category() -> None:
+    for item in (
+        member_item(),  # enrolled before the map existed
+        member_item(spend_by_category={}, spend_other_categories=Decimal(0)),
+        member_item(spend_by_category={"makeup": Decimal(0)}, spend_other_categories=Decimal(0)),  # refunded
+    ):
+        features = features_of(item, AS_OF, CONFIG)
+
+        assert features.categories.spend_in("makeup") == 0
+        assert features.categories.share_of("makeup") is None
+        assert features.top_category is None
+
+
+def test_equal_spend_makes_the_first_name_in_code_point_order_the_top_category() -> None:
+    item = member_item(spend_by_category={"skin care": Decimal(40), "makeup": Decimal("40.0"), "hair": Decimal(5)})
+
+    assert features_of(item, AS_OF, CONFIG).top_category == "makeup"
+
+
+def test_past_the_bound_a_category_not_kept_by_name_is_unknown_not_zero() -> None:
+    # Given a full map and 25 of categorised spend beyond its names
+    kept = {f"c{i:02d}": Decimal(1) for i in range(49)} | {"makeup": Decimal(30)}
+    item = member_item(spend_by_category=kept, spend_other_categories=Decimal(25))
+
+    features = features_of(item, AS_OF, CONFIG)
+
+    # Then a kept category is exact, its share counts the other bucket, and an unnamed one is missing
+    assert features.categories.spend_in("makeup") == 30
+    assert features.categories.share_of("makeup") == Decimal(30) / Decimal(49 + 30 + 25)
+    assert features.categories.spend_in("hair") is None
+    assert features.categories.share_of("hair") is None
+    assert features.top_category == "makeup"  # no unnamed category can reach 30: they total 25
+
+
+def test_the_top_category_is_unknown_when_the_unnamed_spend_could_beat_it() -> None:
+    kept = {f"c{i:02d}": Decimal(1) for i in range(49)} | {"makeup": Decimal(30)}
+
+    assert (
+        features_of(member_item(spend_by_category=kept, spend_other_categories=Decimal(30)), AS_OF, CONFIG).top_category
+        is None
+    )
+
+
+def test_category_spend_round_trips_through_the_store_codec() -> None:
+    values = member_item(spend_by_category={"makeup": 12.5, "skin care": 30}, spend_other_categories=0)
+    del values["available"], values["lifetime_earned"], values["purchase_count"]
+
+    assert features_of(from_item(to_item(values)), AS_OF, CONFIG) == features_of(values, AS_OF, CONFIG)

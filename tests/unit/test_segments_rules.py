@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from loyalty.errors import InvalidRequest
 from loyalty.segments.config import SegmentationConfig
-from loyalty.segments.features import ConsentFlags, MemberFeatures
+from loyalty.segments.features import CategorySpend, ConsentFlags, MemberFeatures
 from loyalty.segments.rules import (
     MAX_CONDITIONS,
     MAX_DEPTH,
@@ -261,6 +261,15 @@ _leaves = st.one_of(
         lambda c: {**c, "value": [c["value"]]} if c["op"] in ("in", "not_in") else c
     ),
     st.builds(cond, st.sampled_from(["consent.email", "consent.sms"]), st.just("="), st.booleans()),
+    st.builds(
+        cond,
+        st.sampled_from(["category_spend.makeup", "category_spend.hair", "category_share.makeup"]),
+        st.sampled_from(["=", "!=", ">", "<=", "exists"]),
+        st.sampled_from([0, 0.5, 1, 30]),
+    ).map(lambda c: {**c, "value": True} if c["op"] == "exists" else c),
+    st.builds(cond, st.just("top_category"), st.sampled_from(["=", "!=", "exists"]), st.just("makeup")).map(
+        lambda c: {**c, "value": False} if c["op"] == "exists" else c
+    ),
 )
 rules = st.recursive(
     _leaves,
@@ -278,6 +287,14 @@ members = st.builds(
     age=st.one_of(st.none(), st.integers(0, 99)),
     tier=st.sampled_from(["Insider", "VIB"]),
     consent=st.builds(ConsentFlags, email=st.booleans(), sms=st.booleans()),
+    categories=st.builds(
+        CategorySpend,
+        by_category=st.dictionaries(
+            st.sampled_from(["makeup", "skin care"]), st.sampled_from([Decimal(0), Decimal(30)])
+        ),
+        other=st.sampled_from([Decimal(0), Decimal(5)]),
+    ),
+    top_category=st.sampled_from([None, "makeup", "skin care"]),
 )
 
 
@@ -324,3 +341,124 @@ def test_a_document_with_grouped_rules_round_trips_through_its_json() -> None:
     assert again == config
     assert again.rule_segments[0].document()["rule"] == rule
     assert '"rules"' not in config.model_dump_json()
+
+
+# ---- category affinity ----------------------------------------------------------------------------------------
+
+
+def buyer(spend: dict[str, str], other: str = "0") -> MemberFeatures:
+    categories = CategorySpend(by_category={k: Decimal(v) for k, v in spend.items()}, other=Decimal(other))
+    return member(categories=categories, top_category=categories.top())
+
+
+@pytest.mark.parametrize(
+    ("condition", "holds"),
+    [
+        (cond("category_spend.makeup", ">=", 60), True),
+        (cond("category_spend.makeup", ">", 60), False),
+        (cond("category_spend.skin care", "between", [20, 40]), True),
+        (cond("category_spend.hair", "=", 0), True),  # never bought: 0, not missing
+        (cond("category_spend.hair", "exists"), True),
+        (cond("category_share.makeup", "=", 0.6), True),
+        (cond("category_share.makeup", ">", 0.5), True),
+        (cond("category_share.hair", "<", 0.1), True),
+        (cond("top_category", "=", "makeup"), True),
+        (cond("top_category", "in", ["skin care", "hair"]), False),
+        (cond("category_spend.bath.body", "=", 10), True),  # a category name may hold a dot
+    ],
+)
+def test_category_fields_compare_the_members_category_spend(condition: dict[str, Any], holds: bool) -> None:
+    features = buyer({"makeup": "60.00", "skin care": "30", "bath.body": "10"})
+
+    assert evaluate(parse_rule(condition), features) is holds
+
+
+@pytest.mark.parametrize(
+    ("condition", "holds"),
+    [
+        (cond("category_share.makeup", ">=", 0), False),
+        (cond("category_share.makeup", "exists", False), True),
+        (cond("top_category", "=", "makeup"), False),
+        (cond("top_category", "!=", "makeup"), True),
+        (cond("category_spend.makeup", "=", 0), True),
+    ],
+)
+def test_a_member_with_no_categorised_spend_has_no_share_and_no_top_category(
+    condition: dict[str, Any], holds: bool
+) -> None:
+    assert evaluate(parse_rule(condition), buyer({})) is holds
+
+
+def test_past_the_bound_an_unnamed_categorys_spend_is_missing_and_compares_like_any_missing_value() -> None:
+    full = buyer({f"c{i:02d}": "1" for i in range(49)} | {"makeup": "30"}, other="12")
+
+    assert evaluate(parse_rule(cond("category_spend.makeup", "=", 30)), full)
+    assert not evaluate(parse_rule(cond("category_spend.hair", "=", 0)), full)
+    assert not evaluate(parse_rule(cond("category_spend.hair", "<", 1000)), full)
+    assert evaluate(parse_rule(cond("category_spend.hair", "!=", 0)), full)
+    assert evaluate(parse_rule(cond("category_spend.hair", "exists", False)), full)
+    assert evaluate(parse_rule({"not": cond("category_share.hair", ">", 0.5)}), full)
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (cond("category_spend.Makeup", ">", 0), "rule.field: category names are written as stored (case-folded, "
+         "trimmed, single spaces): category_spend.makeup, not category_spend.Makeup"),
+        (cond("category_share.skin  care", ">", 0), "rule.field: category names are written as stored (case-folded, "
+         "trimmed, single spaces): category_share.skin care, not category_share.skin  care"),
+        (cond("category_spend.", ">", 0), "rule.field: category_spend.<category> takes a category name, got ''"),
+        (cond("category_spend. ", ">", 0), "rule.field: category_spend.<category> takes a category name, got ' '"),
+        (cond("category_spend." + "x" * 201, ">", 0), "rule.field: a category name is at most 200 characters"),
+        (cond("category_spends.makeup", ">", 0),
+         "rule.field: unknown field 'category_spends.makeup' (did you mean category_spend.makeup?)"),
+        (cond("category_spend", ">", 0), "rule.field: unknown field 'category_spend' (did you mean "
+         "category_spend.<category>?)"),
+        (cond("category_share.makeup", ">", "half"), "rule.value: category_share.makeup takes a number"),
+        (cond("top_category", ">", "makeup"), "rule.op: > does not apply to top_category, which takes a string"),
+        (cond("top_category", "=", "Makeup"), "rule.value: category names are written as stored (case-folded, "
+         "trimmed, single spaces): 'makeup', not 'Makeup'"),
+        (cond("top_category", "not_in", ["makeup", " hair"]), "rule.value: category names are written as stored "
+         "(case-folded, trimmed, single spaces): 'hair', not ' hair'"),
+        (cond("top_category", "=", "  "), "rule.value: top_category takes a category name, got '  '"),
+    ],
+)  # fmt: skip
+def test_category_names_in_rules_are_validated_with_their_path(document: Any, problem: str) -> None:
+    assert problems_of(document) == [problem]
+
+
+def test_a_bad_category_deep_in_a_segment_definition_is_a_422_naming_its_path() -> None:
+    document = {"any": [cond("tier", "=", "VIB"), {"not": cond("category_share.Make Up", ">", 0.5)}]}
+
+    with pytest.raises(InvalidRule) as refused:
+        SegmentDefinition.parse({"segment_id": "makeup-fans", "name": "Makeup fans", "rule": document})
+
+    assert refused.value.status == 422
+    assert refused.value.body()["errors"] == [
+        {
+            "field": "rule.any[1].not.field",
+            "reason": "category names are written as stored (case-folded, trimmed, single spaces): "
+            "category_share.make up, not category_share.Make Up",
+        }
+    ]
+
+
+def test_a_category_rule_round_trips_and_equal_conditions_are_equal() -> None:
+    document = {
+        "segment_id": "makeup-fans",
+        "name": "Makeup fans",
+        "rule": {
+            "all": [
+                cond("category_spend.makeup", ">=", 100),
+                cond("category_share.makeup", ">=", 0.25),
+                cond("top_category", "in", ["makeup", "skin care"]),
+            ]
+        },
+    }
+
+    definition = SegmentDefinition.parse(document)
+
+    assert definition.document()["rule"] == document["rule"]
+    assert SegmentDefinition.parse(json.loads(json.dumps(definition.document()))) == definition
+    assert parse_rule(cond("category_spend.makeup", ">", 1)) == parse_rule(cond("category_spend.makeup", ">", 1))
+    assert parse_rule(cond("category_spend.makeup", ">", 1)) != parse_rule(cond("category_share.makeup", ">", 1))

@@ -108,6 +108,9 @@ class OrderRecord(BaseModel):
     occurred_at: datetime
     refunded_amount: Decimal = Decimal(0)
     reversal_due: int = 0  # points the refunds so far were due to take back (recovered or not)
+    # What the order added to the member's category spend (loyalty.categories), so a refund takes back its share.
+    category_totals: dict[str, Decimal] = Field(default_factory=dict)
+    other_categories_total: Decimal = Decimal(0)
 
 
 class RefundPlan(BaseModel):

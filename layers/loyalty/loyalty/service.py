@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from loyalty import ids
 from loyalty.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
 from loyalty.adapters.dynamodb_store import Claim, LoyaltyStore, PurchaseFacts, ReferralCodeTaken, Replay
+from loyalty.categories import order_categories
 from loyalty.errors import InvalidRequest, RewardNotFound
 from loyalty.ledger import EntryKind, LedgerEntry, OrderRecord, RefundPlan
 from loyalty.members import Enrollment, Member
@@ -200,6 +201,7 @@ class LoyaltyService:
             activity=ActivityType.PURCHASE,
             order_id=purchase.order_id,
         )
+        categories = order_categories(purchase.line_items)
         order = OrderRecord(
             order_id=purchase.order_id,
             member_id=member_id,
@@ -207,6 +209,8 @@ class LoyaltyService:
             currency=purchase.currency,
             points=points,
             occurred_at=occurred_at,
+            category_totals=categories.totals,
+            other_categories_total=categories.other,
         )
         # Same order id, same member, amount and currency: a replay. Anything else under that id: a conflict.
         claim = Claim(
@@ -216,7 +220,7 @@ class LoyaltyService:
             {"entry": entry.public()},
             order=order,
         )
-        return self._post(entry, claim, PurchaseFacts(occurred_at=occurred_at, amount=purchase.amount))
+        return self._post(entry, claim, PurchaseFacts(occurred_at, purchase.amount, categories))
 
     def refund(self, refund: Refund, idempotency_key: str | None, *, member_id: str | None = None) -> Outcome:
         refund_id = refund.refund_id or idempotency_key

@@ -22,6 +22,16 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from loyalty.categories import (
+    CATEGORY_MAP,
+    MAX_CATEGORIES,
+    OTHER_CATEGORIES,
+    OrderCategories,
+    fits,
+    place,
+    refund_shares,
+    taken_from_member,
+)
 from loyalty.errors import (
     IdempotencyKeyReused,
     InsufficientPoints,
@@ -150,6 +160,7 @@ class PurchaseFacts:
 
     occurred_at: datetime
     amount: Decimal
+    categories: OrderCategories = field(default_factory=OrderCategories)
 
 
 @dataclass
@@ -301,6 +312,7 @@ class LoyaltyStore:
         values = member.model_dump(exclude={"balance", "purchases"})
         values.update({name: 0 for name in _COUNTERS})
         values.update({name: {} for name in _MONTHLY_MAPS})
+        values.update({CATEGORY_MAP: {}, OTHER_CATEGORIES: 0})
         values.update(purchase_count=0, event_type=EventType.MEMBER_ENROLLED)
         values.update({ROSTER_ATTRIBUTE: member.member_id, REVISION_ATTRIBUTE: 1})
         items = [
@@ -383,6 +395,7 @@ class LoyaltyStore:
         purchase: PurchaseFacts | None,
         *,
         out_of_order: dict[str, Any] | None = None,
+        categories_seen: dict[str, Any] | None = None,
     ) -> _Update:
         update = _Update()
         update.conditions.append("attribute_exists(PK)")
@@ -397,6 +410,7 @@ class LoyaltyStore:
             self._add_to_month(update, "points_by_month", when, entry.points)
         if purchase is not None:
             self._record_purchase(update, purchase, out_of_order)
+            self._add_categories(update, purchase.categories, categories_seen)
         return update
 
     def _add_to_month(self, update: _Update, aggregate: str, when: datetime, amount: Any) -> None:
@@ -431,6 +445,44 @@ class LoyaltyStore:
             for aggregate in _MONTHLY_MAPS:
                 update.removes.append(f"{update.name(aggregate)}.{update.name(month)}")
 
+    def _add_categories(self, update: _Update, order: OrderCategories, seen_item: dict[str, Any] | None) -> None:
+        """Add the order's category spend to the member's map (docs/data-model.md). Without a read (`seen_item`
+        None), the update adds every name and its condition holds only if they are all kept already or all fit;
+        otherwise (or on an item without the map) the transaction fails and the caller retries with the member
+        item it got back, placed exactly by loyalty.categories.place and pinned by the map's size (names are
+        never removed, so an unchanged size is an unchanged set of names)."""
+        other = order.other
+        if order.totals and seen_item is None:
+            spend = update.name(CATEGORY_MAP)
+            names = {update.name(category): amount for category, amount in order.totals.items()}
+            self._add_to_categories(update, spend, names)
+            held = " AND ".join(f"attribute_exists({spend}.{name})" for name in names)
+            room = update.value(MAX_CATEGORIES - len(names))
+            update.conditions.append(f"size({spend}) <= {room} OR ({held})")
+        elif order.totals and seen_item is not None:
+            spend = update.name(CATEGORY_MAP)
+            placement = place(order, seen_item.get(CATEGORY_MAP))
+            other = placement.other
+            if placement.create:
+                update.sets.append(f"{spend} = {update.value(placement.kept)}")
+                update.conditions.append(f"attribute_not_exists({spend})")
+            else:
+                kept = {update.name(category): amount for category, amount in placement.kept.items()}
+                self._add_to_categories(update, spend, kept)
+                update.conditions.append(f"size({spend}) = {update.value(placement.seen_size)}")
+        if other:
+            update.adds.append(f"{update.name(OTHER_CATEGORIES)} {update.value(other)}")
+
+    @staticmethod
+    def _add_to_categories(update: _Update, spend: str, amounts: dict[str, Decimal]) -> None:
+        """SET spend_by_category.#c = if_not_exists(spend_by_category.#c, 0) + :x, for each placeholder #c."""
+        if not amounts:
+            return
+        zero = update.value(0)
+        for name, amount in amounts.items():
+            path = f"{spend}.{name}"
+            update.sets.append(f"{path} = if_not_exists({path}, {zero}) + {update.value(amount)}")
+
     def _entry_put(self, entry: LedgerEntry) -> dict[str, Any]:
         values = entry.model_dump()
         values["event_type"] = EVENT_OF_KIND[entry.kind]
@@ -459,8 +511,9 @@ class LoyaltyStore:
         for another request).
         """
         out_of_order: dict[str, Any] | None = None
-        for _ in range(3):
-            update = self._member_update(entry, purchase, out_of_order=out_of_order)
+        categories_seen: dict[str, Any] | None = None
+        for _ in range(4):
+            update = self._member_update(entry, purchase, out_of_order=out_of_order, categories_seen=categories_seen)
             items = [
                 update.request(self._table, member_key(entry.member_id)),
                 self._entry_put(entry),
@@ -480,7 +533,8 @@ class LoyaltyStore:
                 if member is None:
                     raise MemberNotFound(f"member {entry.member_id} not found", field="member_id") from None
                 # The member exists: either a replay whose claim the cancellation did not report, a debit the
-                # balance does not cover, or an older purchase arriving after a newer one.
+                # balance does not cover, an older purchase arriving after a newer one, or a purchase whose
+                # categories do not all fit the member's map.
                 stored = self._get(claim.item_key())
                 if stored is not None:
                     return self._replay(claim, stored)
@@ -489,11 +543,16 @@ class LoyaltyStore:
                         f"{-entry.points} points needed, {int(member.get('available', 0))} available",
                         details={"available": int(member.get("available", 0)), "needed": -entry.points},
                     ) from None
-                if purchase is not None and str(member.get("last_purchase_at", "")) > timestamp(purchase.occurred_at):
-                    out_of_order = member
-                    continue
+                if purchase is not None:
+                    # An older purchase arriving after a newer one, and/or category names that do not all fit
+                    # the member's map: both are planned from the item the cancellation handed back.
+                    late = str(member.get("last_purchase_at", "")) > timestamp(purchase.occurred_at)
+                    out_of_order = member if late else None
+                    categories_seen = None if fits(purchase.categories, member.get(CATEGORY_MAP)) else member
+                    if late or categories_seen is not None:
+                        continue
                 # The member changed between the attempt and the check (a concurrent debit): try again.
-                out_of_order = None
+                out_of_order = categories_seen = None
         raise StoreContention("the member kept changing during the request; retry")
 
     def refund(
@@ -554,6 +613,7 @@ class LoyaltyStore:
             for aggregate, delta in (("spend_by_month", -amount), ("points_by_month", -plan.due)):
                 if delta:
                     self._add_to_month(member_update, aggregate, order.occurred_at, delta)
+            self._take_categories(member_update, order, amount, member)
             items = [
                 order_update.request(self._table, _key(f"ORDER#{order_id}", "ORDER"), return_old=False),
                 member_update.request(self._table, member_key(order.member_id), return_old=False),
@@ -568,6 +628,25 @@ class LoyaltyStore:
                     return self._replay(claim, cancelled.old_item(3))
                 continue  # the order or the balance moved since the reads: plan again
         raise StoreContention("the order kept changing during the refund; retry")
+
+    def _take_categories(self, update: _Update, order: OrderRecord, amount: Decimal, member: dict[str, Any]) -> None:
+        """Take the refund's share of each of the order's categories back out of the member's category spend
+        (loyalty.categories.refund_shares), each subtraction guarded so that nothing goes below 0: a concurrent
+        refund of another order that got there first fails the transaction, and the refund is planned again."""
+        ordered = OrderCategories(order.category_totals, order.other_categories_total)
+        if not ordered.totals and not ordered.other:
+            return
+        shares = refund_shares(ordered, order.amount, order.refunded_amount, amount)
+        by_name, other = taken_from_member(shares, member.get(CATEGORY_MAP), member.get(OTHER_CATEGORIES))
+        spend = update.name(CATEGORY_MAP) if by_name else ""  # DynamoDB refuses a placeholder the update leaves unused
+        for category, take in by_name.items():
+            path, value = f"{spend}.{update.name(category)}", update.value(take)
+            update.sets.append(f"{path} = {path} - {value}")
+            update.conditions.append(f"{path} >= {value}")
+        if other:
+            name = update.name(OTHER_CATEGORIES)
+            update.adds.append(f"{name} {update.value(-other)}")
+            update.conditions.append(f"{name} >= {update.value(other)}")
 
     # ---- catalog and program ------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """What segmentation knows about a member: figures computed from ONE member item, never the ledger.
 
 The member item carries write-time aggregates (docs/data-model.md): `first_purchase_at`, `last_purchase_at`,
-`purchase_count`, and the monthly maps `spend_by_month`, `purchases_by_month`, `points_by_month` keyed `YYYY-MM`
-(UTC). Every window here is a run of whole calendar months ending with the as-of month, and every day count is a
-difference of UTC calendar dates, so all members scored in one refresh share one clock. The definitions marketers
+`purchase_count`, the monthly maps `spend_by_month`, `purchases_by_month`, `points_by_month` keyed `YYYY-MM`
+(UTC), and lifetime net spend per category (`spend_by_category`, `spend_other_categories`). Every window here is a
+run of whole calendar months ending with the as-of month, and every day count is a difference of UTC calendar
+dates, so all members scored in one refresh share one clock. The definitions marketers
 may rely on are in docs/segments.md ("documented member fields"); `RULE_FIELDS` (loyalty.segments.rules) is built
 from this model, so a field added here is a field the rule language accepts.
 """
@@ -13,16 +14,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
-from decimal import Decimal
-from functools import lru_cache
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from loyalty.categories import CATEGORY_MAP, OTHER_CATEGORIES
 
 if TYPE_CHECKING:
     from loyalty.segments.config import SegmentationConfig
 
 _ZERO = Decimal(0)
+_SHARES = Context(prec=28, rounding=ROUND_HALF_EVEN)  # a share is a ratio of exact sums, to 28 significant digits
 _Number = TypeVar("_Number", int, Decimal)
 
 
@@ -36,6 +40,49 @@ class ConsentFlags(BaseModel):
     push: bool = False
     whatsapp: bool = False
     profiling: bool = False
+
+
+class CategorySpend(BaseModel):
+    """A member's lifetime net spend per category, as the member item keeps it: the names it keeps (at most
+    loyalty.categories.MAX_CATEGORIES) and the categorised spend beyond them (`other`). Read by the rule fields
+    `category_spend.<category>`, `category_share.<category>` and `top_category` (docs/segments.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    by_category: dict[str, Decimal] = Field(default_factory=dict)
+    other: Decimal = _ZERO
+
+    @cached_property
+    def total(self) -> Decimal:
+        """Categorised net spend: every kept category and the rest. Uncategorised lines are in none of it."""
+        return sum(self.by_category.values(), _ZERO) + self.other
+
+    def spend_in(self, category: str) -> Decimal | None:
+        """Net spend in a category; 0 if the member never bought in it; None (unknown) if the member's map is
+        full and the category is not kept by name while some spend beyond the kept names remains."""
+        spend = self.by_category.get(category)
+        if spend is not None:
+            return spend
+        return _ZERO if self.other <= 0 else None
+
+    def share_of(self, category: str) -> Decimal | None:
+        """spend_in(category) / total, 0 to 1; None when the spend is unknown or there is no categorised spend."""
+        spend = self.spend_in(category)
+        if spend is None or self.total <= 0:
+            return None
+        return _SHARES.divide(spend, self.total)
+
+    def top(self) -> str | None:
+        """The kept category with the most net spend, equal spend going to the first name in code point order;
+        None if no category has positive spend, or if the spend beyond the kept names is at least the top's (one
+        of those categories could then be the top)."""
+        best = min(self.by_category, key=lambda name: (-self.by_category[name], name), default=None)
+        if best is None or self.by_category[best] <= 0 or self.other >= self.by_category[best]:
+            return None
+        return best
+
+
+_NO_CATEGORIES = CategorySpend()
 
 
 class MemberFeatures(BaseModel):
@@ -63,6 +110,10 @@ class MemberFeatures(BaseModel):
     consent: ConsentFlags
     available_points: int
     lifetime_points: int
+    top_category: str | None = Field(default=None, description="CategorySpend.top(): the most-bought category.")
+    categories: CategorySpend = Field(
+        default=_NO_CATEGORIES, description="Lifetime net spend per category; read by the category rule fields."
+    )
 
     @property
     def has_purchased(self) -> bool:
@@ -192,6 +243,7 @@ def features_of(member_item: Mapping[str, Any], as_of: datetime, config: Segment
     since_enrolled = max(0, (today - _instant(member_item["enrolled_at"], "enrolled_at").date()).days)
     birthday = member_item.get("birthday")
     profile = member_item.get("profile") or {}
+    categories = _category_spend(member_item)
     consent = member_item.get("consent") or {}
 
     return MemberFeatures(
@@ -215,4 +267,15 @@ def features_of(member_item: Mapping[str, Any], as_of: datetime, config: Segment
         consent=ConsentFlags(**{flag: bool(consent.get(flag, False)) for flag in ConsentFlags.model_fields}),
         available_points=int(member_item.get("available", 0)),
         lifetime_points=int(member_item.get("lifetime_earned", 0)),
+        top_category=categories.top(),
+        categories=categories,
     )
+
+
+def _category_spend(member_item: Mapping[str, Any]) -> CategorySpend:
+    spend = member_item.get(CATEGORY_MAP)
+    other = member_item.get(OTHER_CATEGORIES)
+    if not spend and not other:
+        return _NO_CATEGORIES
+    by_category = {str(name): _decimal(value) for name, value in (spend or {}).items()}
+    return CategorySpend.model_construct(by_category=by_category, other=_ZERO if other is None else _decimal(other))

@@ -4,9 +4,10 @@
     condition := {"field": <documented field>, "op": <op>, "value": <JSON value>}
     op        := = != > >= < <= in not_in between exists
 
-Fields are the documented MemberFeatures fields (docs/segments.md) and `consent.<channel>`. A missing value (a
-member who never purchased has no recency_days) satisfies no comparison except `!=` and `exists: false`; `not` is
-the exact complement of its rule. Grammar, limits and error examples: docs/segments.md.
+Fields are the documented MemberFeatures fields (docs/segments.md), `consent.<channel>`, and the category families
+`category_spend.<category>` and `category_share.<category>` (a category name as the store keeps it). A missing value
+(a member who never purchased has no recency_days) satisfies no comparison except `!=` and `exists: false`; `not`
+is the exact complement of its rule. Grammar, limits and error examples: docs/segments.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import difflib
 import operator
 import types
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
@@ -32,6 +34,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from loyalty.categories import category_name
 from loyalty.errors import InvalidRequest
 from loyalty.segments.features import MemberFeatures
 from loyalty.segments.ids import Slug
@@ -46,7 +49,7 @@ MAX_NUMBER = Decimal("1e15")  # far beyond any points, spend or day count; keeps
 FieldKind = Literal["number", "string", "boolean"]
 _KIND_OF_TYPE: dict[type, FieldKind] = {int: "number", Decimal: "number", str: "string", bool: "boolean"}
 _TAKES = {"number": "a number", "string": "a string", "boolean": "true or false"}
-_NOT_RULE_FIELDS = frozenset({"member_id"})
+_NOT_RULE_FIELDS = frozenset({"member_id", "categories"})  # categories: read by the families below
 
 
 def _fields_of(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[FieldKind, bool]]:
@@ -75,6 +78,50 @@ RULE_FIELDS: Mapping[str, FieldKind] = types.MappingProxyType({name: kind for na
 OPTIONAL_FIELDS = frozenset(name for name, (_, optional) in _FIELDS.items() if optional)
 
 _GETTERS = {name: operator.attrgetter(name) for name in RULE_FIELDS}
+
+# "<family>.<category>": one number per category, missing when unknown (docs/segments.md, "Category affinity").
+FIELD_FAMILIES: Mapping[str, FieldKind] = types.MappingProxyType(
+    {"category_spend": "number", "category_share": "number"}
+)
+CATEGORY_FIELDS = frozenset({"top_category"})  # string fields whose values are category names
+_FAMILY_TEMPLATES = tuple(f"{family}.<category>" for family in FIELD_FAMILIES)
+
+
+@dataclass(frozen=True)
+class _CategoryGetter:
+    """The getter of `category_spend.<category>` or `category_share.<category>`; equal for equal fields, so equal
+    conditions compare equal."""
+
+    family: str
+    category: str
+
+    def __call__(self, features: MemberFeatures) -> Decimal | None:
+        if self.family == "category_spend":
+            return features.categories.spend_in(self.category)
+        return features.categories.share_of(self.category)
+
+
+_AS_STORED = "category names are written as stored (case-folded, trimmed, single spaces)"
+
+
+def _category_problem(name: str, where: str, spell: Callable[[str], str]) -> str | None:
+    """Why `name` is not a category name as the store keeps it (loyalty.categories.category_name), or None.
+    `where` names what takes the name; `spell` writes a name as the marketer would (in a field, or as a value)."""
+    if len(name) > MAX_STRING_LENGTH:
+        return f"a category name is at most {MAX_STRING_LENGTH} characters"
+    stored = category_name(name)
+    if stored is None:
+        return f"{where} takes a category name, got {name!r}"
+    if stored != name:
+        return f"{_AS_STORED}: {spell(stored)}, not {spell(name)}"
+    return None
+
+
+def _kind(field: str) -> FieldKind:
+    """The kind of a field already validated: a fixed field, or a member of a family."""
+    kind = RULE_FIELDS.get(field)
+    return kind if kind is not None else FIELD_FAMILIES[field.partition(".")[0]]
+
 
 OPS = ("=", "!=", ">", ">=", "<", "<=", "in", "not_in", "between", "exists")
 _NUMBER_ONLY = frozenset({">", ">=", "<", "<=", "between"})
@@ -126,6 +173,13 @@ def _operand_of(value: Any) -> Any:
     return Decimal(str(value))
 
 
+def _categories_as_stored(field: str, values: list[Any] | tuple[Any, ...]) -> None:
+    for value in values:
+        problem = _category_problem(value, field, repr)
+        if problem is not None:
+            raise ValueError(problem)
+
+
 class Condition(BaseModel):
     """{"field": ..., "op": ..., "value": ...}: one comparison of a member field."""
 
@@ -140,11 +194,20 @@ class Condition(BaseModel):
     @field_validator("field")
     @classmethod
     def _known_field(cls, name: str) -> str:
-        if name not in RULE_FIELDS:
-            close = difflib.get_close_matches(name, RULE_FIELDS, n=1)
+        if name in RULE_FIELDS:
+            return name
+        family, dot, category = name.partition(".")
+        if dot and family in FIELD_FAMILIES:
+            problem = _category_problem(category, f"{family}.<category>", lambda spelt: f"{family}.{spelt}")
+            if problem is not None:
+                raise ValueError(problem)
+            return name
+        if dot and (close := difflib.get_close_matches(family, FIELD_FAMILIES, n=1)):
+            hint = f" (did you mean {close[0]}.{category}?)"
+        else:
+            close = difflib.get_close_matches(name, [*RULE_FIELDS, *_FAMILY_TEMPLATES], n=1)
             hint = f" (did you mean {close[0]}?)" if close else " (see the documented member fields)"
-            raise ValueError(f"unknown field {name!r}{hint}")
-        return name
+        raise ValueError(f"unknown field {name!r}{hint}")
 
     @field_validator("op")
     @classmethod
@@ -152,8 +215,8 @@ class Condition(BaseModel):
         if op not in OPS:
             raise ValueError(f"unknown op {op!r}; ops are {' '.join(OPS)}")
         field = info.data.get("field")
-        if field is not None and op in _NUMBER_ONLY and RULE_FIELDS[field] != "number":
-            raise ValueError(f"{op} does not apply to {field}, which takes {_TAKES[RULE_FIELDS[field]]}")
+        if field is not None and op in _NUMBER_ONLY and _kind(field) != "number":
+            raise ValueError(f"{op} does not apply to {field}, which takes {_TAKES[_kind(field)]}")
         return op
 
     @field_validator("value")
@@ -162,7 +225,7 @@ class Condition(BaseModel):
         field, op = info.data.get("field"), info.data.get("op")
         if field is None or op is None:
             return value  # the field or op is already reported
-        kind = RULE_FIELDS[field]
+        kind = _kind(field)
         if op == "exists":
             if value is None:
                 return True
@@ -184,13 +247,21 @@ class Condition(BaseModel):
                 raise ValueError(f"{field} {op} takes a list of 1 to {MAX_LIST_VALUES} {noun}")
             if not all(_fits(kind, v) for v in value):
                 raise ValueError(f"{field} {op} takes a list of {noun}")
+            if field in CATEGORY_FIELDS:
+                _categories_as_stored(field, value)
             return [_json_number(v) if kind == "number" else v for v in value]
         if not _fits(kind, value):
             raise ValueError(f"{field} takes {_TAKES[kind]}")
+        if field in CATEGORY_FIELDS:
+            _categories_as_stored(field, [value])
         return _json_number(value) if kind == "number" else value
 
     def model_post_init(self, context: Any, /) -> None:
-        self._get = _GETTERS[self.field]  # shared, so equal conditions compare equal
+        getter: Callable[[MemberFeatures], Any] | None = _GETTERS.get(self.field)  # shared: equal conditions are equal
+        if getter is None:
+            family, _, category = self.field.partition(".")
+            getter = _CategoryGetter(family, category)
+        self._get = getter
         if self.op in ("in", "not_in"):
             self._operand = frozenset(_operand_of(v) for v in self.value)
         elif self.op == "between":
