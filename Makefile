@@ -62,6 +62,8 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The end-to-end refresh runs at 50,000 members as the figures in docs/refresh-estimate.md were measured (about 45
+# minutes on 2 CPUs); `make bench ARGS="--refresh-members 5000"` for a quick look.
 bench: $(STAMP) dynamodb-local ## run the benchmarks
 	$(PY) -m bench $(ARGS)
 

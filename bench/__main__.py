@@ -1,4 +1,5 @@
-"""`make bench`: DynamoDB round trips per operation, handler throughput beside a bare put_item loop, cold imports.
+"""`make bench`: DynamoDB round trips per operation, handler throughput beside a bare put_item loop, cold imports,
+the segment scoring core (bench/segments.py) and the segment refresh end to end (bench/refresh.py).
 
 Absolute times on a laptop are noise; the figures that matter are counts (round trips per operation) and ratios
 against a baseline measured in the same run on the same emulator.
@@ -95,6 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ops", type=int, default=300, help="operations per throughput figure")
     parser.add_argument("--dynamodb", choices=["auto", "local", "moto"], default="auto")
+    parser.add_argument(
+        "--refresh-members",
+        type=int,
+        default=50_000,
+        help="members of the end-to-end refresh (about 45 min at 50,000 on 2 CPUs, most of it the two first runs)",
+    )
     args = parser.parse_args()
 
     from devstack.stack import LocalStack
@@ -210,6 +217,11 @@ def main() -> None:
     from bench import segments
 
     segments.main([])
+
+    print("\nsegment refresh end to end on DynamoDB Local (bench/refresh.py):", flush=True)
+    from bench import refresh
+
+    refresh.main(["--members", str(args.refresh_members)])
 
 
 if __name__ == "__main__":
