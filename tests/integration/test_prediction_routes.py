@@ -5,9 +5,7 @@ admins read the model a refresh run fitted."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,7 @@ from loyalty.activities import Purchase
 from loyalty.adapters.segment_store import PublishedCutPoints
 from loyalty.members import Enrollment
 from loyalty.segments.prediction import BgNbdParameters, GammaGammaParameters, PredictionModel
+from tests.integration.test_functions_events import load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -53,14 +52,7 @@ class Context:
 
 
 def _handler(function_logical_id: str) -> ModuleType:
-    function = TEMPLATE.function(function_logical_id)
-    name = f"prediction_routes_{function_logical_id}"
-    spec = importlib.util.spec_from_file_location(name, function.handler_file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(TEMPLATE.function(function_logical_id).handler_file.parent.name)
 
 
 def _get(function: ModuleType, resource: str, path: str, parameters: dict[str, str]) -> tuple[int, Any]:
