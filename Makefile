@@ -62,8 +62,8 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The end-to-end refresh runs at 50,000 members as the figures in docs/refresh-estimate.md were measured (about 45
-# minutes on 2 CPUs); `make bench ARGS="--refresh-members 5000"` for a quick look.
+# The end-to-end refresh runs at 2,000 members (about 2.5 minutes on 2 CPUs): DynamoDB Local's writes slow down
+# steeply as it holds more items (docs/refresh-estimate.md, "Measured"). ARGS="--refresh-members 10000" for more.
 bench: $(STAMP) dynamodb-local ## run the benchmarks
 	$(PY) -m bench $(ARGS)
 

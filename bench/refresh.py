@@ -3,7 +3,7 @@
     cpu       CPU time per member of each step a worker runs (botocore parsing a Scan page, from_item, features_of,
               RFM, the BG/NBD sample row, segments_given_rfm, KPIs) and per membership transaction, in this process
               alone, best of 3: the figures docs/refresh-estimate.md builds the 10M-member estimate on
-    ingest    --members synthetic member items (default 50,000), shaped as the store writes them (the Member model
+    ingest    --members synthetic member items (default 2,000), shaped as the store writes them (the Member model
               dumped and encoded with the store's own to_item, write-time aggregates over the last 24 months), put
               with BatchWriteItem from a thread pool into two tables made from template.yaml. Setup only: the bench
               is about the refresh, not the ingest
@@ -824,7 +824,7 @@ class Checks:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--members", type=int, default=50_000)
+    parser.add_argument("--members", type=int, default=2_000)
     parser.add_argument("--workers", type=int, default=4, help="concurrent invocations of runs B, C and D")
     parser.add_argument("--changed", type=float, default=0.01, help="share of members who buy before run D")
     parser.add_argument("--seed", type=int, default=2026)
