@@ -100,8 +100,8 @@ def main() -> None:
         "--refresh-members",
         type=int,
         default=2_000,
-        help="members of the end-to-end refresh (about 2.5 minutes at 2,000 on 2 CPUs; DynamoDB Local's writes slow "
-        "down steeply as it holds more items, see docs/refresh-estimate.md)",
+        help="members of the end-to-end refresh (about 2.5 minutes at 2,000 on 2 CPUs; DynamoDB Local's writes to the "
+        "template's table slow down steeply as it fills, see docs/refresh-estimate.md)",
     )
     args = parser.parse_args()
 
