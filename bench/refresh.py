@@ -3,12 +3,15 @@
     cpu       CPU time per member of each step a worker runs (botocore parsing a Scan page, from_item, features_of,
               RFM, the BG/NBD sample row, segments_given_rfm, KPIs) and per membership transaction, in this process
               alone, best of 3: the figures docs/refresh-estimate.md builds the 10M-member estimate on
-    ingest    --members synthetic member items (default 2,000), shaped as the store writes them (the Member model
+    ingest    --members synthetic member items (default 50,000), shaped as the store writes them (the Member model
               dumped and encoded with the store's own to_item, write-time aggregates over the last 24 months), put
-              with BatchWriteItem from a thread pool into two tables made from template.yaml. Setup only: the bench
-              is about the refresh, not the ingest
-    baseline  a bare TransactWriteItems of what a membership change writes, from 1 and from 4 threads
+              with BatchWriteItem from a thread pool into table A, made from template.yaml on a DynamoDB Local of
+              its own; later the same into table B on another (one emulator per table: DynamoDB Local slows a
+              stream-enabled table's writes by the items the other stream-enabled tables it holds have). Setup
+              only: the bench is about the refresh, not the ingest
     run A     table A, a full refresh with 1 worker (a first run: every member gets a segment set), profiled
+    baseline  in table A after run A: a bare TransactWriteItems of what a membership change writes, from 1 and from
+              4 threads
     run B     table B (the same items), a full refresh with 4 workers running concurrently: threads taking messages
               from one shared queue, as concurrent Lambda invocations take them off the SQS queue
     run C     table B again, no fact changed: must write nothing
@@ -229,6 +232,22 @@ def batch_write(client: Any, table: str, items: Sequence[dict[str, Any]], thread
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(write, range(0, len(items), 25)))
+
+
+def ingest(
+    client: Any, table: str, items: Sequence[dict[str, Any]], threads: int, built: float, sizes: list[int], name: str
+) -> None:
+    started = time.perf_counter()
+    batch_write(client, table, items, threads)
+    seconds = time.perf_counter() - started
+    print(
+        f"ingest into table {name} (setup only; this bench is about the refresh): items built with the store's own "
+        f"to_item in {built:.1f} s, then BatchWriteItem from {threads} threads into a table made from template.yaml "
+        f"on a DynamoDB Local of its own, {len(items) / seconds:,.0f} items/s ({seconds:.0f} s). A member item is "
+        f"{sum(sizes) / len(sizes):,.0f} bytes as DynamoDB bills it on average (median {sizes[len(sizes) // 2]:,}, "
+        f"p99 {sizes[len(sizes) * 99 // 100]:,}, max {sizes[-1]:,})",
+        flush=True,
+    )
 
 
 def read_roster(client: Any, table: str, segments: int = 4) -> dict[str, dict[str, Any]]:
@@ -824,7 +843,7 @@ class Checks:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--members", type=int, default=2_000)
+    parser.add_argument("--members", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=4, help="concurrent invocations of runs B, C and D")
     parser.add_argument("--changed", type=float, default=0.01, help="share of members who buy before run D")
     parser.add_argument("--seed", type=int, default=2026)
@@ -859,51 +878,26 @@ def main(argv: list[str] | None = None) -> None:
     cpu = cpu_per_member(items[: min(len(items), 5_000)], as_of, config)
     print_cpu(cpu)
     changes = max(1, round(cpu["segments per member"]))
+    # One emulator per table: DynamoDB Local slows every stream-enabled table's writes by the items other
+    # stream-enabled tables of the same process hold (docs/local-stack.md), which would charge run B's ingest and
+    # transactions for table A's items.
     with dynamodb_local.start() as server:
         setup = new_client(server.endpoint)
-        tables = [new_table(setup), new_table(setup)]
-        started = time.perf_counter()
-        for table in tables:
-            batch_write(setup, table, items, args.ingest_threads)
-        ingest = time.perf_counter() - started
-        print(
-            f"ingest (setup only; this bench is about the refresh): items built with the store's own to_item in "
-            f"{built:.1f} s, then BatchWriteItem from {args.ingest_threads} threads into 2 tables made from "
-            f"template.yaml, {2 * args.members / ingest:,.0f} items/s ({ingest:.0f} s). A member item is "
-            f"{sum(sizes) / len(sizes):,.0f} bytes as DynamoDB bills it on average (median {sizes[len(sizes) // 2]:,}, "
-            f"p99 {sizes[len(sizes) * 99 // 100]:,}, max {sizes[-1]:,})",
-            flush=True,
-        )
-        member_item = items[0]
-        del items  # the tables hold them now
-        gc.collect()
-        gc.freeze()
-        scratch = new_table(setup)
-        bare_transactions(setup, scratch, member_item, changes, args.baseline, args.workers)  # warms the JIT up
-        one_rate, one_latency, one_cpu = bare_transactions(setup, scratch, member_item, changes, args.baseline, 1)
-        many_rate, many_latency, _ = bare_transactions(
-            setup, scratch, member_item, changes, args.baseline, args.workers
-        )
-        print(
-            f"baseline, same emulator: a bare TransactWriteItems of what a membership change writes (1 member item "
-            f"+ {changes} memberships + {changes} events, conditional puts), {args.baseline} each: 1 thread "
-            f"{one_rate:.1f}/s ({one_latency:.1f} ms, {one_cpu:.0f} us CPU here each), {args.workers} threads "
-            f"{many_rate:.1f}/s ({many_latency:.1f} ms): x{many_rate / one_rate:.2f} from {args.workers} threads",
-            flush=True,
-        )
+        table_a = new_table(setup)
+        ingest(setup, table_a, items, args.ingest_threads, built, sizes, "A")
         meter = Meter(new_client(server.endpoint))
 
         profile = StageProfile()
         a = refresh_run(
             "run A: full refresh, 1 worker (a first run: every member gets a segment set)",
             meter,
-            tables[0],
+            table_a,
             1,
             as_of,
             profile=profile,
         )
         a.print()
-        roster_a = read_roster(setup, tables[0])
+        roster_a = read_roster(setup, table_a)
         model = run_model(a.run)
         cut_points, expected = expected_segments(roster_a, as_of, config, model)
         print(
@@ -917,11 +911,37 @@ def main(argv: list[str] | None = None) -> None:
         check.run(a, args.members, changed=args.members)
         check(run_cut_points(a.run) == cut_points, "run A: cut points differ from the pure core's")
         check(stored_segments(roster_a) == expected, "run A: memberships differ from the pure core's")
+        del roster_a
+
+        # The baseline goes into table A once run A is checked: the emulator and the table at the size run A had.
+        member_item = items[0]
+        bare_transactions(setup, table_a, member_item, changes, args.baseline, args.workers)  # warms the JIT up
+        one_rate, one_latency, one_cpu = bare_transactions(setup, table_a, member_item, changes, args.baseline, 1)
+        many_rate, many_latency, _ = bare_transactions(
+            setup, table_a, member_item, changes, args.baseline, args.workers
+        )
+        print(
+            f"baseline, same emulator and table after run A: a bare TransactWriteItems of what a membership change "
+            f"writes (1 member item + {changes} memberships + {changes} events, conditional puts), {args.baseline} "
+            f"each: 1 thread {one_rate:.1f}/s ({one_latency:.1f} ms, {one_cpu:.0f} us CPU here each), "
+            f"{args.workers} threads {many_rate:.1f}/s ({many_latency:.1f} ms): x{many_rate / one_rate:.2f} from "
+            f"{args.workers} threads",
+            flush=True,
+        )
+
+    with dynamodb_local.start() as server:
+        setup = new_client(server.endpoint)
+        table_b = new_table(setup)
+        ingest(setup, table_b, items, args.ingest_threads, built, sizes, "B")
+        del items  # the tables hold them now
+        gc.collect()
+        gc.freeze()
+        meter = Meter(new_client(server.endpoint))
 
         b = refresh_run(
             f"run B: full refresh, {args.workers} concurrent workers (a fresh table, the same items)",
             meter,
-            tables[1],
+            table_b,
             args.workers,
             as_of,
         )
@@ -932,21 +952,21 @@ def main(argv: list[str] | None = None) -> None:
             _fit(run_model(b.run)) == _fit(model),
             "run B: prediction model differs from run A's (same members, 4 workers)",
         )
-        check(stored_segments(read_roster(setup, tables[1])) == expected, "run B: memberships differ from run A's")
+        check(stored_segments(read_roster(setup, table_b)) == expected, "run B: memberships differ from run A's")
 
-        c = refresh_run(f"run C: {args.workers} workers again, no fact changed", meter, tables[1], args.workers, as_of)
+        c = refresh_run(f"run C: {args.workers} workers again, no fact changed", meter, table_b, args.workers, as_of)
         c.print()
         check.run(c, args.members, changed=0)
 
         buyers = rng.sample(sorted(expected), max(1, round(args.members * args.changed)))
-        buy_once_more(setup, tables[1], buyers, as_of - timedelta(minutes=1), args.seed, args.ingest_threads)
-        before = read_roster(setup, tables[1])
+        buy_once_more(setup, table_b, buyers, as_of - timedelta(minutes=1), args.seed, args.ingest_threads)
+        before = read_roster(setup, table_b)
         bought = set(buyers)
         d = refresh_run(
             f"run D: {args.workers} workers after {len(buyers):,} members ({len(buyers) / args.members:.1%}) bought "
             "once more (UpdateItem as the ledger's: month maps, counters, revision + 1)",
             meter,
-            tables[1],
+            table_b,
             args.workers,
             as_of,
         )
@@ -962,7 +982,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         check.run(d, args.members, changed=len(differ))
         check(run_cut_points(d.run) == expected_d_cuts, "run D: cut points differ from the pure core's")
-        check(stored_segments(read_roster(setup, tables[1])) == expected_d, "run D: memberships differ from the core's")
+        check(stored_segments(read_roster(setup, table_b)) == expected_d, "run D: memberships differ from the core's")
 
     def latency(result: RunResult) -> float:
         return result.latency["TransactWriteItems"] / max(1, result.calls["TransactWriteItems"]) * 1e3
