@@ -62,8 +62,8 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The end-to-end refresh runs at 2,000 members (about 2.5 minutes on 2 CPUs): on the template's table DynamoDB Local's
-# writes slow down steeply as it fills (docs/refresh-estimate.md, "Measured"). ARGS="--refresh-members 10000" for more.
+# The end-to-end refresh runs at 50,000 members (about 35 minutes on 2 CPUs, most of it the first runs' 100,000
+# membership transactions); ARGS="--refresh-members 2000" for a 2-minute run (docs/refresh-estimate.md, "Measured").
 bench: $(STAMP) dynamodb-local ## run the benchmarks
 	$(PY) -m bench $(ARGS)
 
