@@ -1,8 +1,10 @@
 """Earns and reverses points from the commerce system's OrderPlaced and OrderRefunded events.
 
-Idempotent by order id (purchases) and by refund id or, failing that, the EventBridge event id (refunds). An order
-from a customer who is not a member earns nothing and is acknowledged. Anything else that fails raises, so
-Lambda retries it and then parks it in the dead-letter queue.
+Idempotent by order id (purchases) and by (order id, refund id) (refunds: `refund_id` is required, so the same
+refund sent in two events reverses once). An order from a customer who is not a member earns nothing and is
+acknowledged; so is a refund the ledger refuses for good (more than is left to refund on its order): retrying would
+get the same answer, which is remembered under the refund's identity. Anything else that fails raises (a refund
+that arrives before its order, a malformed detail), so Lambda retries it and then parks it in the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -63,9 +65,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         outcome = service.purchase(member_id, purchase)
     else:
         refund = OrderRefundedDetail.model_validate({**envelope.detail, "type": "refund"})
-        outcome = service.refund(
-            Refund.model_validate(refund.model_dump(include=set(Refund.model_fields))),
-            idempotency_key=f"event-{envelope.id}",
+        outcome = service.refund(Refund.model_validate(refund.model_dump(include=set(Refund.model_fields))))
+    if outcome.status >= 400:
+        logger.warning(
+            "order event refused",
+            extra={"detail_type": envelope.detail_type, "code": outcome.body.get("code"), "replayed": outcome.replayed},
         )
+        return {"status": outcome.status, "replayed": outcome.replayed, **outcome.body}
     logger.info("order event applied", extra={"detail_type": envelope.detail_type, "replayed": outcome.replayed})
     return {"status": outcome.status, "replayed": outcome.replayed, **outcome.body}

@@ -169,7 +169,7 @@ def history(aws: Aws) -> tuple[str, dict[str, str]]:
     earned = service.purchase(member_id, Purchase(order_id="web-5531", amount=Decimal("120.50"), currency="USD"))
     bonus = service.record(member_id, Engagement(type="review", reference="SKU-SERUM"), "review-1")
     redeemed = service.redeem(member_id, "sample-trio", "redeem-1")
-    reversed_ = service.refund(Refund(order_id="web-5531", refund_id="rf-1", amount=Decimal("20.50")), None)
+    reversed_ = service.refund(Refund(order_id="web-5531", refund_id="rf-1", amount=Decimal("20.50")))
     adjusted = service.record(member_id, Adjustment(points=-5, reason="goodwill for Ada"), "adjust-1")
     entries = {
         "earn": earned.body["entry"]["entry_id"],
@@ -360,17 +360,44 @@ def test_an_order_refunded_event_reverses_the_orders_share_once(aws: Aws, orders
     assert aws.balance(customer) == 100
 
 
-def test_a_refund_without_a_refund_id_is_idempotent_by_the_event_id(
+def test_the_same_refund_in_two_events_reverses_once(aws: Aws, orders: ModuleType, customer: str) -> None:
+    orders.lambda_handler(order_placed(), LambdaContext())
+    first, second = order_refunded(), order_refunded()  # two PutEvents: two event ids, one refund_id
+    assert first["id"] != second["id"]
+
+    applied = orders.lambda_handler(first, LambdaContext())
+    again = orders.lambda_handler(second, LambdaContext())
+
+    assert (applied["replayed"], again["replayed"]) == (False, True)
+    assert again["entry"] == applied["entry"]
+    assert aws.balance(customer) == 100
+
+
+def test_a_refund_event_without_a_refund_id_raises_and_writes_nothing(
     aws: Aws, orders: ModuleType, customer: str
 ) -> None:
     orders.lambda_handler(order_placed(), LambdaContext())
-    refund = order_refunded(refund_id=None)
+    event = order_refunded()
+    del event["detail"]["refund_id"]
 
-    orders.lambda_handler(refund, LambdaContext())
-    again = orders.lambda_handler(refund, LambdaContext())
+    with pytest.raises(ValidationError, match="refund_id"):
+        orders.lambda_handler(event, LambdaContext())
 
-    assert again["replayed"] is True
-    assert aws.balance(customer) == 100
+    assert aws.balance(customer) == 120
+
+
+def test_a_refund_beyond_its_order_is_acknowledged_as_refused_and_replays_as_refused(
+    aws: Aws, orders: ModuleType, customer: str
+) -> None:
+    orders.lambda_handler(order_placed(), LambdaContext())
+    too_much = order_refunded(refund_id="rf-too-much", amount="500.00")
+
+    refused = orders.lambda_handler(too_much, LambdaContext())
+    again = orders.lambda_handler(order_refunded(refund_id="rf-too-much", amount="500.00"), LambdaContext())
+
+    assert (refused["status"], refused["code"], refused["replayed"]) == (409, "refund_exceeds_order", False)
+    assert (again["status"], again["message"], again["replayed"]) == (409, refused["message"], True)
+    assert aws.balance(customer) == 120
 
 
 def test_a_refund_that_arrives_before_its_order_raises_so_lambda_retries(

@@ -55,7 +55,7 @@ def test_a_rule_segment_over_category_affinity_gets_the_member_who_bought_in_tha
     assert "rule:makeup-fans" not in {m.segment_id for m in segmentation.member_segments(other)}
 
     # When the fan's makeup is refunded in full (the order's makeup share goes back out of their spend)
-    loyalty.service.refund(Refund(order_id="fan-1", refund_id="rf-1", amount=Decimal("80.00")), None)
+    loyalty.service.refund(Refund(order_id="fan-1", refund_id="rf-1", amount=Decimal("80.00")))
     left = segmentation.reevaluate(loyalty.member_item(fan)).left
 
     # Then they leave the segment

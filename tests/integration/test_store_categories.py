@@ -40,7 +40,7 @@ def buy(
 
 
 def refund(loyalty: Loyalty, order_id: str, amount: str, refund_id: str) -> Outcome:
-    return loyalty.service.refund(Refund(order_id=order_id, refund_id=refund_id, amount=D(amount)), None)
+    return loyalty.service.refund(Refund(order_id=order_id, refund_id=refund_id, amount=D(amount)))
 
 
 def categories(loyalty: Loyalty, member_id: str) -> tuple[dict[str, Decimal], Decimal]:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from loyalty.activities import Refund
-from loyalty.errors import InsufficientPoints
 from loyalty.ledger import EntryKind
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client, make_loyalty
 
@@ -74,14 +73,14 @@ def test_concurrent_redemptions_never_overdraw(server: Loyalty) -> None:
         [lambda i=i: server.service.redeem(member_id, "ten-points", f"redeem-{i}") for i in range(50)]
     )
 
-    outcomes = Counter(type(result).__name__ for result in results)
-    assert outcomes == {"Outcome": 10, "InsufficientPoints": 40}
-    assert all(isinstance(r, InsufficientPoints) or r.status == 201 for r in results)
+    statuses = Counter(getattr(result, "status", type(result).__name__) for result in results)
+    assert statuses == {201: 10, 409: 40}
+    assert all(r.body["code"] == "insufficient_points" for r in results if r.status == 409)
     member = server.member_item(member_id)
     ledger = server.ledger(member_id)
     assert int(member["available"]) == 0 == sum(entry.points for entry in ledger)
     assert [entry.kind for entry in ledger].count(EntryKind.REDEEM) == 10
-    assert len({r.body["voucher_code"] for r in results if not isinstance(r, Exception)}) == 10
+    assert len({r.body["voucher_code"] for r in results if r.status == 201}) == 10
     server.assert_ledger_is_true(member_id)
 
 
@@ -113,14 +112,15 @@ def test_concurrent_refunds_of_one_order_reverse_exactly_its_points(local_server
     server.buy(member_id, "100.00", order_id="web-1", occurred_at=datetime.now(UTC) - timedelta(days=1))
     results = run_concurrently(
         [
-            lambda i=i: server.service.refund(Refund(order_id="web-1", refund_id=f"rf-{i}", amount=Decimal(10)), None)
+            lambda i=i: server.service.refund(Refund(order_id="web-1", refund_id=f"rf-{i}", amount=Decimal(10)))
             for i in range(12)  # two more than the order holds: exactly two are refused
         ]
     )
 
-    outcomes = Counter(type(result).__name__ for result in results)
-    assert outcomes == {"Outcome": 10, "InvalidRequest": 2}
-    assert sum(r.body["points_due"] for r in results if not isinstance(r, Exception)) == 100
+    statuses = Counter(getattr(result, "status", type(result).__name__) for result in results)
+    assert statuses == {201: 10, 409: 2}
+    assert all(r.body["code"] == "refund_exceeds_order" for r in results if r.status == 409)
+    assert sum(r.body["points_due"] for r in results if r.status == 201) == 100
     assert server.available(member_id) == 0
     order = server.item("ORDER#web-1", "ORDER")
     assert order is not None

@@ -14,12 +14,10 @@ from loyalty.activities import Adjustment, LineItem, Purchase, Refund
 from loyalty.adapters.dynamodb_store import month_key, timestamp
 from loyalty.errors import (
     IdempotencyKeyReused,
-    InsufficientPoints,
     InvalidRequest,
     MemberNotFound,
     OrderConflict,
     OrderNotFound,
-    RewardNotFound,
 )
 from loyalty.ledger import EntryKind
 from loyalty.program import ProgramConfig
@@ -32,7 +30,7 @@ UNKNOWN_MEMBER = "m_01jzzzzzzzzzzzzzzzzzzzzzzz"
 
 
 def refund(loyalty: Loyalty, order_id: str, amount: str, refund_id: str) -> Outcome:
-    return loyalty.service.refund(Refund(order_id=order_id, refund_id=refund_id, amount=Decimal(amount)), None)
+    return loyalty.service.refund(Refund(order_id=order_id, refund_id=refund_id, amount=Decimal(amount)))
 
 
 def adjust(loyalty: Loyalty, member_id: str, points: int, key: str) -> Outcome:
@@ -347,28 +345,87 @@ def test_the_same_idempotency_key_is_scoped_to_its_member(loyalty: Loyalty) -> N
     assert loyalty.available(first) == loyalty.available(second) == 90
 
 
-def test_a_redemption_the_balance_does_not_cover_is_refused_and_writes_nothing(loyalty: Loyalty) -> None:
+def remembered_claims(loyalty: Loyalty, before: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The items written since `before`: a refusal may write its remembered answer, and nothing else."""
+    added = [item for item in loyalty.all_items() if item not in before]
+    assert all(str(item["PK"]).startswith("IDEMPOTENCY#") for item in added), added
+    return added
+
+
+def test_a_redemption_the_balance_does_not_cover_is_refused_and_only_the_refusal_is_written(loyalty: Loyalty) -> None:
     member_id = loyalty.enroll()
     loyalty.buy(member_id, "99.99")
+    member_before = loyalty.member_item(member_id)
     before = loyalty.all_items()
 
-    with pytest.raises(InsufficientPoints) as refused:
-        loyalty.service.redeem(member_id, "sample-trio", "redeem-1")
+    refused = loyalty.service.redeem(member_id, "sample-trio", "redeem-1")
 
-    assert refused.value.status == 409
-    assert refused.value.body()["available"] == 99
-    assert refused.value.body()["needed"] == 100
-    assert loyalty.all_items() == before  # no entry, no claim: the same key may be used again later
+    assert (refused.status, refused.replayed) == (409, False)
+    assert refused.body["code"] == "insufficient_points"
+    assert (refused.body["available"], refused.body["needed"]) == (99, 100)
+    assert loyalty.member_item(member_id) == member_before
+    [claim] = remembered_claims(loyalty, before)
+    assert claim["PK"] == f"IDEMPOTENCY#redeem:{member_id}:redeem-1"
 
 
-def test_an_unknown_reward_is_not_found(loyalty: Loyalty) -> None:
+def test_a_refused_redemption_replays_as_the_same_refusal_after_the_member_earns_more(loyalty: Loyalty) -> None:
+    member_id = loyalty.enroll()
+    loyalty.buy(member_id, "50.00")
+    first = loyalty.service.redeem(member_id, "sample-trio", "redeem-1")
+    loyalty.buy(member_id, "500.00")  # now the member could afford it
+    member_before = loyalty.member_item(member_id)
+
+    replays = [loyalty.service.redeem(member_id, "sample-trio", "redeem-1") for _ in range(3)]
+    fresh = loyalty.service.redeem(member_id, "sample-trio", "redeem-2")
+
+    assert first.status == 409
+    assert all((r.status, r.body, r.replayed) == (409, first.body, True) for r in replays)
+    assert first.body["available"] == 50  # the first answer, not today's balance
+    assert fresh.status == 201  # a new key is a new request, judged now
+    assert loyalty.available(member_id) == int(member_before["available"]) - 100
+    loyalty.assert_ledger_is_true(member_id)
+
+
+def test_a_refusals_key_reused_for_another_request_is_refused_as_reused(loyalty: Loyalty) -> None:
+    member_id = loyalty.enroll()
+    loyalty.service.redeem(member_id, "sample-trio", "redeem-1")  # refused: 0 points
+
+    with pytest.raises(IdempotencyKeyReused):
+        loyalty.service.redeem(member_id, "ten-points", "redeem-1")
+
+
+def test_an_unknown_reward_is_not_found_and_the_answer_is_remembered(loyalty: Loyalty) -> None:
     member_id = loyalty.enroll()
     loyalty.buy(member_id, "100.00")
 
-    with pytest.raises(RewardNotFound):
-        loyalty.service.redeem(member_id, "no-such-reward", "redeem-1")
+    refused = loyalty.service.redeem(member_id, "no-such-reward", "redeem-1")
+    loyalty.store.put_reward(
+        Reward(reward_id="no-such-reward", name="Late treat", kind=RewardKind.FREE_PRODUCT, cost_points=10)
+    )
+    loyalty.service.catalog.clear()
+    replay = loyalty.service.redeem(member_id, "no-such-reward", "redeem-1")
 
+    assert (refused.status, refused.body["code"], refused.body["errors"][0]["field"]) == (
+        404,
+        "reward_not_found",
+        "reward_id",
+    )
+    assert (replay.status, replay.body, replay.replayed) == (404, refused.body, True)
     assert loyalty.available(member_id) == 100
+
+
+def test_a_reward_added_after_the_catalog_was_cached_is_found_before_a_refusal_is_remembered(
+    loyalty: Loyalty,
+) -> None:
+    member_id = loyalty.enroll()
+    loyalty.buy(member_id, "100.00")
+    loyalty.service.rewards()  # the catalog is cached now
+    loyalty.store.put_reward(Reward(reward_id="new-treat", name="New", kind=RewardKind.FREE_PRODUCT, cost_points=10))
+
+    outcome = loyalty.service.redeem(member_id, "new-treat", "redeem-1")
+
+    assert outcome.status == 201
+    assert loyalty.available(member_id) == 90
 
 
 def test_a_retired_reward_can_no_longer_be_redeemed(loyalty: Loyalty) -> None:
@@ -378,9 +435,9 @@ def test_a_retired_reward_can_no_longer_be_redeemed(loyalty: Loyalty) -> None:
         Reward(reward_id="retired", name="Old treat", kind=RewardKind.FREE_PRODUCT, cost_points=10, active=False)
     )
 
-    with pytest.raises(RewardNotFound):
-        loyalty.service.redeem(member_id, "retired", "redeem-1")
+    refused = loyalty.service.redeem(member_id, "retired", "redeem-1")
 
+    assert (refused.status, refused.body["code"]) == (404, "reward_not_found")
     assert "retired" not in [reward.reward_id for reward in loyalty.service.rewards()]
     assert loyalty.available(member_id) == 100
 
@@ -448,17 +505,38 @@ def test_a_refund_when_nothing_is_left_reverses_nothing_and_records_it_all_as_un
     loyalty.assert_ledger_is_true(member_id)
 
 
-def test_refunding_more_than_is_left_on_the_order_is_refused_and_writes_nothing(loyalty: Loyalty) -> None:
+def test_refunding_more_than_is_left_on_the_order_is_refused_and_only_the_refusal_is_written(loyalty: Loyalty) -> None:
     member_id = loyalty.enroll()
     loyalty.buy(member_id, "50.00", order_id="web-1")
     refund(loyalty, "web-1", "30.00", "rf-1")
+    member_before = loyalty.member_item(member_id)
     before = loyalty.all_items()
 
-    with pytest.raises(InvalidRequest) as refused:
-        refund(loyalty, "web-1", "20.01", "rf-2")
+    refused = refund(loyalty, "web-1", "20.01", "rf-2")
+    replay = refund(loyalty, "web-1", "20.01", "rf-2")
 
-    assert refused.value.field == "amount"
-    assert loyalty.all_items() == before
+    assert (refused.status, refused.body["code"]) == (409, "refund_exceeds_order")
+    assert refused.body["errors"] == [{"field": "amount", "reason": refused.body["message"]}]
+    assert refused.body["refundable"] == {"amount": "20", "currency": "USD"}
+    assert (replay.status, replay.body, replay.replayed) == (409, refused.body, True)
+    assert loyalty.member_item(member_id) == member_before
+    [claim] = remembered_claims(loyalty, before)
+    assert "expires_at" not in claim  # a refund's identity is kept as long as its order
+
+
+def test_a_refund_id_is_the_refunds_identity_through_either_door(loyalty: Loyalty) -> None:
+    member_id = loyalty.enroll()
+    loyalty.buy(member_id, "50.00", order_id="web-1")
+    activity = Refund(order_id="web-1", refund_id="rf-1", amount=Decimal("10"))
+
+    through_api = loyalty.service.record(member_id, activity, "some-unrelated-header-key")
+    through_event = loyalty.service.refund(activity)
+
+    assert through_event.replayed
+    assert through_event.body == through_api.body
+    assert loyalty.available(member_id) == 40
+    claim = loyalty.item("IDEMPOTENCY#refund:web-1:rf-1", "IDEMPOTENCY")
+    assert claim is not None and "expires_at" not in claim
 
 
 def test_replaying_a_refund_returns_the_first_answer_and_reverses_once(loyalty: Loyalty) -> None:
@@ -507,21 +585,6 @@ def test_a_refund_recorded_against_another_members_order_is_not_found(loyalty: L
     assert loyalty.available(owner) == 50
 
 
-def test_a_refund_without_a_refund_id_needs_an_idempotency_key(loyalty: Loyalty) -> None:
-    member_id = loyalty.enroll()
-    loyalty.buy(member_id, "50.00", order_id="web-1")
-
-    with pytest.raises(InvalidRequest) as refused:
-        loyalty.service.refund(Refund(order_id="web-1", amount=Decimal("10")), None)
-    keyed = loyalty.service.refund(Refund(order_id="web-1", amount=Decimal("10")), "key-1")
-    again = loyalty.service.refund(Refund(order_id="web-1", amount=Decimal("10")), "key-1")
-
-    assert refused.value.field == "refund_id"
-    assert again.replayed
-    assert again.body == keyed.body
-    assert loyalty.available(member_id) == 40
-
-
 # ---- adjustments -------------------------------------------------------------------------------------------
 
 
@@ -543,10 +606,16 @@ def test_a_negative_adjustment_beyond_the_balance_is_refused(loyalty: Loyalty) -
     adjust(loyalty, member_id, 25, "adj-1")
     before = loyalty.all_items()
 
-    with pytest.raises(InsufficientPoints):
-        adjust(loyalty, member_id, -26, "adj-2")
+    refused = adjust(loyalty, member_id, -26, "adj-2")
+    written = remembered_claims(loyalty, before)
+    loyalty.buy(member_id, "10.00")
+    replay = adjust(loyalty, member_id, -26, "adj-2")
 
-    assert loyalty.all_items() == before
+    assert (refused.status, refused.body["code"]) == (409, "insufficient_points")
+    assert (replay.status, replay.body, replay.replayed) == (409, refused.body, True)
+    assert loyalty.available(member_id) == 35
+    assert [e.kind for e in loyalty.ledger(member_id)].count(EntryKind.ADJUSTMENT) == 1
+    assert len(written) == 1
 
 
 def test_an_adjustment_is_idempotent_by_its_key(loyalty: Loyalty) -> None:

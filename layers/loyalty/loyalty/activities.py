@@ -47,7 +47,10 @@ class Purchase(_Strict):
 class Refund(_Strict):
     type: Literal[ActivityType.REFUND] = ActivityType.REFUND
     order_id: ExternalRef
-    refund_id: ExternalRef | None = Field(default=None, description="The commerce system's id of this refund.")
+    refund_id: ExternalRef = Field(
+        description="The commerce system's id of this refund: its identity, so the same refund sent twice (a "
+        "retried call, a second event) reverses points once."
+    )
     amount: Amount = Field(description="Amount refunded, in the order's currency.")
     occurred_at: AwareDatetime | None = None
 

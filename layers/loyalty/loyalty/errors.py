@@ -63,6 +63,12 @@ class InsufficientPoints(Conflict):
     code = "insufficient_points"
 
 
+class RefundExceedsOrder(Conflict):
+    """The refund asks for more than is left to refund on its order (the order is refunded in full, say)."""
+
+    code = "refund_exceeds_order"
+
+
 class OrderConflict(Conflict):
     """The order id is already recorded with other facts (member, amount or currency)."""
 

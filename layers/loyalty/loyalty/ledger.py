@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from loyalty.activities import ActivityType
-from loyalty.errors import InvalidRequest
+from loyalty.errors import RefundExceedsOrder
 
 
 class EntryKind(StrEnum):
@@ -130,9 +130,10 @@ def plan_refund(order: OrderRecord, amount: Decimal, available: int) -> RefundPl
     """
     remaining = order.amount - order.refunded_amount
     if amount > remaining:
-        raise InvalidRequest(
+        raise RefundExceedsOrder(
             f"refund of {amount} exceeds what is left to refund on order {order.order_id} ({remaining})",
             field="amount",
+            details={"refundable": {"amount": format(remaining.normalize(), "f"), "currency": order.currency}},
         )
     refunded_total = order.refunded_amount + amount
     target = int((Decimal(order.points) * refunded_total / order.amount).to_integral_value(rounding=ROUND_FLOOR))

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -22,7 +22,7 @@ from loyalty import ids
 from loyalty.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
 from loyalty.adapters.dynamodb_store import Claim, LoyaltyStore, PurchaseFacts, ReferralCodeTaken, Replay
 from loyalty.categories import order_categories
-from loyalty.errors import InvalidRequest, RewardNotFound
+from loyalty.errors import InsufficientPoints, InvalidRequest, LoyaltyError, RefundExceedsOrder, RewardNotFound
 from loyalty.ledger import EntryKind, LedgerEntry, OrderRecord, RefundPlan
 from loyalty.members import Enrollment, Member
 from loyalty.program import ProgramConfig, activity_points, purchase_points
@@ -151,7 +151,7 @@ class LoyaltyService:
         if isinstance(activity, Purchase):
             return self.purchase(member_id, activity)
         if isinstance(activity, Refund):
-            return self.refund(activity, idempotency_key, member_id=member_id)
+            return self.refund(activity, member_id=member_id)
         if not idempotency_key:
             raise InvalidRequest("required for this activity", field="Idempotency-Key")
         now = self._clock()
@@ -222,10 +222,12 @@ class LoyaltyService:
         )
         return self._post(entry, claim, PurchaseFacts(occurred_at, purchase.amount, categories))
 
-    def refund(self, refund: Refund, idempotency_key: str | None, *, member_id: str | None = None) -> Outcome:
-        refund_id = refund.refund_id or idempotency_key
-        if not refund_id:
-            raise InvalidRequest("a refund needs refund_id or an Idempotency-Key", field="refund_id")
+    def refund(self, refund: Refund, *, member_id: str | None = None) -> Outcome:
+        """Reverse a refund's share of its order's points. The refund's identity is (order id, refund id), whichever
+        door it comes through, so the same refund sent again, by a retried call or a second event, reverses once."""
+        refund_id = refund.refund_id
+        claim_key = f"refund:{refund.order_id}:{refund_id}"
+        claim_fingerprint = fingerprint(refund.order_id, refund.amount)
 
         def respond(entry: LedgerEntry, plan: RefundPlan) -> tuple[int, dict[str, Any]]:
             return 201, {
@@ -235,16 +237,20 @@ class LoyaltyService:
                 "points_unrecovered": plan.unrecovered,
             }
 
-        result = self.store.refund(
-            refund.order_id,
-            refund_id,
-            refund.amount,
-            f"refund:{refund.order_id}:{refund_id}",
-            fingerprint(refund.order_id, refund.amount),
-            self._clock(),
-            respond,
-            member_id=member_id,
-        )
+        now = self._clock()
+        try:
+            result = self.store.refund(
+                refund.order_id,
+                refund_id,
+                refund.amount,
+                claim_key,
+                claim_fingerprint,
+                now,
+                respond,
+                member_id=member_id,
+            )
+        except RefundExceedsOrder as refusal:
+            return self._refuse(Claim(claim_key, claim_fingerprint, 0, {}, expires=False), refusal, now)
         if isinstance(result, Replay):
             return Outcome(result.status, result.body, replayed=True)
         entry, plan = result
@@ -256,10 +262,15 @@ class LoyaltyService:
         return sorted((r for r in self.catalog.get().values() if r.active), key=lambda r: (r.cost_points, r.name))
 
     def redeem(self, member_id: str, reward_id: str, idempotency_key: str) -> Outcome:
+        key = f"redeem:{member_id}:{idempotency_key}"
+        claim_fingerprint = fingerprint(member_id, reward_id)
         reward = self.catalog.get().get(reward_id)
         if reward is None or not reward.active:
-            self.catalog.clear()  # a reward added since the cache filled is found on the next request
-            raise RewardNotFound(f"reward {reward_id} not found", field="reward_id")
+            self.catalog.clear()  # the refusal is remembered: look once more past the cache before giving it
+            reward = self.catalog.get().get(reward_id)
+        if reward is None or not reward.active:
+            refusal = RewardNotFound(f"reward {reward_id} not found or not available", field="reward_id")
+            return self._refuse(Claim(key, claim_fingerprint, 0, {}), refusal, self._clock())
         entry = LedgerEntry(
             entry_id=ids.ulid(),
             member_id=member_id,
@@ -270,11 +281,22 @@ class LoyaltyService:
             voucher_code=ids.voucher_code(),
         )
         body = {"entry": entry.public(), "voucher_code": entry.voucher_code, "reward": reward.public()}
-        key = f"redeem:{member_id}:{idempotency_key}"
-        return self._post(entry, Claim(key, fingerprint(member_id, reward_id), 201, body))
+        return self._post(entry, Claim(key, claim_fingerprint, 201, body))
 
     def _post(self, entry: LedgerEntry, claim: Claim, purchase: PurchaseFacts | None = None) -> Outcome:
-        replay = self.store.post(entry, claim, purchase)
+        try:
+            replay = self.store.post(entry, claim, purchase)
+        except InsufficientPoints as refusal:
+            return self._refuse(claim, refusal, entry.created_at)
         if replay is not None:
             return Outcome(replay.status, replay.body, replayed=True)
         return Outcome(claim.status, claim.body)
+
+    def _refuse(self, claim: Claim, refusal: LoyaltyError, now: datetime) -> Outcome:
+        """A business refusal is an answer like a success (docs/idempotency.md): it is stored under the request's
+        key, so a replay gets the same status and body whatever happened since, and changes nothing."""
+        answer = replace(claim, status=refusal.status, body=refusal.body(), order=None)
+        replay = self.store.remember(answer, now)
+        if replay is not None:
+            return Outcome(replay.status, replay.body, replayed=True)
+        return Outcome(answer.status, answer.body)

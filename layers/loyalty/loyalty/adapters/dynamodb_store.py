@@ -127,6 +127,7 @@ class Claim:
     status: int
     body: dict[str, Any]
     order: OrderRecord | None = None  # purchases: the claim is the order item, keyed by order id
+    expires: bool = True  # header keys expire (IDEMPOTENCY_TTL_SECONDS); natural ids (refund ids) are kept
 
     def item_key(self) -> dict[str, Any]:
         if self.order is not None:
@@ -142,7 +143,8 @@ class Claim:
             values.update(self.order.model_dump())
         else:
             values["claim_key"] = self.key
-            values[TTL_ATTRIBUTE] = int(now.timestamp()) + IDEMPOTENCY_TTL_SECONDS
+            if self.expires:
+                values[TTL_ATTRIBUTE] = int(now.timestamp()) + IDEMPOTENCY_TTL_SECONDS
         return {**self.item_key(), **to_item(values)}
 
 
@@ -504,6 +506,24 @@ class LoyaltyStore:
             }
         }
 
+    def remember(self, claim: Claim, now: datetime) -> Replay | None:
+        """Store a refusal's answer under its idempotency key, so that a replay gets the same refusal. Returns
+        None when stored, or the first answer when the key was already claimed (by a success or a refusal that
+        got there first): one conditional put, no read before it."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=claim.item(now),
+                ConditionExpression="attribute_not_exists(PK)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return None
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            old = error.response.get("Item")  # type: ignore[typeddict-item]
+            return self._replay(claim, from_item(old) if old else None)
+
     def post(self, entry: LedgerEntry, claim: Claim, purchase: PurchaseFacts | None = None) -> Replay | None:
         """Apply one ledger entry atomically. Returns None when applied, or the first answer on a replay.
 
@@ -597,7 +617,7 @@ class LoyaltyStore:
                 unrecovered=plan.unrecovered,
             )
             status, body = respond(entry, plan)
-            claim = Claim(key=claim_key, fingerprint=fingerprint, status=status, body=body)
+            claim = Claim(key=claim_key, fingerprint=fingerprint, status=status, body=body, expires=False)
 
             order_update = _Update()
             order_update.conditions.append(
