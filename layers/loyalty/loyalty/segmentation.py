@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from loyalty.adapters.dynamodb_store import LoyaltyStore, timestamp
+from loyalty.adapters.dynamodb_store import REVISION_ATTRIBUTE, LoyaltyStore, timestamp
 from loyalty.adapters.segment_store import (
     AppliedChange,
     Membership,
@@ -31,6 +31,7 @@ from loyalty.errors import (
     MemberNotFound,
     RefreshNotFound,
     SegmentNotFound,
+    StoreContention,
 )
 from loyalty.segments.assign import segment_catalog, segments_of
 from loyalty.segments.config import SegmentationConfig
@@ -42,6 +43,27 @@ from loyalty.service import EARLIEST, TtlCache
 MAX_REEVALUATIONS = 5
 REFRESH_LEASE = timedelta(hours=2)  # a run that has not finished by then no longer blocks the next one
 MANUAL_AS_OF_AHEAD = timedelta(minutes=5)  # a run started by hand may be as of a moment this far past our clock
+
+
+class SupersededImage(StaleMember):
+    """A re-evaluation from a stream image lost its write to a change of the member's facts made after that image.
+    The change that moved the member is a later record of the same stream, with a newer image, and that record
+    re-evaluates the member: the caller acknowledges this one (docs/refresh.md, "Fresh between refreshes")."""
+
+    def __init__(self, member_id: str, image_revision: int, current_revision: int):
+        super().__init__(
+            f"member {member_id} moved from revision {image_revision} to {current_revision} while its segments were "
+            "evaluated; the record of that change re-evaluates it",
+            details={"member_id": member_id, "image_revision": image_revision, "current_revision": current_revision},
+        )
+        self.member_id = member_id
+        self.image_revision = image_revision
+        self.current_revision = current_revision
+
+
+def revision_of(member_item: Mapping[str, Any]) -> int:
+    """The revision of the member's facts an item (or a stream image of it) carries; 0 before the first change."""
+    return int(member_item.get(REVISION_ATTRIBUTE) or 0)
 
 
 def invalid_document(error: ValidationError) -> InvalidRequest:
@@ -86,21 +108,37 @@ class SegmentationService:
 
     # ---- fresh between refreshes -------------------------------------------------------------------------
 
-    def reevaluate(self, member_item: Mapping[str, Any], *, source: str = "activity") -> AppliedChange:
+    def reevaluate(
+        self, member_item: Mapping[str, Any], *, source: str = "activity", later_changes_follow: bool = False
+    ) -> AppliedChange:
         """Re-evaluate a member from their item (a stream image or a read) and write what changed, exactly once.
-        A stale image (the member moved on, or another evaluator wrote first) is read again and re-evaluated."""
-        item: dict[str, Any] | None = dict(member_item)
+
+        A write that loses its condition (the member's facts moved, or another evaluator wrote first) is followed by
+        a consistent read of the member. With `later_changes_follow` (the stream consumer: every later change of the
+        member's facts reaches it as a later record, with its own image) a read that shows newer facts than the image
+        raises SupersededImage: that later record re-evaluates the member, so this one is done. Otherwise, and when
+        only the segments moved at the same revision, the member is evaluated again from the read, up to
+        MAX_REEVALUATIONS times; then StaleMember."""
+        member_id = str(member_item["member_id"])
+        image_revision = revision_of(member_item)
+        item: dict[str, Any] = dict(member_item)
         for _ in range(MAX_REEVALUATIONS):
-            assert item is not None
             now = self._clock()
             after = self.evaluate(item, now)
             try:
                 return self.segments.apply(item, after, now, source)
-            except StaleMember:
-                item = self.segments.get_member_item(str(item["member_id"]))
-                if item is None:  # erased meanwhile: nothing to keep fresh
-                    return AppliedChange(str(member_item["member_id"]), (), ())
-        raise StaleMember(f"member {member_item['member_id']} kept changing; the next change re-evaluates it")
+            except (StaleMember, StoreContention):
+                fresh = self.segments.get_member_item(member_id)
+            if fresh is None:  # erased meanwhile: nothing to keep fresh
+                return AppliedChange(member_id, (), ())
+            if later_changes_follow and revision_of(fresh) > image_revision:
+                raise SupersededImage(member_id, image_revision, revision_of(fresh))
+            item = fresh
+        raise StaleMember(
+            f"member {member_id}: segments not written in {MAX_REEVALUATIONS} evaluations, the last at revision "
+            f"{revision_of(item)}",
+            details={"member_id": member_id, "image_revision": image_revision, "current_revision": revision_of(item)},
+        )
 
     def evaluate(self, member_item: Mapping[str, Any], as_of: datetime) -> set[str]:
         config = self.config.get()
