@@ -51,9 +51,11 @@ venv: $(STAMP) ## create .venv and install the project with its dev tools, at th
 # On purpose only: re-resolves inside pyproject's ranges at the newest versions, then writes the layers' requirements
 # from the lock. LOCK_ARGS= keeps today's pins (after adding a dependency); LOCK_ARGS="--upgrade-package pydantic"
 # moves one package. Then make test, and commit requirements/ with the layers' files. Moving uv: edit UV_VERSION.
+# --fork-strategy fewest: one version of a package for 3.11 and 3.12 alike (the default takes a newer one for 3.12
+# where it needs 3.12, numpy 2.5 say, and the layers would ship a version the suite never ran).
 lock: $(UV) ## re-resolve requirements/dev.lock (newest inside the ranges) and the layers' requirements from it
-	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 --generate-hashes \
-		--custom-compile-command 'make lock' --quiet $(LOCK_ARGS) -o $(LOCK)
+	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 --fork-strategy fewest \
+		--generate-hashes --custom-compile-command 'make lock' --quiet $(LOCK_ARGS) -o $(LOCK)
 	echo 'lifetimes==0.11.3' | $(UV) pip compile - --no-deps --universal --python-version 3.11 --generate-hashes \
 		--custom-compile-command 'make lock' --quiet -o requirements/cdnow.lock
 	echo 'uv==$(UV_VERSION)' | $(UV) pip compile - --no-deps --universal --python-version 3.11 --generate-hashes \
