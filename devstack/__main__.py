@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("DEVSTACK_DYNAMODB", "auto"),
         help="DynamoDB Local (needs java), moto, or auto: DynamoDB Local when java is present",
     )
+    parser.add_argument(
+        "--allowed-origins",
+        default=os.environ.get("ALLOWED_ORIGINS", "http://localhost:5173,http://127.0.0.1:5173"),
+        help="the template's AllowedOrigins: origins whose browser apps may call the API (default: a local web "
+        "app's dev server on port 5173; '' for none)",
+    )
     parser.add_argument("--no-seed", action="store_true", help="start empty, without the demo program")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logs from the local stack")
     args = parser.parse_args(argv)
@@ -73,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
 
     seed = None if args.no_seed else demo_seed()
     try:
-        stack = LocalStack(dynamodb=args.dynamodb, port=args.port, seed=_forgiving(seed) if seed else None)
+        stack = LocalStack(
+            dynamodb=args.dynamodb,
+            port=args.port,
+            seed=_forgiving(seed) if seed else None,
+            parameters={"AllowedOrigins": args.allowed_origins},
+        )
     except OSError as error:
         print(f"devstack: could not read the template: {error}", file=sys.stderr)
         return 1
@@ -88,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"""
 Serverless Loyalty, local stack ({stack.template_path.name}, stack name {stack.stack_name})
-  API          {api}
+  API          {api}  (start here: {api}/)
   Swagger UI   {stack.swagger_url or "(no docs route in the template)"}
   Status       {api}/_local/status
   Events       {api}/_local/events
+  CORS         {args.allowed_origins or "(no origins)"}
   DynamoDB     {stack.dynamodb_backend} at {stack.dynamodb_endpoint}
   moto         {stack.moto_endpoint} (SQS, SNS, SES, EventBridge)
 

@@ -3,7 +3,9 @@
 Routes come from the template; each request becomes the proxy event API Gateway would send, runs in the function's
 container pool, and the proxy response is written back. The Cognito authorizer is replaced by development tokens
 (`Authorization: Bearer dev:<role>:<id>`) that become the claims Cognito would put in an ID token. Answers the
-gateway gives itself (no route, no token, a crashed handler) have API Gateway's status and body.
+gateway gives itself (no route, no token, a body over 10 MB, a crashed handler) are the template's
+`GatewayResponses`, rendered as API Gateway renders them. The API answers at the root (as behind a custom domain)
+and under its stage (`/prod/v1/...`, as at the execute-api address); `/` is a page of links for a newcomer.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -25,6 +27,8 @@ from devstack.functions import FunctionHost, InvocationError
 from devstack.template import ACCOUNT_ID, ApiEvent
 
 log = logging.getLogger("devstack.gateway")
+
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway's REST payload limit
 
 LOCAL_PREFIX = "/_local/"
 ADMIN_GROUP = "loyalty-admins"
@@ -167,8 +171,11 @@ def build_proxy_event(
     claims: Mapping[str, str] | None = None,
     host: str = "localhost",
     request_id: str | None = None,
+    stage_prefix: str = "",
 ) -> dict[str, Any]:
-    """The event API Gateway's Lambda proxy integration (REST API, payload 1.0) sends for this request."""
+    """The event API Gateway's Lambda proxy integration (REST API, payload 1.0) sends for this request.
+    `stage_prefix` is "/<stage>" when the request named the stage in its path (the execute-api address), as
+    requestContext.path then carries it; "" when it came to the root (a custom domain's base path mapping)."""
     single_headers: dict[str, str] = {}
     multi_headers: dict[str, list[str]] = {}
     for name, value in headers:
@@ -194,7 +201,7 @@ def build_proxy_event(
         "httpMethod": method,
         "extendedRequestId": uuid.uuid4().hex[:16],
         "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-        "path": f"/{route.stage}{path}",
+        "path": f"{stage_prefix}{path}",
         "accountId": ACCOUNT_ID,
         "protocol": "HTTP/1.1",
         "stage": route.stage,
@@ -276,14 +283,68 @@ def answer_from_proxy_response(response: Any) -> HttpAnswer:
         raw = base64.b64decode(str(body))
     else:
         raw = str(body).encode("utf-8")
-    if not any(k.lower() == "content-type" for k, _ in headers):
+    if raw and not any(k.lower() == "content-type" for k, _ in headers):
         headers.append(("Content-Type", "application/json"))
     return HttpAnswer(status, headers, raw)
 
 
 def gateway_answer(status: int, message: str, error_type: str) -> HttpAnswer:
+    """API Gateway's default answer, for an API whose template declares no GatewayResponses."""
     body = json.dumps({"message": message}).encode()
     return HttpAnswer(status, [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)], body)
+
+
+# Response type, default status and API Gateway's message, for the answers the local gateway gives itself.
+GATEWAY_RESPONSE_TYPES = {
+    "MISSING_AUTHENTICATION_TOKEN": (403, "Missing Authentication Token", "MissingAuthenticationTokenException"),
+    "UNAUTHORIZED": (401, "Unauthorized", "UnauthorizedException"),
+    "REQUEST_TOO_LARGE": (413, "Request Too Long", "RequestTooLongException"),
+    "DEFAULT_5XX": (502, "Internal server error", "InternalServerErrorException"),
+}
+
+
+@dataclass(frozen=True)
+class GatewayResponses:
+    """An API's `GatewayResponses` (AWS::Serverless::Api): per response type a status, headers and a body template.
+
+    A type without an entry falls back to DEFAULT_4XX or DEFAULT_5XX by its status, then to API Gateway's own
+    `{"message": ...}`. Header values are API Gateway's mapping expressions: `'literal'` or
+    `method.request.header.<name>`; the body templates may use `$context.error.messageString` (the message as a
+    JSON string), `$context.error.message` and `$context.requestId`.
+    """
+
+    entries: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def answer(self, kind: str, request_headers: list[tuple[str, str]], request_id: str = "") -> HttpAnswer:
+        status, message, error_type = GATEWAY_RESPONSE_TYPES[kind]
+        entry = self.entries.get(kind) or self.entries.get("DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX")
+        if entry is None:
+            return gateway_answer(status, message, error_type)
+        status = int(entry.get("StatusCode") or status)
+        headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", error_type)]
+        for name, expression in ((entry.get("ResponseParameters") or {}).get("Headers") or {}).items():
+            value = _mapping_value(str(expression), request_headers)
+            if value is not None:
+                headers.append((str(name), value))
+        template = str((entry.get("ResponseTemplates") or {}).get("application/json") or "")
+        if not template:
+            return HttpAnswer(status, headers, json.dumps({"message": message}).encode())
+        body = (
+            template.replace("$context.error.messageString", json.dumps(message))
+            .replace("$context.error.message", message)
+            .replace("$context.requestId", request_id)
+        )
+        return HttpAnswer(status, headers, body.encode())
+
+
+def _mapping_value(expression: str, request_headers: list[tuple[str, str]]) -> str | None:
+    if len(expression) >= 2 and expression[0] == expression[-1] == "'":
+        return expression[1:-1]
+    prefix = "method.request.header."
+    if expression.lower().startswith(prefix):
+        wanted = expression[len(prefix) :].lower()
+        return next((v for k, v in request_headers if k.lower() == wanted), None)
+    return None
 
 
 # --- The server ---------------------------------------------------------------------------------------------------
@@ -318,11 +379,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = 0
-        body = self.rfile.read(length) if length > 0 else b""
         try:
-            answer = self.server.gateway.handle(
-                self.command, self.path, list(self.headers.items()), body, self.client_address[0]
-            )
+            if length > MAX_REQUEST_BYTES:
+                self.close_connection = True  # the body is not read: the connection cannot be reused
+                answer = self.server.gateway.responses.answer("REQUEST_TOO_LARGE", list(self.headers.items()))
+            else:
+                body = self.rfile.read(length) if length > 0 else b""
+                answer = self.server.gateway.handle(
+                    self.command, self.path, list(self.headers.items()), body, self.client_address[0]
+                )
         except Exception:
             log.exception("the local gateway failed on %s %s", self.command, self.path)
             answer = gateway_answer(500, "Internal server error", "InternalServerErrorException")
@@ -351,8 +416,11 @@ class Gateway:
         host: str = "127.0.0.1",
         port: int = 3000,
         groups: Mapping[str, str] | None = None,
+        responses: GatewayResponses | None = None,
     ):
         self.router = Router(routes)
+        self.responses = responses or GatewayResponses()
+        self.stages = {route.stage for methods in self.router.resources.values() for route in methods.values()}
         self.groups = {"admin": ADMIN_GROUP, "service": SERVICE_GROUP, **(groups or {})}
         self.functions = functions
         self.local = local
@@ -397,38 +465,72 @@ class Gateway:
         query = parse_qsl(target.query, keep_blank_values=True)
         if path.startswith(LOCAL_PREFIX) or path == LOCAL_PREFIX.rstrip("/"):
             return self._local(method, path, query)
+        if path == "/" and method in ("GET", "HEAD"):
+            return self._home()
+        stage_prefix = ""
+        first = "/" + path.strip("/").split("/", 1)[0]
+        if first[1:] in self.stages:  # the execute-api address: https://<api>.execute-api.<region>/<stage>/v1/...
+            stage_prefix, path = first, path[len(first) :] or "/"
+        request_id = str(uuid.uuid4())
         try:
             route, params = self.router.match(method, path)
-        except RouteNotFound:
-            return gateway_answer(404, "Missing Authentication Token", "MissingAuthenticationTokenException")
-        except MethodNotFound:
-            return gateway_answer(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+        except (RouteNotFound, MethodNotFound):
+            return self.responses.answer("MISSING_AUTHENTICATION_TOKEN", headers, request_id)
         claims = None
         if route.event.protected:
             authorization = next((v for k, v in headers if k.lower() == "authorization"), None)
             claims = claims_for_token(authorization, self.groups["admin"], self.groups["service"])
             if claims is None:
-                return gateway_answer(401, "Unauthorized", "UnauthorizedException")
-        request_id = str(uuid.uuid4())
+                return self.responses.answer("UNAUTHORIZED", headers, request_id)
         host = next((v for k, v in headers if k.lower() == "host"), f"{self.host}:{self.port}")
         headers = _with_forwarding_headers(headers, source_ip, self.port)
         event = build_proxy_event(
-            route, method, path, params, query, headers, body, source_ip, claims, host, request_id
+            route, method, path, params, query, headers, body, source_ip, claims, host, request_id, stage_prefix
         )
         try:
             response = self.functions.invoke(route.event.function, event)
             answer = answer_from_proxy_response(response)
         except InvocationError as error:
             log.error("%s failed on %s %s:\n%s", error.function, method, path, "".join(error.stack_trace).rstrip())
-            answer = gateway_answer(502, "Internal server error", "InternalServerErrorException")
+            answer = self.responses.answer("DEFAULT_5XX", headers, request_id)
         except MalformedProxyResponse as error:
             log.error("%s gave a malformed proxy response on %s %s: %s", route.event.function, method, path, error)
-            answer = gateway_answer(502, "Internal server error", "InternalServerErrorException")
+            answer = self.responses.answer("DEFAULT_5XX", headers, request_id)
         except Exception:
             log.exception("%s could not run on %s %s", route.event.function, method, path)
-            answer = gateway_answer(502, "Internal server error", "InternalServerErrorException")
+            answer = self.responses.answer("DEFAULT_5XX", headers, request_id)
         answer.headers.append(("x-amzn-RequestId", request_id))
         return answer
+
+    def _home(self) -> HttpAnswer:
+        """`/` on the local stack: where to start (API Gateway itself has no such page)."""
+        docs = [
+            e.event.path
+            for methods in self.router.resources.values()
+            for e in methods.values()
+            if e.event.method == "GET" and not e.event.protected
+        ]
+        links = "".join(f'<li><a href="{p}">{p}</a></li>' for p in sorted(docs))
+        page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Serverless Loyalty, local stack</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem}}
+code{{background:#f3f3f3;padding:0 .25rem}}</style></head>
+<body><h1>Serverless Loyalty, local stack</h1>
+<p>The API answers here at the root (<code>/v1/...</code>) and under its stage
+(<code>/{"/".join(sorted(self.stages)) or "prod"}/v1/...</code>), as API Gateway does.</p>
+<h2>API documents</h2><ul>{links}</ul>
+<p>The admin API's document is at <a href="/v1/admin/openapi.json">/v1/admin/openapi.json</a> (admin token).
+In Swagger UI, <em>Authorize</em> with a development token: <code>dev:member:&lt;member_id&gt;</code>,
+<code>dev:user:&lt;sub&gt;</code>, <code>dev:admin:&lt;name&gt;</code> or <code>dev:service:&lt;name&gt;</code>.</p>
+<h2>The stack</h2><ul>
+<li><a href="/_local/status">/_local/status</a>: emulators, functions, pollers</li>
+<li><a href="/_local/events">/_local/events</a>: the domain events published to the bus
+(<code>?detail_type=PointsEarned</code>)</li>
+<li><code>POST /_local/schedules/&lt;FunctionLogicalId&gt;/&lt;EventName&gt;</code>: fire a schedule now</li>
+<li>Commerce events: <code>make order ARGS="placed --customer cust-1001 --order web-1 --amount 80 --currency USD"</code>
+</li></ul></body></html>
+"""
+        return HttpAnswer(200, [("Content-Type", "text/html; charset=utf-8")], page.encode())
 
     def _local(self, method: str, path: str, query: list[tuple[str, str]]) -> HttpAnswer:
         def reply(status: int, payload: Any) -> HttpAnswer:

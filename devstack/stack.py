@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 
 from devstack import dynamodb_local
 from devstack.functions import FunctionHost, add_layers_to_path, reset_layer_runtimes
-from devstack.gateway import ADMIN_GROUP, SERVICE_GROUP, Gateway, LocalRoutes, Route
+from devstack.gateway import ADMIN_GROUP, SERVICE_GROUP, Gateway, GatewayResponses, LocalRoutes, Route
 from devstack.moto_isolation import isolate_moto_dynamodb
 from devstack.pollers import SQS_CONCURRENCY, Destination, EventTap, Poller, RulePoller, SqsPoller, StreamPoller
 from devstack.resources import CreatedResources, create_resources
@@ -79,6 +79,7 @@ class LocalStack:
         host: str = "127.0.0.1",
         max_containers: int | None = None,
         dynamodb_endpoint: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
     ):
         if dynamodb not in ("auto", "local", "moto"):
             raise ValueError(f"dynamodb must be auto, local or moto, not {dynamodb!r}")
@@ -92,7 +93,8 @@ class LocalStack:
         self.max_containers = max_containers
         self.external_dynamodb = dynamodb_endpoint
         self.template: Template = load_template(self.template_path)
-        self.resolver = Resolver(self.template, stack_name)
+        self.parameters = dict(parameters or {})  # template parameter overrides (AllowedOrigins=...)
+        self.resolver = Resolver(self.template, stack_name, parameters=self.parameters)
         self.dynamodb_backend: Literal["local", "moto"] | None = None
         self.moto_endpoint = ""
         self.dynamodb_endpoint = ""
@@ -174,7 +176,9 @@ class LocalStack:
         for name in _UNSET:
             self._unset_env(name)
 
-        self.resolver = Resolver(self.template, self.stack_name, queue_endpoint=self.moto_endpoint)
+        self.resolver = Resolver(
+            self.template, self.stack_name, parameters=self.parameters, queue_endpoint=self.moto_endpoint
+        )
         self.resources = create_resources(self.resolver, self.client)
         self._set_env(self.function_environment())
         add_layers_to_path(self.template)
@@ -190,7 +194,15 @@ class LocalStack:
 
         routes = [Route(e, self.resolver.stage(e.rest_api)) for e in self.template.api_events]
         local = LocalRoutes(status=self.status, events=lambda t: self.events(t), fire_schedule=self.fire_schedule)
-        self.gateway = Gateway(routes, self.functions, local, self.host, self.port, self._cognito_groups()).start()
+        self.gateway = Gateway(
+            routes,
+            self.functions,
+            local,
+            self.host,
+            self.port,
+            self._cognito_groups(),
+            self._gateway_responses(routes),
+        ).start()
         log.info(
             "local stack up: API %s, DynamoDB %s (%s), moto %s",
             self.api_url,
@@ -428,6 +440,16 @@ class LocalStack:
             ]
             patterns[name] = archive_patterns[0] if len(archive_patterns) == 1 else {"source": [{"prefix": ""}]}
         return patterns or {"default": {"source": [{"prefix": ""}]}}
+
+    def _gateway_responses(self, routes: list[Route]) -> GatewayResponses:
+        """The GatewayResponses of the REST API the routes belong to (the template declares one API)."""
+        apis = {route.event.rest_api for route in routes if route.event.rest_api}
+        entries: dict[str, Any] = {}
+        for api in sorted(apis):
+            resource = self.template.resources.get(api)
+            declared = (resource.properties.get("GatewayResponses") if resource else None) or {}
+            entries.update(self.resolver.resolve(declared))
+        return GatewayResponses(entries)
 
     def _cognito_groups(self) -> dict[str, str]:
         """The admin and service group names, from the template's user pool groups."""

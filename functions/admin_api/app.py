@@ -15,10 +15,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from loyalty.access import Caller, Role, require_role
 from loyalty.adapters.work_queue import WorkQueue
 from loyalty.errors import InvalidRequest
-from loyalty.http import build_resolver, current_caller, documented, json_response
+from loyalty.http import ADMIN, Api, documented, documented_write, json_response
 from loyalty.runtime import client, segmentation_service
 from loyalty.segmentation import manual_run_id
 from loyalty.segments.config import SegmentationConfig
@@ -28,7 +27,8 @@ from loyalty.segments.rules import SegmentDefinition
 from loyalty.settings import settings
 
 logger = Logger()
-app = build_resolver()
+api = Api()
+app = api.app
 app.configure_openapi(
     title="Serverless Loyalty Admin API",
     version="1",
@@ -173,12 +173,6 @@ class Analytics(BaseModel):
 # ---- helpers ---------------------------------------------------------------------------------------------------
 
 
-def _admin() -> Caller:
-    caller = current_caller(app)
-    require_role(caller, Role.ADMIN)
-    return caller
-
-
 @cache
 def _refresh_queue() -> WorkQueue:
     return WorkQueue(client("sqs"), settings().refresh_queue_url)
@@ -192,18 +186,19 @@ def _document(config: SegmentationConfig) -> dict[str, Any]:
 # ---- segments --------------------------------------------------------------------------------------------------
 
 
-@app.get(
+@api.get(
     "/v1/admin/segments",
+    access=ADMIN,
     summary="Every segment the document can assign, with its size and KPIs at the last refresh",
     responses=documented(200, SegmentCatalog, "The catalog", 401, _NOT_ADMIN),
 )
 def list_segments() -> Response[Any]:
-    _admin()
     return json_response(200, {"segments": segmentation_service().catalog()})
 
 
-@app.get(
+@api.get(
     "/v1/admin/segments/<segment_id>",
+    access=ADMIN,
     summary="A segment: its definition (rule segments), current size and size per refresh",
     responses=documented(200, SegmentDetail, "The segment", 401, _NOT_ADMIN, _UNKNOWN_SEGMENT, 422),
 )
@@ -211,12 +206,12 @@ def get_segment(
     segment_id: SegmentId,
     history: Annotated[int, Query(ge=1, le=100, description="How many refreshes of size history.")] = 30,
 ) -> Response[Any]:
-    _admin()
     return json_response(200, segmentation_service().segment(segment_id, history))
 
 
-@app.get(
+@api.get(
     "/v1/admin/segments/<segment_id>/members",
+    access=ADMIN,
     summary="A page of a segment's members, from the membership index",
     responses=documented(200, SegmentMembersPage, "A page of members", 401, _NOT_ADMIN, _UNKNOWN_SEGMENT, 422),
 )
@@ -225,7 +220,6 @@ def list_segment_members(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page.")] = None,
 ) -> Response[Any]:
-    _admin()
     members, next_cursor = segmentation_service().segment_members(segment_id, limit, cursor)
     return json_response(
         200,
@@ -239,21 +233,22 @@ def list_segment_members(
 # ---- marketer-defined segments -------------------------------------------------------------------------------
 
 
-@app.get(
+@api.get(
     "/v1/admin/segment-definitions",
+    access=ADMIN,
     summary="The marketer-defined (rule) segments of the segmentation document",
     responses=documented(200, RuleSegmentList, "The rule segments", 401, _NOT_ADMIN),
 )
 def list_segment_definitions() -> Response[Any]:
-    _admin()
     definitions = segmentation_service().document().rule_segments
     return json_response(200, {"segments": [d.document() for d in definitions]})
 
 
-@app.put(
+@api.put(
     "/v1/admin/segment-definitions/<segment_id>",
+    access=ADMIN,
     summary="Create (201) or replace (200) a marketer-defined segment; its version goes up by one",
-    responses=documented(
+    responses=documented_write(
         200,
         SegmentDefinition,
         "Replaced",
@@ -268,7 +263,6 @@ def list_segment_definitions() -> Response[Any]:
 def put_segment_definition(
     segment_id: RuleSegmentSlug, definition: Annotated[RuleSegmentBody, Body()]
 ) -> Response[Any]:
-    _admin()
     if definition.segment_id is not None and definition.segment_id != segment_id:
         raise InvalidRequest(
             f"segment_id {definition.segment_id!r} is not the path's {segment_id!r}", field="segment_id"
@@ -279,8 +273,9 @@ def put_segment_definition(
     return json_response(201 if created else 200, stored.document(), headers=location if created else None)
 
 
-@app.delete(
+@api.delete(
     "/v1/admin/segment-definitions/<segment_id>",
+    access=ADMIN,
     summary="Delete a marketer-defined segment (its members leave it at the next refresh)",
     responses=documented(
         204,
@@ -294,7 +289,6 @@ def put_segment_definition(
     ),
 )
 def delete_segment_definition(segment_id: RuleSegmentSlug) -> Response[Any]:
-    _admin()
     segmentation_service().delete_rule_segment(segment_id)
     return Response(status_code=204, body="")
 
@@ -302,20 +296,21 @@ def delete_segment_definition(segment_id: RuleSegmentSlug) -> Response[Any]:
 # ---- the segmentation document --------------------------------------------------------------------------------
 
 
-@app.get(
+@api.get(
     "/v1/admin/segmentation",
+    access=ADMIN,
     summary="The whole segmentation document: thresholds, RFM map, KPI periods, rule segments, version",
     responses=documented(200, SegmentationConfig, "The document", 401, _NOT_ADMIN),
 )
 def get_segmentation() -> Response[Any]:
-    _admin()
     return json_response(200, _document(segmentation_service().document()))
 
 
-@app.put(
+@api.put(
     "/v1/admin/segmentation",
+    access=ADMIN,
     summary="Replace the whole segmentation document, if it is still at the version in If-Match",
-    responses=documented(
+    responses=documented_write(
         200,
         SegmentationConfig,
         "Replaced; the answer carries the new version",
@@ -337,7 +332,6 @@ def put_segmentation(
         ),
     ],
 ) -> Response[Any]:
-    _admin()
     # Handed over as the model dumps itself, which is how the store writes it: a document the store could not read
     # back fails the service's validation instead of being stored.
     replaced = segmentation_service().replace_document(document.model_dump(mode="json"), if_match)
@@ -347,10 +341,11 @@ def put_segmentation(
 # ---- refresh runs ------------------------------------------------------------------------------------------------
 
 
-@app.post(
+@api.post(
     "/v1/admin/segment-refreshes",
+    access=ADMIN,
     summary="Start a segment refresh now (202); the same Idempotency-Key again returns that run (200)",
-    responses=documented(
+    responses=documented_write(
         202,
         RefreshRun,
         "Started",
@@ -380,7 +375,7 @@ def start_refresh(
     ],
     request: Annotated[RefreshRequest | None, Body()] = None,
 ) -> Response[Any]:
-    caller = _admin()
+    caller = api.caller()
     request = request or RefreshRequest()
     service = segmentation_service()
     run, created = service.start_refresh(
@@ -396,49 +391,49 @@ def start_refresh(
     return json_response(202 if created else 200, run, headers=headers)
 
 
-@app.get(
+@api.get(
     "/v1/admin/segment-refreshes",
+    access=ADMIN,
     summary="Recent refresh runs, newest first",
     responses=documented(200, RefreshRunList, "Runs", 401, _NOT_ADMIN, 422),
 )
 def list_refreshes(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response[Any]:
-    _admin()
     return json_response(200, {"runs": segmentation_service().refresh_runs(limit)})
 
 
-@app.get(
+@api.get(
     "/v1/admin/segment-refreshes/<run_id>",
+    access=ADMIN,
     summary="One refresh run: status, progress, counts",
     responses=documented(200, RefreshRun, "The run", 401, _NOT_ADMIN, (404, "No such run"), 422),
 )
 def get_refresh(run_id: RunId) -> Response[Any]:
-    _admin()
     return json_response(200, segmentation_service().refresh_run(run_id))
 
 
 # ---- KPIs ----------------------------------------------------------------------------------------------------
 
 
-@app.get(
+@api.get(
     "/v1/admin/analytics",
+    access=ADMIN,
     summary="KPIs overall, per tier and per segment, from the last completed refresh",
     responses=documented(200, Analytics, "The KPIs", 401, _NOT_ADMIN),
 )
 def get_analytics() -> Response[Any]:
-    _admin()
     return json_response(200, segmentation_service().analytics())
 
 
-@app.get(
+@api.get(
     "/v1/admin/openapi.json",
+    access=ADMIN,
     summary="This API's OpenAPI document (admins only)",
     responses=documented(200, None, "The document", 401, _NOT_ADMIN),
 )
 def openapi_document() -> Response[Any]:
-    _admin()
     return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return api.handle(event, context)

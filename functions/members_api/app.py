@@ -12,9 +12,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty.access import Role, require_member_access, require_role
+from loyalty.access import Role, require_role
 from loyalty.activities import Activity, ActivityType
-from loyalty.http import build_resolver, current_caller, documented, json_response
+from loyalty.http import MEMBER_OR_STAFF, PUBLIC, SIGNED_IN, STAFF, Api, documented, documented_write, json_response
 from loyalty.ledger import LedgerEntry
 from loyalty.members import Enrollment, Member
 from loyalty.rewards import Reward
@@ -23,7 +23,8 @@ from loyalty.segments.prediction import MemberPrediction
 from loyalty.service import Outcome
 
 logger = Logger()
-app = build_resolver()
+api = Api()
+app = api.app
 app.configure_openapi(
     title="Serverless Loyalty API",
     version="1",
@@ -32,6 +33,7 @@ app.configure_openapi(
     security=[{"cognito": []}],
 )
 app.enable_swagger(path="/v1/docs", title="Serverless Loyalty API", version="1")
+api.access[("GET", "/v1/docs")] = PUBLIC
 
 MemberId = Annotated[str, Path(pattern=r"^m_[0-9a-z]{26}$", description="The loyalty member id.")]
 IdempotencyKey = Annotated[
@@ -41,7 +43,19 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",
-        description="Makes the write safe to retry: the same key returns the first answer and changes nothing.",
+        description="Makes the write safe to retry: the same key returns the first answer and changes nothing. "
+        "Required for every activity but a purchase (its order id is its key) and a refund (its refund id).",
+    ),
+]
+RequiredIdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Makes the redemption safe to retry: the same key returns the first answer, a refusal "
+        "included, and changes nothing.",
     ),
 ]
 
@@ -90,13 +104,20 @@ def _answer(outcome: Outcome) -> Response[Any]:
     )
 
 
-@app.post(
+@api.post(
     "/v1/members",
+    access=SIGNED_IN,
     summary="Enroll a member (once per external id; 200 with the existing member after)",
-    responses=documented(201, Member, "Enrolled", 400, 401, 403, 422),
+    responses=documented_write(201, Member, "Enrolled", 403, 422)
+    | {
+        200: {
+            "description": "Already enrolled: the member this external id enrolled (Idempotent-Replayed: true)",
+            "content": {"application/json": {"model": Member}},
+        }
+    },
 )
 def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
-    caller = current_caller(app)
+    caller = api.caller()
     if not caller.is_staff:
         require_role(caller, Role.USER, Role.MEMBER)
         if enrollment.external_id != caller.subject:
@@ -104,73 +125,86 @@ def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
     return _answer(loyalty_service().enroll(enrollment))
 
 
-@app.get(
+@api.get(
     "/v1/members/<member_id>",
+    access=MEMBER_OR_STAFF,
     summary="A member: profile, balance breakdown, tier",
-    responses=documented(200, Member, "The member", 401, 403, 404, 422),
+    responses=documented(200, Member, "The member", 403, 404, 422),
 )
 def get_member(member_id: MemberId) -> Response[Any]:
-    require_member_access(current_caller(app), member_id)
     return json_response(200, loyalty_service().member(member_id).public())
 
 
-@app.post(
+@api.post(
     "/v1/members/<member_id>/activities",
+    access=STAFF,  # members never record their own earning
     summary="Record an activity that earns or reverses points",
-    responses=documented(201, EntryResult, "Recorded", 400, 401, 403, 404, 409, 422, 503),
+    responses=documented_write(
+        201,
+        EntryResult,
+        "Recorded",
+        403,
+        404,
+        (
+            409,
+            "Insufficient points for a negative adjustment, a refund beyond what is left on its order, or an "
+            "order id already recorded with other facts; refusals replay as refusals",
+        ),
+        422,
+        503,
+    ),
 )
 def record_activity(
     member_id: MemberId, activity: Annotated[Activity, Body()], idempotency_key: IdempotencyKey = None
 ) -> Response[Any]:
-    caller = current_caller(app)
-    require_role(caller, Role.ADMIN, Role.SERVICE)  # members never record their own earning
+    caller = api.caller()
     if activity.type is ActivityType.ADJUSTMENT:
         require_role(caller, Role.ADMIN)
     return _answer(loyalty_service().record(member_id, activity, idempotency_key))
 
 
-@app.get(
+@api.get(
     "/v1/members/<member_id>/ledger",
+    access=MEMBER_OR_STAFF,
     summary="The member's ledger, newest first",
-    responses=documented(200, LedgerPage, "A page of entries", 401, 403, 404, 422),
+    responses=documented(200, LedgerPage, "A page of entries", 403, 404, 422),
 )
 def list_ledger(
     member_id: MemberId,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Response[Any]:
-    require_member_access(current_caller(app), member_id)
     return json_response(200, loyalty_service().ledger(member_id, limit, cursor))
 
 
-@app.post(
+@api.post(
     "/v1/members/<member_id>/redemptions",
+    access=MEMBER_OR_STAFF,
     summary="Redeem a reward: points debited, voucher returned",
-    responses=documented(201, RedemptionResult, "Redeemed", 400, 401, 403, 404, 409, 422, 503),
+    responses=documented_write(
+        201,
+        RedemptionResult,
+        "Redeemed",
+        403,
+        (404, "Unknown member, or a reward not in the catalog or retired (remembered under the key)"),
+        (409, "Insufficient points (remembered under the key: a replay gets the same refusal)"),
+        422,
+        503,
+    ),
 )
 def redeem(
-    member_id: MemberId, request: Annotated[RedemptionRequest, Body()], idempotency_key: IdempotencyKey = None
+    member_id: MemberId, request: Annotated[RedemptionRequest, Body()], idempotency_key: RequiredIdempotencyKey
 ) -> Response[Any]:
-    require_member_access(current_caller(app), member_id)
-    if not idempotency_key:
-        return json_response(
-            400,
-            {
-                "code": "invalid_request",
-                "message": "Idempotency-Key header is required",
-                "errors": [{"field": "Idempotency-Key", "reason": "required"}],
-            },
-        )
     return _answer(loyalty_service().redeem(member_id, request.reward_id, idempotency_key))
 
 
-@app.get(
+@api.get(
     "/v1/members/<member_id>/segments",
+    access=MEMBER_OR_STAFF,
     summary="The segments the member is in, with when they entered each",
-    responses=documented(200, MemberSegments, "The member's segments", 401, 403, 404, 422),
+    responses=documented(200, MemberSegments, "The member's segments", 403, 404, 422),
 )
 def list_member_segments(member_id: MemberId) -> Response[Any]:
-    require_member_access(current_caller(app), member_id)
     memberships = segmentation_service().segments_of_member(member_id)
     return json_response(
         200,
@@ -185,31 +219,35 @@ class MemberPredictionBody(MemberPrediction):
     member_id: str
 
 
-@app.get(
+@api.get(
     "/v1/members/<member_id>/prediction",
+    access=STAFF,
     summary="The member's predictions: probability alive, expected purchases and spend, expected next purchase",
     description="For the program's staff and services (campaign targeting), not for the member's own app. The model "
     "is the one the last refresh fitted (docs/prediction.md); the figures are null until a refresh has fitted one. "
     "Expected spend also needs the model's Gamma-Gamma fit and a repeat purchase with positive spend.",
-    responses=documented(200, MemberPredictionBody, "The member's predictions", 401, 403, 404, 422),
+    responses=documented(200, MemberPredictionBody, "The member's predictions", 403, 404, 422),
 )
 def get_member_prediction(member_id: MemberId) -> Response[Any]:
-    require_role(current_caller(app), Role.ADMIN, Role.SERVICE)
     prediction = segmentation_service().member_prediction(member_id)
     return json_response(200, {"member_id": member_id, **prediction.model_dump(mode="json")})
 
 
-@app.get("/v1/rewards", summary="The rewards catalog", responses=documented(200, RewardList, "Active rewards", 401))
+@api.get(
+    "/v1/rewards",
+    access=SIGNED_IN,
+    summary="The rewards catalog",
+    responses=documented(200, RewardList, "Active rewards"),
+)
 def list_rewards() -> Response[Any]:
-    current_caller(app)
     return json_response(200, {"rewards": [r.public() for r in loyalty_service().rewards()]})
 
 
-@app.get("/v1/openapi.json", summary="This API's OpenAPI document", security=[])
+@api.get("/v1/openapi.json", access=PUBLIC, summary="This API's OpenAPI document")
 def openapi_document() -> Response[Any]:
     return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return api.handle(event, context)

@@ -19,6 +19,7 @@ from loyalty.runtime import loyalty_service
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "dev:admin:ops-alice"
 SERVICE = "dev:service:commerce"
+WEB_APP = "https://app.example.com"  # the AllowedOrigins the e2e stack is deployed with
 
 
 @pytest.fixture(scope="session", params=["dynamodb-local", "moto"])
@@ -26,7 +27,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     backend = "local" if request.param == "dynamodb-local" else "moto"
     if backend == "local" and shutil.which("java") is None:
         pytest.skip("DynamoDB Local needs java")
-    with LocalStack(root=ROOT, dynamodb=backend, port=0) as running:
+    with LocalStack(root=ROOT, dynamodb=backend, port=0, parameters={"AllowedOrigins": WEB_APP}) as running:
         service = loyalty_service()
         service.store.put_reward(
             Reward(reward_id="ten-points", name="Ten-point treat", kind=RewardKind.FREE_PRODUCT, cost_points=10)

@@ -106,8 +106,17 @@ def _cases(member: str) -> list[tuple[str, str, str, Any, dict[str, str], int, s
             "refund_id",
         ),
         ("POST", redeem, ADMIN, {"reward_id": "coupon"}, {}, 400, "Idempotency-Key"),
-        ("POST", redeem, ADMIN, {"reward_id": "no-such-reward"}, key, 404, "reward_id"),
-        ("POST", redeem, ADMIN, {"reward_id": "coupon"}, key, 409, None),
+        # refusals are remembered under their key (docs/idempotency.md): each gets a key of its own
+        (
+            "POST",
+            redeem,
+            ADMIN,
+            {"reward_id": "no-such-reward"},
+            {"Idempotency-Key": f"k-{uuid.uuid4().hex}"},
+            404,
+            "reward_id",
+        ),
+        ("POST", redeem, ADMIN, {"reward_id": "coupon"}, {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}, 409, None),
         ("POST", redeem, ADMIN, {}, key, 422, "reward_id"),
         (
             "POST",

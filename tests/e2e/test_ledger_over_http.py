@@ -135,7 +135,7 @@ def test_commerce_events_earn_and_refund_once(api: Api, stack: Any) -> None:
         "id": str(uuid.uuid4()),
         "detail-type": "OrderRefunded",
         "source": "commerce",
-        "detail": {"order_id": order_id, "amount": 20},
+        "detail": {"order_id": order_id, "refund_id": "rf-1", "amount": 20},
     }
     stack.invoke("OrderEventsFunction", refund_event)
     stack.invoke("OrderEventsFunction", refund_event)

@@ -185,13 +185,22 @@ def test_the_handler_gets_api_gateways_proxy_event(stack: LocalStack) -> None:
     assert event["stageVariables"] is None
     context = event["requestContext"]
     assert context["stage"] == "test"  # the Stage parameter's default
-    assert context["path"] == "/test/items/42"
+    assert context["path"] == "/items/42"  # called at the root, as through a custom domain
     assert context["resourcePath"] == "/items/{item_id}"
     assert context["identity"]["sourceIp"] == "127.0.0.1"
     assert context["authorizer"]["claims"]["cognito:groups"] == "loyalty-admins"
     # And the response's headers and multi-value headers came back
     assert response.headers["X-Echo"] == "yes"
     assert response.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+
+
+def test_the_api_also_answers_under_its_stage_as_at_the_execute_api_address(stack: LocalStack) -> None:
+    response = requests.post(stack.api_url + "/test/items/42", headers=ADMIN, json={"name": "lamp"}, timeout=10)
+
+    assert response.status_code == 201, response.text
+    event = response.json()["event"]
+    assert (event["path"], event["resource"]) == ("/items/42", "/items/{item_id}")
+    assert event["requestContext"]["path"] == "/test/items/42"
 
 
 def test_the_handler_runs_with_the_templates_environment_and_a_lambda_context(stack: LocalStack) -> None:
@@ -260,7 +269,8 @@ def test_unknown_routes_and_methods_get_api_gateways_answers(stack: LocalStack) 
     missing = get(stack, "/nowhere", headers=ADMIN)
     wrong_method = requests.delete(stack.api_url + "/items/1", headers=ADMIN, timeout=10)
 
-    assert (missing.status_code, missing.json()) == (404, {"message": "Missing Authentication Token"})
+    # API Gateway answers both with 403 MissingAuthenticationToken when the API declares no GatewayResponses
+    assert (missing.status_code, missing.json()) == (403, {"message": "Missing Authentication Token"})
     assert (wrong_method.status_code, wrong_method.json()) == (403, {"message": "Missing Authentication Token"})
 
 

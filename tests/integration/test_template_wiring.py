@@ -94,12 +94,21 @@ def test_api_routes_in_the_code_are_the_routes_in_the_template(function: str, se
     document = json.loads(module.app.get_openapi_json_schema())
     in_code = {(method.upper(), path) for path, methods in document["paths"].items() for method in methods}
     in_code |= served  # Swagger UI: served, not part of its own document
-    in_template = {(e.method, e.path) for e in TEMPLATE.api_events if e.function == function}
+    in_template = {(e.method, e.path) for e in TEMPLATE.api_events if e.function == function and e.method != "OPTIONS"}
     assert in_code == in_template
 
 
-def test_only_the_members_api_document_and_its_viewer_are_open() -> None:
-    open_routes = {(e.method, e.path) for e in TEMPLATE.api_events if not e.protected}
+@pytest.mark.parametrize("function", ["MembersApiFunction", "AdminApiFunction"])
+def test_every_path_a_browser_calls_with_a_token_has_an_open_preflight_to_the_same_function(function: str) -> None:
+    events = [e for e in TEMPLATE.api_events if e.function == function]
+    protected_paths = {e.path for e in events if e.protected}
+    preflights = {e.path for e in events if e.method == "OPTIONS"}
+    assert preflights == protected_paths
+    assert all(not e.protected for e in events if e.method == "OPTIONS")
+
+
+def test_only_the_members_api_document_and_its_viewer_and_the_preflights_are_open() -> None:
+    open_routes = {(e.method, e.path) for e in TEMPLATE.api_events if not e.protected and e.method != "OPTIONS"}
     assert open_routes == {("GET", "/v1/openapi.json"), ("GET", "/v1/docs")}
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.errors import InvalidRequest
+from loyalty.errors import RefundExceedsOrder
 from loyalty.ledger import EVENT_OF_KIND, Balance, EntryKind, EventType, LedgerEntry, OrderRecord, plan_refund
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -72,10 +72,11 @@ def test_refunding_more_than_is_left_on_the_order_is_refused_with_the_field() ->
     record = order("100", 100, refunded="60", due_so_far=60)
 
     assert plan_refund(record, Decimal("40"), available=100).due == 40
-    with pytest.raises(InvalidRequest) as refused:
+    with pytest.raises(RefundExceedsOrder) as refused:
         plan_refund(record, Decimal("40.01"), available=100)
     assert refused.value.field == "amount"
-    assert refused.value.status == 422
+    assert refused.value.status == 409
+    assert refused.value.body()["refundable"] == {"amount": "40", "currency": "USD"}
 
 
 def test_an_order_that_earned_nothing_reverses_nothing() -> None:
@@ -132,7 +133,7 @@ def test_a_refund_beyond_what_is_left_is_always_refused(
     record = order(str(Decimal(amount) / 100), points, refunded=str(Decimal(refunded) / 100))
     too_much = Decimal(amount - refunded + extra) / 100
 
-    with pytest.raises(InvalidRequest) as refused:
+    with pytest.raises(RefundExceedsOrder) as refused:
         plan_refund(record, too_much, available)
     assert refused.value.field == "amount"
 

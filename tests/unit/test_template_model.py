@@ -25,8 +25,9 @@ def test_every_api_event_becomes_a_route_with_its_authorizer(template: Template)
     assert ("POST", "/v1/members") in routes
     assert ("GET", "/v1/members/{member_id}") in routes
     assert all(isinstance(e, ApiEvent) and e.function in template.functions for e in routes.values())
-    open_routes = {path for (_, path), e in routes.items() if not e.protected}
+    open_routes = {path for (method, path), e in routes.items() if not e.protected and method != "OPTIONS"}
     assert open_routes == {"/v1/openapi.json", "/v1/docs"}
+    assert all(not e.protected for (method, _), e in routes.items() if method == "OPTIONS")  # CORS preflights
     assert routes[("GET", "/v1/members/{member_id}")].authorizer == "MemberPoolAuthorizer"
 
 

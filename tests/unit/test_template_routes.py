@@ -112,7 +112,7 @@ def test_the_proxy_event_has_api_gateways_shape() -> None:
     assert event["body"] == '{"a": 1}' and event["isBase64Encoded"] is False
     assert event["stageVariables"] is None
     context = event["requestContext"]
-    assert context["path"] == "/prod/items/42" and context["stage"] == "prod"
+    assert context["path"] == "/items/42" and context["stage"] == "prod"  # at the root, as behind a custom domain
     assert context["resourcePath"] == "/items/{item_id}" and context["httpMethod"] == "POST"
     assert context["authorizer"] == {"claims": {"sub": "u"}}
     assert context["identity"]["sourceIp"] == "127.0.0.1"

@@ -1,19 +1,27 @@
-"""The HTTP edge shared by API functions: a resolver whose errors are JSON with the field and the reason."""
+"""The HTTP edge shared by API functions (docs/api-edge.md): every request is authenticated and authorised for
+its route before its body is read, the body is read by one strict reader, every answer is JSON in one error shape
+and carries the CORS headers its origin is allowed."""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from loyalty.access import Caller, caller_from_request_context
+from loyalty.access import Caller, Role, caller_from_request_context
 from loyalty.activities import ActivityType
-from loyalty.errors import LoyaltyError
+from loyalty.errors import Forbidden, LoyaltyError
+from loyalty.request_body import MAX_BODY_BYTES, parse_json, read_body
+from loyalty.settings import settings
 
 logger = Logger()
 
@@ -32,14 +40,22 @@ class ErrorBody(BaseModel):
 
 
 _ERROR_MEANING = {
-    400: "Malformed JSON or a missing required header",
+    400: "The body is not UTF-8 or not JSON, has a key twice, nests too deep or holds a number too long; or a "
+    "required header is missing",
     401: "No valid token",
     403: "The token may not reach this member or route",
     404: "Unknown member, reward or order",
     409: "Insufficient points, or an order id already recorded with other facts",
+    413: "The body is larger than the route accepts",
+    415: "The body is not sent as application/json",
     422: "A field failed validation, or an idempotency key was reused for another request",
+    429: "Too many requests; retry after a pause",
+    500: "An internal error; safe to retry a write with the same Idempotency-Key",
     503: "Too many concurrent changes to one member; safe to retry",
 }
+# Every route can answer these: the gateway's own answers (docs/api-edge.md) and the body reader's on writes.
+GATEWAY_ERRORS = (401, 429, 500)
+BODY_ERRORS = (400, 413, 415)
 
 
 def documented(
@@ -50,10 +66,18 @@ def documented(
     responses: dict[int, Any] = {success: {"description": description}}
     if model is not None:
         responses[success]["content"] = {"application/json": {"model": model}}
-    for error in errors:
+    for error in (*GATEWAY_ERRORS, *errors):
         status, meaning = error if isinstance(error, tuple) else (error, _ERROR_MEANING[error])
         responses[status] = {"description": meaning, "content": {"application/json": {"model": ErrorBody}}}
     return responses
+
+
+def documented_write(
+    success: int, model: type[BaseModel] | None, description: str, *errors: int | tuple[int, str]
+) -> dict[int, Any]:
+    """documented() for a route that takes a body: the body reader's answers (400, 413, 415) are listed too."""
+    explained = {error[0] if isinstance(error, tuple) else error for error in errors}
+    return documented(success, model, description, *(e for e in BODY_ERRORS if e not in explained), *errors)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
@@ -128,7 +152,7 @@ _BRACED_TAG = re.compile(r"\{[a-z_]+\}")
 
 
 def build_resolver() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True, strip_prefixes=None)
+    app = APIGatewayRestResolver(enable_validation=True, strip_prefixes=None, json_body_deserializer=parse_json)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:
@@ -153,3 +177,165 @@ def build_resolver() -> APIGatewayRestResolver:
 
 def current_caller(app: APIGatewayRestResolver) -> Caller:
     return caller_from_request_context(app.current_event.raw_event.get("requestContext"))
+
+
+# ---- access before the body ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call a route, decided from the token and the path alone, before the body is read. Rules that
+    depend on the body (an adjustment needs an admin, a shopper enrolls only themselves) stay in the route."""
+
+    roles: frozenset[Role] = frozenset(Role)
+    public: bool = False  # no token needed (the API documents)
+    own_member: str | None = None  # a member's token reaches only the member this path parameter names
+
+    def check(self, event: Mapping[str, Any]) -> None:
+        if self.public:
+            return
+        caller = caller_from_request_context(event.get("requestContext"))
+        if caller.role not in self.roles:
+            raise Forbidden(f"this route needs one of: {', '.join(sorted(r.value for r in self.roles))}")
+        path = event.get("pathParameters") or {}
+        if self.own_member and caller.role is Role.MEMBER and caller.member_id != path.get(self.own_member):
+            raise Forbidden("this token cannot reach that member")
+
+
+PUBLIC = Access(public=True)
+SIGNED_IN = Access()
+STAFF = Access(roles=frozenset({Role.ADMIN, Role.SERVICE}))
+ADMIN = Access(roles=frozenset({Role.ADMIN}))
+MEMBER_OR_STAFF = Access(roles=frozenset({Role.MEMBER, Role.ADMIN, Role.SERVICE}), own_member="member_id")
+
+
+# ---- CORS ------------------------------------------------------------------------------------------------------
+
+ALLOWED_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "If-Match")
+EXPOSED_HEADERS = ("Idempotent-Replayed", "Location", "x-amzn-RequestId")
+PREFLIGHT_MAX_AGE = 7200  # seconds: the longest a browser keeps a preflight (Chromium's cap)
+
+
+@dataclass(frozen=True)
+class Cors:
+    """Browsers on the configured origins may call the API. Tokens travel in the Authorization header, not in
+    cookies, so no answer allows credentials; "*" allows any origin."""
+
+    origins: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, configured: str) -> Cors:
+        return cls(frozenset(origin.strip().rstrip("/") for origin in configured.split(",") if origin.strip()))
+
+    def allows(self, origin: str | None) -> bool:
+        return bool(origin) and ("*" in self.origins or origin in self.origins)
+
+    def headers(self, origin: str | None) -> dict[str, str]:
+        if not self.allows(origin):
+            return {"Vary": "Origin"} if self.origins else {}
+        assert origin is not None
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": ", ".join(EXPOSED_HEADERS),
+            "Vary": "Origin",
+        }
+
+    def preflight(self, origin: str | None, methods: Iterable[str]) -> dict[str, str]:
+        headers = self.headers(origin)
+        if self.allows(origin):
+            headers["Access-Control-Allow-Methods"] = ", ".join(sorted({*methods, "OPTIONS"}))
+            headers["Access-Control-Allow-Headers"] = ", ".join(ALLOWED_HEADERS)
+            headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
+        return headers
+
+
+@lru_cache(maxsize=4)
+def _parsed_cors(configured: str) -> Cors:
+    return Cors.parse(configured)
+
+
+def configured_cors() -> Cors:
+    """The origins in the ALLOWED_ORIGINS setting (the template's AllowedOrigins parameter)."""
+    return _parsed_cors(settings().allowed_origins)
+
+
+# ---- the API function --------------------------------------------------------------------------------------------
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def resource_of(path: str) -> str:
+    """ "/v1/members/<member_id>" (the resolver's) -> "/v1/members/{member_id}" (API Gateway's resource)."""
+    return re.sub(r"<(\w+)>", r"{\1}", path)
+
+
+@dataclass
+class Api:
+    """An API function: its resolver and, per route, who may call it. `handle` is the Lambda entry point."""
+
+    app: APIGatewayRestResolver = field(default_factory=lambda: build_resolver())
+    cors: Callable[[], Cors] = configured_cors
+    max_body_bytes: int = MAX_BODY_BYTES
+    access: dict[tuple[str, str], Access] = field(default_factory=dict)
+
+    def route(self, method: str, path: str, *, access: Access, **options: Any) -> Callable[[F], F]:
+        if access.public:
+            options.setdefault("security", [])
+        self.access[(method, resource_of(path))] = access
+        register: Callable[[F], F] = self.app.route(path, method, **options)
+        return register
+
+    def get(self, path: str, *, access: Access, **options: Any) -> Callable[[F], F]:
+        return self.route("GET", path, access=access, **options)
+
+    def post(self, path: str, *, access: Access, **options: Any) -> Callable[[F], F]:
+        return self.route("POST", path, access=access, **options)
+
+    def put(self, path: str, *, access: Access, **options: Any) -> Callable[[F], F]:
+        return self.route("PUT", path, access=access, **options)
+
+    def delete(self, path: str, *, access: Access, **options: Any) -> Callable[[F], F]:
+        return self.route("DELETE", path, access=access, **options)
+
+    def caller(self) -> Caller:
+        return current_caller(self.app)
+
+    def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+        origin = headers.get("origin")
+        cors = self.cors()
+        method = str(event.get("httpMethod") or "").upper()
+        resource = str(event.get("resource") or "")
+        if method == "OPTIONS":
+            methods = [m for (m, r) in self.access if r == resource]
+            return _proxy_response(204, None, cors.preflight(origin, methods))
+        access = self.access.get((method, resource))
+        if access is not None:  # an unknown route is the resolver's 404
+            try:
+                access.check(event)
+                if method in ("POST", "PUT", "PATCH"):
+                    read_body(event, self.max_body_bytes)
+            except LoyaltyError as refused:
+                return _proxy_response(refused.status, refused.body(), cors.headers(origin))
+        response = self.app.resolve(event, context)
+        response.setdefault("headers", {})
+        response["headers"] = {**(response["headers"] or {}), **cors.headers(origin)}
+        if response.get("statusCode") == 204:  # no content: no body and no content type
+            response["body"] = ""
+            response["headers"] = {k: v for k, v in response["headers"].items() if k.lower() != "content-type"}
+            if response.get("multiValueHeaders"):
+                response["multiValueHeaders"] = {
+                    k: v for k, v in response["multiValueHeaders"].items() if k.lower() != "content-type"
+                }
+        return response
+
+
+def _proxy_response(status: int, body: Any, headers: Mapping[str, str]) -> dict[str, Any]:
+    if body is None:
+        return {"statusCode": status, "headers": dict(headers), "body": "", "isBase64Encoded": False}
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **headers},
+        "body": json.dumps(body, separators=(",", ":"), default=str),
+        "isBase64Encoded": False,
+    }

@@ -15,6 +15,7 @@ class Settings(BaseModel):
     aws_read_timeout_seconds: float = Field(default=5.0, gt=0)
     refresh_queue_url: str = ""
     refresh_workers: int = Field(default=16, ge=1, le=1000)
+    allowed_origins: str = Field(default="", description="Comma-separated origins whose browsers may call the API.")
 
 
 @lru_cache(maxsize=1)
@@ -26,4 +27,5 @@ def settings() -> Settings:
         aws_read_timeout_seconds=float(os.environ.get("AWS_READ_TIMEOUT_SECONDS", "5")),
         refresh_queue_url=os.environ.get("REFRESH_QUEUE_URL", ""),
         refresh_workers=int(os.environ.get("REFRESH_WORKERS", "16")),
+        allowed_origins=os.environ.get("ALLOWED_ORIGINS", ""),
     )

@@ -521,7 +521,8 @@ class LoyaltyStore:
         except ClientError as error:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            old = error.response.get("Item")  # type: ignore[typeddict-item]
+            response: dict[str, Any] = dict(error.response)
+            old = response.get("Item")
             return self._replay(claim, from_item(old) if old else None)
 
     def post(self, entry: LedgerEntry, claim: Claim, purchase: PurchaseFacts | None = None) -> Replay | None:
