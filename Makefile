@@ -3,6 +3,7 @@
 #   make test     every test (unit, integration, e2e); make test-unit for the domain alone
 #   make lint     ruff, cfn-lint, mypy        make fmt   format and auto-fix
 #   make bench    benchmarks                  make openapi   regenerate openapi.json
+#   make order    post a commerce event to the running stack     make fuzz   contract fuzzing, long
 #   make lock     move the pinned versions (requirements/dev.lock) to the newest inside pyproject's ranges
 #   make deploy   sam build + sam deploy --guided (SAM CLI in its own .venv-sam)
 
@@ -26,7 +27,8 @@ PORT ?= 3000
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help venv lock dynamodb-local run test test-unit verify-cdnow lint fmt bench openapi validate build deploy clean
+
+.PHONY: help venv lock order fuzz dynamodb-local run test test-unit verify-cdnow lint fmt bench openapi validate build deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -91,6 +93,13 @@ fmt: $(STAMP) ## format and auto-fix
 
 # The end-to-end refresh runs at 50,000 members (about 35 minutes on 2 CPUs, most of it the first runs' 100,000
 # membership transactions); ARGS="--refresh-members 2000" for a 2-minute run (docs/refresh-estimate.md, "Measured").
+order: $(STAMP) ## post OrderPlaced / OrderRefunded to the running stack (ARGS="placed --customer cust-1001 --order web-1 --amount 80 --currency USD")
+	PORT=$(PORT) $(PY) -m devstack.commerce $(ARGS)
+
+# make test fuzzes every operation of both API documents with a few examples each; this runs many more.
+fuzz: $(STAMP) ## schemathesis against the local stack from the committed OpenAPI documents, long (FUZZ_EXAMPLES=500)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} $(PY) -m pytest tests/e2e/test_contract_fuzz.py $(PYTEST_ARGS)
+
 bench: $(STAMP) dynamodb-local ## run the benchmarks
 	$(PY) -m bench $(ARGS)
 
