@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from loyalty.access import Caller, Role, caller_from_request_context
 from loyalty.activities import ActivityType
-from loyalty.errors import Forbidden, LoyaltyError
+from loyalty.errors import Forbidden, InvalidRequest, LoyaltyError
 from loyalty.request_body import MAX_BODY_BYTES, parse_json, read_body
 from loyalty.settings import settings
 
@@ -318,6 +318,16 @@ class Api:
             except LoyaltyError as refused:
                 return _proxy_response(refused.status, refused.body(), cors.headers(origin))
         response = self.app.resolve(event, context)
+        if (
+            access is not None
+            and response.get("statusCode") == 404
+            and '"route_not_found"' in str(response.get("body"))
+        ):
+            # API Gateway routed it to this resource, so a path parameter holds characters the resolver's route
+            # pattern does not take: the parameter is invalid, the route exists.
+            names = sorted((event.get("pathParameters") or {}).keys())
+            refused = InvalidRequest("not a value this route accepts", field=names[0] if len(names) == 1 else "path")
+            response = _proxy_response(refused.status, refused.body(), {})
         response.setdefault("headers", {})
         response["headers"] = {**(response["headers"] or {}), **cors.headers(origin)}
         if response.get("statusCode") == 204:  # no content: no body and no content type
