@@ -4,7 +4,7 @@ The fuzzing writes whatever the documents allow (members, activities, segment de
 runs on a stack of its own, in a child process: the session's `stack` fixture and the other end-to-end tests never
 see its data, and the child's environment (endpoints, table names) never leaks into this process.
 
-    python -m tests.e2e.fuzz_support     # a seeded moto stack on a free port; prints {"api_url": ...}; stops on EOF
+    python -m tests.e2e.fuzz_support     # a seeded moto stack on a free port; prints its URL; stops at stdin's end
 """
 
 from __future__ import annotations
@@ -132,6 +132,10 @@ def _ok(response: requests.Response, *statuses: int) -> Any:
     return response.json()
 
 
+RULE_SEGMENTS = ("fuzz-vib", "fuzz-rouge", "fuzz-consenting")
+VALID_RULE = {"field": "tier", "op": "in", "value": ["VIB", "Rouge"]}
+
+
 def _ids(base: str, path: str, key: str, id_key: str) -> list[str]:
     response = _call(base, "GET", path, ADMIN_TOKEN)
     try:
@@ -142,7 +146,7 @@ def _ids(base: str, path: str, key: str, id_key: str) -> list[str]:
 
 
 def prepare(api_url: str) -> Fixtures:
-    """Two members (the first with points), and the ids of rewards, segments and refresh runs the stack knows."""
+    """Two members (the first with points), three rule segments, and the ids of what the stack knows."""
     KNOWN.api_url = api_url
     for attribute in ("member_id", "other_member_id"):
         body = {"external_id": f"fuzz-{uuid.uuid4().hex[:12]}", "consent": {"email": True, "profiling": True}}
@@ -150,7 +154,12 @@ def prepare(api_url: str) -> Fixtures:
         setattr(KNOWN, attribute, member["member_id"])
     purchase = {"type": "purchase", "order_id": f"fuzz-{uuid.uuid4().hex[:12]}", "amount": "5000", "currency": "USD"}
     _ok(_call(api_url, "POST", f"/v1/members/{KNOWN.member_id}/activities", SERVICE_TOKEN, purchase), 201)
-    # The ids the stack already knows; an answer of another shape leaves the list empty (the fuzzing reports it).
+    # Marketer-defined segments to replace and delete (the fuzzing's DELETEs get their 204 on these).
+    for slug in RULE_SEGMENTS:
+        body = {"name": f"Fuzz {slug}", "rule": VALID_RULE}
+        _ok(_call(api_url, "PUT", f"/v1/admin/segment-definitions/{slug}", ADMIN_TOKEN, body), 200, 201)
+    # The ids the stack already knows. An answer of another shape leaves a list empty; the fuzzing of that same
+    # route reports the answer.
     KNOWN.reward_ids = _ids(api_url, "/v1/rewards", "rewards", "reward_id")
     KNOWN.segment_ids = _ids(api_url, "/v1/admin/segments", "segments", "segment_id")
     KNOWN.definition_ids = _ids(api_url, "/v1/admin/segment-definitions", "segments", "segment_id")
