@@ -66,6 +66,8 @@ def documented(
     responses: dict[int, Any] = {success: {"description": description}}
     if model is not None:
         responses[success]["content"] = {"application/json": {"model": model}}
+    elif success == 204:
+        responses[success]["content"] = {}  # no body: not even the resolver's guessed "Return" schema
     for error in (*GATEWAY_ERRORS, *errors):
         status, meaning = error if isinstance(error, tuple) else (error, _ERROR_MEANING[error])
         responses[status] = {"description": meaning, "content": {"application/json": {"model": ErrorBody}}}
