@@ -108,8 +108,8 @@ def main() -> None:
     from devstack.stack import LocalStack
 
     with LocalStack(root=ROOT, dynamodb=args.dynamodb, port=0) as stack:
-        from loyalty.members import Enrollment
-        from loyalty.rewards import Reward, RewardKind
+        from loyalty.points.members import Enrollment
+        from loyalty.points.rewards import Reward, RewardKind
         from loyalty.runtime import client, loyalty_service
 
         dynamodb = client("dynamodb")

@@ -1,4 +1,4 @@
-"""`python -m bench.refresh`: the segment refresh end to end on DynamoDB Local (loyalty_analytics.refresh).
+"""`python -m bench.refresh`: the segment refresh end to end on DynamoDB Local (loyalty.segments.refresh).
 
     cpu       CPU time per member of each step a worker runs (botocore parsing a Scan page, from_item, features_of,
               RFM, the BG/NBD sample row, segments_given_rfm, KPIs) and per membership transaction, in this process
@@ -60,26 +60,25 @@ from botocore.config import Config
 from devstack import dynamodb_local
 from devstack.resources import create_table
 from devstack.template import Resolver, load_template
-from loyalty import ids
-from loyalty.adapters.dynamodb_store import (
+from loyalty.adapters.dynamodb.points_store import (
     MONTHS_KEPT,
     ROSTER_ATTRIBUTE,
     ROSTER_INDEX,
     LoyaltyStore,
-    from_item,
     member_key,
     month_key,
     months_before,
-    to_item,
 )
-from loyalty.ledger import EventType
-from loyalty.members import Consent, Member, Profile
-from loyalty.segmentation import SegmentationService, WorkMessage
+from loyalty.adapters.dynamodb.table import from_item, to_item
+from loyalty.core import ids
+from loyalty.core.events import EventType
+from loyalty.points.members import Consent, Member, Profile
 from loyalty.segments.assign import segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
 from loyalty.segments.prediction import PredictionModel
 from loyalty.segments.rfm import RfmCutPoints, summarize
+from loyalty.segments.service import SegmentationService, WorkMessage
 
 ROOT = Path(__file__).resolve().parents[1]
 CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
@@ -513,7 +512,7 @@ class RunResult:
 def refresh_run(
     label: str, meter: Meter, table: str, workers: int, as_of: datetime, *, profile: StageProfile | None = None
 ) -> RunResult:
-    from loyalty_analytics.refresh import SegmentRefresh
+    from loyalty.segments.refresh import SegmentRefresh
 
     store = LoyaltyStore(meter, table)
     service = SegmentationService(store, cache_seconds=0)
@@ -585,7 +584,7 @@ class StageProfile:
 
     @contextmanager
     def attached(self, refresh: Any, meter: Meter) -> Iterator[None]:
-        import loyalty_analytics.refresh as engine
+        import loyalty.segments.refresh as engine
         from loyalty.segments.kpis import KpiTable
         from loyalty_analytics import rfm
 
@@ -670,8 +669,8 @@ def cpu_per_member(items: Sequence[dict[str, Any]], as_of: datetime, config: Seg
     from botocore.parsers import create_parser
     from botocore.stub import Stubber
 
-    import loyalty_analytics.refresh as engine
-    from loyalty.adapters.segment_store import SegmentStore
+    import loyalty.segments.refresh as engine
+    from loyalty.adapters.dynamodb.segment_store import SegmentStore
     from loyalty.segments.assign import segments_given_rfm
     from loyalty.segments.kpis import KpiTable, kpi_groups, member_kpis
     from loyalty_analytics import rfm

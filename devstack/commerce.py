@@ -38,7 +38,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from devstack.template import REGION
-from loyalty.activities import Purchase, Refund
+from loyalty.points.activities import Purchase, Refund
 
 SOURCE = "commerce"
 ORDER_PLACED, ORDER_REFUNDED = "OrderPlaced", "OrderRefunded"

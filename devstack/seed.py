@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from loyalty.activities import Engagement, LineItem, Purchase
-from loyalty.members import Consent, Enrollment, Profile
-from loyalty.program import ProgramConfig
-from loyalty.rewards import Reward, RewardKind
+from loyalty.points.activities import Engagement, LineItem, Purchase
+from loyalty.points.members import Consent, Enrollment, Profile
+from loyalty.points.program import ProgramConfig
+from loyalty.points.rewards import Reward, RewardKind
 from loyalty.runtime import loyalty_service
 
 PROGRAM = ProgramConfig(

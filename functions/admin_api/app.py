@@ -16,15 +16,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from loyalty.adapters.work_queue import WorkQueue
-from loyalty.errors import InvalidRequest
-from loyalty.http import ADMIN, Api, documented, documented_write, json_response
+from loyalty.core.errors import InvalidRequest
+from loyalty.core.http import ADMIN, Api, documented, documented_write, json_response
+from loyalty.core.settings import settings
 from loyalty.runtime import client, segmentation_service
-from loyalty.segmentation import manual_run_id
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.ids import FAMILIES, MAX_SLUG_LENGTH
 from loyalty.segments.prediction import PredictionModel
 from loyalty.segments.rules import SegmentDefinition
-from loyalty.settings import settings
+from loyalty.segments.service import manual_run_id
 
 logger = Logger()
 api = Api()

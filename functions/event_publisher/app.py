@@ -13,9 +13,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.types import TypeDeserializer
 
 from loyalty.adapters.eventbridge import EventPublisher
-from loyalty.events import DomainEvent, domain_event_from_item
+from loyalty.core.events import DomainEvent, domain_event_from_item
+from loyalty.core.settings import settings
 from loyalty.runtime import client
-from loyalty.settings import settings
 
 logger = Logger()
 _deserializer = TypeDeserializer()

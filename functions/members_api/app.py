@@ -12,18 +12,27 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty.access import Role, require_role
-from loyalty.activities import Activity, ActivityType
-from loyalty.http import MEMBER_OR_STAFF, PUBLIC, SIGNED_IN, STAFF, Api, documented, documented_write, json_response
-from loyalty.ledger import LedgerEntry
-from loyalty.members import Enrollment, Member
-from loyalty.rewards import Reward
+from loyalty.core.access import Role, require_role
+from loyalty.core.http import (
+    MEMBER_OR_STAFF,
+    PUBLIC,
+    SIGNED_IN,
+    STAFF,
+    Api,
+    documented,
+    documented_write,
+    json_response,
+)
+from loyalty.core.idempotency import Outcome
+from loyalty.points.activities import Activity, ActivityType
+from loyalty.points.ledger import LedgerEntry
+from loyalty.points.members import Enrollment, Member
+from loyalty.points.rewards import Reward
 from loyalty.runtime import loyalty_service, segmentation_service
 from loyalty.segments.prediction import MemberPrediction
-from loyalty.service import Outcome
 
 logger = Logger()
-api = Api()
+api = Api(variants=frozenset(ActivityType))
 app = api.app
 app.configure_openapi(
     title="Serverless Loyalty API",

@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from loyalty.activities import Purchase, Refund
+from loyalty.points.activities import Purchase, Refund
 from loyalty.runtime import loyalty_service
 
 logger = Logger()

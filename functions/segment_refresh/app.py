@@ -1,6 +1,6 @@
 """The segment refresh: the nightly schedule starts a run; each SQS message is one worker's share of one pass.
 
-What a run does, and why it is safe to retry at any point: loyalty_analytics.refresh and docs/refresh.md.
+What a run does, and why it is safe to retry at any point: loyalty.segments.refresh and docs/refresh.md.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loyalty.adapters.work_queue import WorkQueue
+from loyalty.core.settings import settings
 from loyalty.runtime import client, segmentation_service
-from loyalty.segmentation import scheduled_run_id
-from loyalty.settings import settings
-from loyalty_analytics.refresh import SegmentRefresh, WorkMessage
+from loyalty.segments.refresh import SegmentRefresh, WorkMessage
+from loyalty.segments.service import scheduled_run_id
 
 logger = Logger()
 

@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loyalty.access import ADMIN_GROUP, SERVICE_GROUP
+from loyalty.core.access import ADMIN_GROUP, SERVICE_GROUP
 from loyalty.runtime import loyalty_service
 
 logger = Logger()

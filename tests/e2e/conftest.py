@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from devstack.stack import LocalStack
-from loyalty.rewards import Reward, RewardKind
+from loyalty.points.rewards import Reward, RewardKind
 from loyalty.runtime import loyalty_service
 
 ROOT = Path(__file__).resolve().parents[2]

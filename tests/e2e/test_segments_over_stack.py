@@ -1,5 +1,5 @@
 """Segments through the whole local stack: purchases over HTTP move members between segments within seconds (the
-stream, SegmentEventsFunction, the event publisher, the bus), each change announced once; the nightly schedule runs
+stream, SegmentReevaluationFunction, the event publisher, the bus), each change announced once; the nightly schedule runs
 a refresh through the SQS work queue and its concurrent workers to completion."""
 
 from __future__ import annotations

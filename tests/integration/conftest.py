@@ -23,12 +23,14 @@ from moto import mock_aws
 
 from devstack.resources import create_table
 from devstack.template import Resolver, load_template
-from loyalty.activities import Engagement, Purchase
-from loyalty.adapters.dynamodb_store import LoyaltyStore, entry_from_item, from_item
-from loyalty.ledger import LedgerEntry
-from loyalty.members import Enrollment
-from loyalty.rewards import Reward, RewardKind
-from loyalty.service import LoyaltyService, Outcome
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore, entry_from_item
+from loyalty.adapters.dynamodb.table import from_item
+from loyalty.core.idempotency import Outcome
+from loyalty.points.activities import Engagement, Purchase
+from loyalty.points.ledger import LedgerEntry
+from loyalty.points.members import Enrollment
+from loyalty.points.rewards import Reward, RewardKind
+from loyalty.points.service import LoyaltyService
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

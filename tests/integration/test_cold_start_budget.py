@@ -24,7 +24,7 @@ BUDGET_RATIO = {
     "order_events": 2.5,
     "event_publisher": 2.5,
     "token_claims": 2.5,
-    "segment_events": 3.0,
+    "segment_reevaluation": 3.0,
     "segment_refresh": 8.0,  # the scheduled refresh: numpy and the analytics layer are its job
 }
 FORBIDDEN = ("numpy", "pandas", "scipy", "loyalty_analytics", "moto", "yaml", "requests", "devstack")

@@ -23,10 +23,10 @@ from moto import mock_aws
 from pydantic import ValidationError
 
 from loyalty import runtime
-from loyalty.activities import Adjustment, Engagement, Purchase, Refund
-from loyalty.errors import MemberNotFound, OrderNotFound
-from loyalty.members import Enrollment, Profile
-from loyalty.service import LoyaltyService
+from loyalty.core.errors import MemberNotFound, OrderNotFound
+from loyalty.points.activities import Adjustment, Engagement, Purchase, Refund
+from loyalty.points.members import Enrollment, Profile
+from loyalty.points.service import LoyaltyService
 from tests.integration.conftest import REGION, REWARDS, ROOT, create_loyalty_table, template
 
 EVENTS = ROOT / "events"
@@ -440,13 +440,13 @@ def test_an_event_of_another_detail_type_is_refused(aws: Aws, orders: ModuleType
 
 
 @pytest.fixture(scope="module")
-def segment_events() -> ModuleType:
-    return load_handler("segment_events")
+def segment_reevaluation() -> ModuleType:
+    return load_handler("segment_reevaluation")
 
 
 def member_modified(aws: Aws, member_id: str, sequence: int) -> dict[str, Any]:
-    """The stream record of the member item as it is now, shaped like events/segment_events_member_modified.json."""
-    event = sample_event("segment_events_member_modified.json")
+    """The stream record of the member item as it is now, shaped like events/segment_reevaluation_member_modified.json."""
+    event = sample_event("segment_reevaluation_member_modified.json")
     record = event["Records"][0]
     (item,) = (i for i in aws.items(f"MEMBER#{member_id}") if i["SK"] == "MEMBER")
     image = {name: _serializer.serialize(value) for name, value in item.items()}
@@ -461,9 +461,9 @@ def segment_event_items(aws: Aws, member_id: str) -> list[tuple[str, str]]:
 
 
 def test_a_purchase_is_reevaluated_and_the_segment_write_it_causes_is_not(
-    aws: Aws, segment_events: ModuleType, customer: str
+    aws: Aws, segment_reevaluation: ModuleType, customer: str
 ) -> None:
-    from loyalty.adapters.segment_store import PublishedCutPoints
+    from loyalty.adapters.dynamodb.segment_store import PublishedCutPoints
     from loyalty.segments.rfm import RfmCutPoints
 
     segmentation = runtime.segmentation_service()
@@ -474,7 +474,7 @@ def test_a_purchase_is_reevaluated_and_the_segment_write_it_causes_is_not(
     )
     aws.service.purchase(customer, Purchase(order_id="web-7001", amount=Decimal("80"), currency="USD"))
     # When the stream delivers the purchase's change of the member item
-    result = segment_events.lambda_handler(member_modified(aws, customer, 2000), LambdaContext())
+    result = segment_reevaluation.lambda_handler(member_modified(aws, customer, 2000), LambdaContext())
     # Then the member's segments were evaluated and written, each change announced once
     assert result == {"batchItemFailures": []}
     entered = segment_event_items(aws, customer)
@@ -490,14 +490,14 @@ def test_a_purchase_is_reevaluated_and_the_segment_write_it_causes_is_not(
     member_item = next(i for i in aws.items(f"MEMBER#{customer}") if i["SK"] == "MEMBER")
     assert segmentation.evaluate(member_item, datetime.now(UTC)) != stored
     # When the stream delivers the segment write itself (a MODIFY of the member item, facts unchanged)
-    result = segment_events.lambda_handler(member_modified(aws, customer, 2001), LambdaContext())
+    result = segment_reevaluation.lambda_handler(member_modified(aws, customer, 2001), LambdaContext())
     # Then it is not re-evaluated: nothing moves, nothing is announced
     assert result == {"batchItemFailures": []}
     assert segment_event_items(aws, customer) == entered
     assert {m.segment_id for m in store.memberships_of(customer)} == stored
     # And the member's next purchase is evaluated with the new cut points
     aws.service.purchase(customer, Purchase(order_id="web-7002", amount=Decimal("15"), currency="USD"))
-    segment_events.lambda_handler(member_modified(aws, customer, 2002), LambdaContext())
+    segment_reevaluation.lambda_handler(member_modified(aws, customer, 2002), LambdaContext())
     member_item = next(i for i in aws.items(f"MEMBER#{customer}") if i["SK"] == "MEMBER")
     assert {m.segment_id for m in store.memberships_of(customer)} == segmentation.evaluate(
         member_item, datetime.now(UTC)

@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 from loyalty.segments.prediction import GammaGammaParameters, item_row, mean_spend_per_purchase, member_prediction
+from loyalty.segments.refresh import BgNbdSample, fit_model, member_hash
 from loyalty_analytics import bgnbd, gamma_gamma
-from loyalty_analytics.refresh import BgNbdSample, fit_model, member_hash
 from loyalty_analytics.summary import summarize_transactions
 
 _spec = importlib.util.find_spec("lifetimes")

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from loyalty.activities import LineItem, Purchase, Refund
-from loyalty.segmentation import SegmentationService
+from loyalty.points.activities import LineItem, Purchase, Refund
+from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import Loyalty
 from tests.integration.test_segment_refresh import Harness, _memberships
 

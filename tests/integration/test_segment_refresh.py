@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-from loyalty.adapters.dynamodb_store import ROSTER_INDEX
-from loyalty.adapters.segment_store import SegmentStore
-from loyalty.segmentation import SegmentationService, WorkMessage
+from loyalty.adapters.dynamodb.points_store import ROSTER_INDEX
+from loyalty.adapters.dynamodb.segment_store import SegmentStore
 from loyalty.segments.assign import segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
+from loyalty.segments.refresh import SegmentRefresh
 from loyalty.segments.rfm import summarize
-from loyalty_analytics.refresh import SegmentRefresh
+from loyalty.segments.service import SegmentationService, WorkMessage
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client
 
 AS_OF = datetime.now(UTC).replace(microsecond=0)
@@ -109,7 +109,7 @@ class Harness:
     def __init__(self, loyalty: Loyalty, **options: Any):
         self.loyalty = loyalty
         self.client = CountingClient(loyalty.client)
-        from loyalty.adapters.dynamodb_store import LoyaltyStore
+        from loyalty.adapters.dynamodb.points_store import LoyaltyStore
 
         store = LoyaltyStore(self.client, loyalty.table)
         self.service = SegmentationService(store, cache_seconds=0)

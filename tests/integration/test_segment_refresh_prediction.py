@@ -11,11 +11,11 @@ from datetime import timedelta
 
 import pytest
 
-from loyalty.segmentation import SegmentationService
 from loyalty.segments.assign import segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
 from loyalty.segments.prediction import PredictionModel, spend_row
+from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client
 from tests.integration.test_segment_refresh import AS_OF, Harness, _memberships
 

@@ -1,6 +1,6 @@
 """Segments after a burst of purchases on one member (docs/refresh.md, "Fresh between refreshes").
 
-While a member's facts change faster than SegmentEventsFunction re-evaluates them, most of its evaluations lose their
+While a member's facts change faster than SegmentReevaluationFunction re-evaluates them, most of its evaluations lose their
 conditional write (StaleMember): the image they started from is older than the member. Such a record is acknowledged,
 not retried: the change that moved the member is a later record of the same stream, carrying a newer image, and that
 record re-evaluates the member. The burst's last record carries the final facts and settles the member.
@@ -33,8 +33,8 @@ from boto3.dynamodb.types import TypeSerializer
 from devstack.functions import InvocationError
 from devstack.pollers import StreamPoller
 from loyalty import runtime
-from loyalty.adapters.segment_store import PublishedCutPoints, SegmentStore, StaleMember, is_settled
-from loyalty.members import Enrollment, Profile
+from loyalty.adapters.dynamodb.segment_store import PublishedCutPoints, SegmentStore, StaleMember, is_settled
+from loyalty.points.members import Enrollment, Profile
 from loyalty.segments.assign import segments_of
 from loyalty.segments.features import features_of
 from loyalty.segments.rfm import RfmCutPoints, money_bucket
@@ -52,8 +52,8 @@ _serializer = TypeSerializer()
 
 
 @pytest.fixture(scope="module")
-def segment_events() -> ModuleType:
-    return load_handler("segment_events")
+def segment_reevaluation() -> ModuleType:
+    return load_handler("segment_reevaluation")
 
 
 @dataclass
@@ -132,7 +132,7 @@ def burst(loyalty: Loyalty, monkeypatch: pytest.MonkeyPatch) -> Iterator[Burst]:
 
 
 def record(image: dict[str, Any], sequence: int) -> dict[str, Any]:
-    """A MODIFY record of the member item, as Lambda delivers it (events/segment_events_member_modified.json)."""
+    """A MODIFY record of the member item, as Lambda delivers it (events/segment_reevaluation_member_modified.json)."""
     return {
         "eventID": uuid.uuid4().hex,
         "eventName": "MODIFY",
@@ -164,7 +164,7 @@ def assert_no_personal_data(records: list[logging.LogRecord]) -> None:
 
 
 def test_a_record_whose_image_the_member_has_moved_past_is_acknowledged_and_the_bursts_last_record_settles_it(
-    burst: Burst, segment_events: ModuleType, caplog: pytest.LogCaptureFixture
+    burst: Burst, segment_reevaluation: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     # Given a burst of purchases, each leaving an image of the member on the stream
@@ -174,12 +174,12 @@ def test_a_record_whose_image_the_member_has_moved_past_is_acknowledged_and_the_
         images.append(burst.image())
     revisions = [int(image["revision"]["N"]) for image in images]
     # When the second purchase's record arrives after the member has moved on
-    result = segment_events.lambda_handler({"Records": [record(images[1], 2)]}, LambdaContext())
+    result = segment_reevaluation.lambda_handler({"Records": [record(images[1], 2)]}, LambdaContext())
     # Then it is acknowledged, not reported for retry, and nothing is written from its old image
     assert result == {"batchItemFailures": []}
     assert burst.memberships() == set() and burst.segment_events() == []
     # and it is logged as the expected race it is: INFO, with the member id and both revisions, no personal data
-    logged = log_records(caplog, segment_events)
+    logged = log_records(caplog, segment_reevaluation)
     assert not [r for r in logged if r.levelno >= logging.WARNING]
     (superseded,) = [r for r in logged if r.getMessage().startswith("segment re-evaluation superseded")]
     assert superseded.levelno == logging.INFO
@@ -191,29 +191,29 @@ def test_a_record_whose_image_the_member_has_moved_past_is_acknowledged_and_the_
     # When the rest of the burst arrives in one batch, its last record carrying the final image
     caplog.clear()
     batch = [record(images[i], i + 1) for i in (2, 3, 4, 5)]
-    result = segment_events.lambda_handler({"Records": batch}, LambdaContext())
+    result = segment_reevaluation.lambda_handler({"Records": batch}, LambdaContext())
     # Then the member's segments are a fresh evaluation of their final facts, each change announced once
     assert result == {"batchItemFailures": []}
     assert "points:high-spenders" not in burst.memberships()  # 6 x 60 points: not yet
     burst.assert_settled_on_fresh_evaluation()
     events = len(burst.segment_events())
     assert events == len(burst.memberships())  # only entries: the older images wrote nothing
-    summary = next(r for r in log_records(caplog, segment_events) if r.getMessage() == "members re-evaluated")
+    summary = next(r for r in log_records(caplog, segment_reevaluation) if r.getMessage() == "members re-evaluated")
     assert summary.superseded == 3 and summary.changes == events  # type: ignore[attr-defined]
 
     # When Lambda delivers the last record again (a retried batch), and then the segment write's own record
-    result = segment_events.lambda_handler({"Records": [record(images[5], 6)]}, LambdaContext())
+    result = segment_reevaluation.lambda_handler({"Records": [record(images[5], 6)]}, LambdaContext())
     assert result == {"batchItemFailures": []}
-    result = segment_events.lambda_handler({"Records": [record(burst.image(), 7)]}, LambdaContext())
+    result = segment_reevaluation.lambda_handler({"Records": [record(burst.image(), 7)]}, LambdaContext())
     # Then nothing moves and nothing is announced twice
     assert result == {"batchItemFailures": []}
     burst.assert_settled_on_fresh_evaluation()
     assert len(burst.segment_events()) == events
-    assert not [r for r in log_records(caplog, segment_events) if r.levelno >= logging.WARNING]
+    assert not [r for r in log_records(caplog, segment_reevaluation) if r.levelno >= logging.WARNING]
 
 
 def test_a_write_that_keeps_failing_while_the_member_stands_still_is_an_error_and_is_retried(
-    burst: Burst, segment_events: ModuleType, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    burst: Burst, segment_reevaluation: ModuleType, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO)
     burst.buy()
@@ -225,10 +225,10 @@ def test_a_write_that_keeps_failing_while_the_member_stands_still_is_an_error_an
 
     monkeypatch.setattr(SegmentStore, "apply", refused)
     # When its record arrives
-    result = segment_events.lambda_handler({"Records": [record(image, 1)]}, LambdaContext())
+    result = segment_reevaluation.lambda_handler({"Records": [record(image, 1)]}, LambdaContext())
     # Then the record is reported for retry, and logged as an ERROR naming the member, without personal data
     assert result == {"batchItemFailures": [{"itemIdentifier": f"{1:024d}"}]}
-    logged = log_records(caplog, segment_events)
+    logged = log_records(caplog, segment_reevaluation)
     (error,) = [r for r in logged if r.levelno >= logging.ERROR]
     assert error.getMessage() == "segment re-evaluation failed"
     assert error.member_id == burst.member_id  # type: ignore[attr-defined]
@@ -260,26 +260,26 @@ class InProcessPool:
         try:
             return self.handler.lambda_handler(event, LambdaContext())
         except Exception as error:
-            raise InvocationError("SegmentEventsFunction", error) from error
+            raise InvocationError("SegmentReevaluationFunction", error) from error
 
 
-def segment_events_source(**changes: Any) -> Any:
-    (source,) = [e for e in TEMPLATE.stream_events if e.function == "SegmentEventsFunction"]
+def reevaluation_stream_source(**changes: Any) -> Any:
+    (source,) = [e for e in TEMPLATE.stream_events if e.function == "SegmentReevaluationFunction"]
     return dataclasses.replace(source, **changes)
 
 
 MAPPINGS = {
     # the template's mapping as Lambda runs it (batches of 100, 20 retries with bisection)
-    "template": lambda: (segment_events_source(), segment_events_source().maximum_retry_attempts),
+    "template": lambda: (reevaluation_stream_source(), reevaluation_stream_source().maximum_retry_attempts),
     # small batches, so that the burst's records spread over many invocations; the local stack's retry cap
-    "batches-of-3": lambda: (segment_events_source(batch_size=3), None),
+    "batches-of-3": lambda: (reevaluation_stream_source(batch_size=3), None),
 }
 
 
 @pytest.mark.parametrize("mapping", list(MAPPINGS))
 def test_after_a_burst_that_races_every_reevaluation_the_stream_settles_the_member_within_seconds(
     burst: Burst,
-    segment_events: ModuleType,
+    segment_reevaluation: ModuleType,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
     mapping: str,
@@ -310,13 +310,13 @@ def test_after_a_burst_that_races_every_reevaluation_the_stream_settles_the_memb
     streams = boto3.client("dynamodbstreams", region_name=REGION, endpoint_url=endpoint, **CREDENTIALS)
     stream_arn = loyalty.client.describe_table(TableName=loyalty.table)["Table"]["LatestStreamArn"]
     poller = StreamPoller(
-        InProcessPool(segment_events, counts),  # type: ignore[arg-type]
+        InProcessPool(segment_reevaluation, counts),  # type: ignore[arg-type]
         source,
         stream_arn,
         streams,
         None,
         REGION,
-        "arn:aws:lambda:us-east-1:123456789012:function:SegmentEventsFunction",
+        "arn:aws:lambda:us-east-1:123456789012:function:SegmentReevaluationFunction",
         verify_reads=loyalty.backend == "moto",
     )
     if max_retries is not None:
@@ -332,7 +332,7 @@ def test_after_a_burst_that_races_every_reevaluation_the_stream_settles_the_memb
     # records was acknowledged as superseded (one INFO line each), not retried
     assert burst.bought == BURST and burst.ended_at is not None
     assert counts.stale >= BURST - BACKLOG and counts.writes == counts.stale + 1
-    logged = log_records(caplog, segment_events)
+    logged = log_records(caplog, segment_reevaluation)
     assert len([r for r in logged if r.getMessage().startswith("segment re-evaluation superseded")]) == counts.stale
     print(
         f"\n{loyalty.backend}/{mapping}: {BURST} purchases, {counts.records} records in {counts.invocations} "

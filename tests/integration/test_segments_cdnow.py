@@ -57,16 +57,17 @@ import pytest
 from pydantic import ValidationError
 
 from devstack import dynamodb_local as ddb_local
-from loyalty.activities import Purchase
-from loyalty.adapters.dynamodb_store import LoyaltyStore, from_item
-from loyalty.errors import InvalidRequest
-from loyalty.members import Enrollment
-from loyalty.segmentation import SegmentationService, WorkMessage
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore
+from loyalty.adapters.dynamodb.table import from_item
+from loyalty.core.errors import InvalidRequest
+from loyalty.points.activities import Purchase
+from loyalty.points.members import Enrollment
+from loyalty.points.service import LoyaltyService
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import MemberFeatures, features_of
+from loyalty.segments.refresh import SegmentRefresh
 from loyalty.segments.rfm import RfmCutPoints, money_bucket, score
-from loyalty.service import LoyaltyService
-from loyalty_analytics.refresh import SegmentRefresh
+from loyalty.segments.service import SegmentationService, WorkMessage
 from tests.integration.conftest import create_loyalty_table, dynamodb_client
 
 _spec = importlib.util.find_spec("lifetimes")

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from loyalty.activities import LineItem, Purchase, Refund
-from loyalty.adapters.dynamodb_store import LoyaltyStore
-from loyalty.categories import MAX_CATEGORIES
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore
+from loyalty.core.idempotency import Outcome
+from loyalty.points.activities import LineItem, Purchase, Refund
+from loyalty.points.categories import MAX_CATEGORIES
+from loyalty.points.service import LoyaltyService
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
-from loyalty.service import LoyaltyService, Outcome
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client, make_loyalty
 
 D = Decimal

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from loyalty.activities import Refund
-from loyalty.ledger import EntryKind
+from loyalty.points.activities import Refund
+from loyalty.points.ledger import EntryKind
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client, make_loyalty
 
 THREADS = 16

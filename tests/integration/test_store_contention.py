@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from loyalty.activities import Refund
-from loyalty.adapters.dynamodb_store import LoyaltyStore
-from loyalty.errors import InsufficientPoints, StoreContention
-from loyalty.ledger import EntryKind
-from loyalty.service import LoyaltyService
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore
+from loyalty.core.errors import InsufficientPoints, StoreContention
+from loyalty.points.activities import Refund
+from loyalty.points.ledger import EntryKind
+from loyalty.points.service import LoyaltyService
 from tests.integration.conftest import Loyalty
 
 RETRY_BUDGET = 12  # LoyaltyStore's default max_attempts

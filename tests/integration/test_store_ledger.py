@@ -10,19 +10,20 @@ from decimal import Decimal
 
 import pytest
 
-from loyalty.activities import Adjustment, LineItem, Purchase, Refund
-from loyalty.adapters.dynamodb_store import month_key, timestamp
-from loyalty.errors import (
+from loyalty.adapters.dynamodb.points_store import month_key
+from loyalty.core.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     MemberNotFound,
     OrderConflict,
     OrderNotFound,
 )
-from loyalty.ledger import EntryKind
-from loyalty.program import ProgramConfig
-from loyalty.rewards import Reward, RewardKind
-from loyalty.service import Outcome
+from loyalty.core.idempotency import Outcome
+from loyalty.core.instants import timestamp
+from loyalty.points.activities import Adjustment, LineItem, Purchase, Refund
+from loyalty.points.ledger import EntryKind
+from loyalty.points.program import ProgramConfig
+from loyalty.points.rewards import Reward, RewardKind
 from tests.integration.conftest import Loyalty
 
 VOUCHER = re.compile(r"^[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}$")

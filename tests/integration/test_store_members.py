@@ -7,11 +7,11 @@ from datetime import date
 
 import pytest
 
-from loyalty import ids
-from loyalty.adapters.dynamodb_store import KEY_ATTRIBUTES, TTL_ATTRIBUTE
-from loyalty.errors import InvalidRequest, MemberNotFound
-from loyalty.members import Consent, Enrollment, Profile
-from loyalty.service import Outcome
+from loyalty.adapters.dynamodb.table import KEY_ATTRIBUTES, TTL_ATTRIBUTE
+from loyalty.core import ids
+from loyalty.core.errors import InvalidRequest, MemberNotFound
+from loyalty.core.idempotency import Outcome
+from loyalty.points.members import Consent, Enrollment, Profile
 from tests.integration.conftest import Loyalty, loyalty_table_properties
 
 

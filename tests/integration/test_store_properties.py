@@ -15,9 +15,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loyalty.activities import Adjustment, Engagement, Purchase, Refund
-from loyalty.program import ProgramConfig
-from loyalty.service import Outcome
+from loyalty.core.idempotency import Outcome
+from loyalty.points.activities import Adjustment, Engagement, Purchase, Refund
+from loyalty.points.program import ProgramConfig
 from tests.integration.conftest import REWARDS, Backend, Loyalty, make_loyalty
 
 PROGRAM = ProgramConfig()

@@ -20,8 +20,8 @@ from moto.events.models import EventPattern
 from devstack.resources import create_resources
 from devstack.template import Resolver, Template, load_template
 from loyalty import runtime
-from loyalty.adapters.dynamodb_store import KEY_ATTRIBUTES, TTL_ATTRIBUTE, to_item
-from loyalty.ledger import EventType
+from loyalty.adapters.dynamodb.table import KEY_ATTRIBUTES, TTL_ATTRIBUTE, to_item
+from loyalty.core.events import EventType
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE: Template = load_template(ROOT / "template.yaml")
@@ -77,7 +77,7 @@ def test_every_dead_letter_queue_the_functions_name_exists(emulated: dict[str, A
     assert named >= {
         "OrderEventsDeadLetterQueue",
         "EventPublisherDeadLetterQueue",
-        "SegmentEventsDeadLetterQueue",
+        "SegmentReevaluationDeadLetterQueue",
         "SegmentRefreshQueue",
     }
     for logical_id in named:
@@ -125,7 +125,7 @@ def _stream_filter(function_logical_id: str) -> Any:
 
 
 def test_member_changes_reach_the_segment_events_function_and_nothing_else() -> None:
-    passes = _stream_filter("SegmentEventsFunction")
+    passes = _stream_filter("SegmentReevaluationFunction")
     member = {"PK": "MEMBER#m", "SK": "MEMBER", "member_id": "m", "event_type": "MemberEnrolled"}
     assert passes("INSERT", member)
     assert passes("MODIFY", member)
@@ -180,14 +180,14 @@ def test_every_function_has_a_sample_event_its_handler_accepts(
     published = _load("EventPublisherFunction").lambda_handler(samples["event_publisher_stream_insert.json"], Context())
     assert published == {"batchItemFailures": []}
 
-    modified = samples["segment_events_member_modified.json"]
+    modified = samples["segment_reevaluation_member_modified.json"]
     image = modified["Records"][0]["dynamodb"]["NewImage"]
     stored = boto3.client("dynamodb", region_name="us-east-1").get_item(
         TableName=emulated["environment"]["TABLE_NAME"], Key={"PK": {"S": f"MEMBER#{member_id}"}, "SK": {"S": "MEMBER"}}
     )["Item"]
     image.clear()
     image.update(stored)  # the sample's shape, this run's member
-    assert _load("SegmentEventsFunction").lambda_handler(modified, Context()) == {"batchItemFailures": []}
+    assert _load("SegmentReevaluationFunction").lambda_handler(modified, Context()) == {"batchItemFailures": []}
     after = boto3.client("dynamodb", region_name="us-east-1").get_item(
         TableName=emulated["environment"]["TABLE_NAME"],
         Key={"PK": {"S": f"MEMBER#{member_id}"}, "SK": {"S": "MEMBER"}},

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from loyalty.access import Caller, Role, caller_from_request_context, require_member_access, require_role
-from loyalty.errors import Forbidden, Unauthenticated
+from loyalty.core.access import Caller, Role, caller_from_request_context, require_member_access, require_role
+from loyalty.core.errors import Forbidden, Unauthenticated
 
 MEMBER = "m_01jq3b7x4m2k9r8t6v5w4y3z2a"
 OTHER = "m_01jq3b7x4m2k9r8t6v5w4y3zzz"

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.activities import LineItem
-from loyalty.adapters.dynamodb_store import LoyaltyStore, PurchaseFacts
-from loyalty.categories import (
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore, PurchaseFacts
+from loyalty.points.activities import LineItem
+from loyalty.points.categories import (
     MAX_CATEGORIES,
     OrderCategories,
     category_name,
@@ -21,7 +21,7 @@ from loyalty.categories import (
     refund_shares,
     taken_from_member,
 )
-from loyalty.ledger import EntryKind, LedgerEntry
+from loyalty.points.ledger import EntryKind, LedgerEntry
 
 D = Decimal
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from loyalty.activities import ActivityType
-from loyalty.adapters.dynamodb_store import Claim, LoyaltyStore, from_item
-from loyalty.events import SOURCE, domain_event_from_item
-from loyalty.ledger import EntryKind, EventType, LedgerEntry
-from loyalty.members import Consent, Member, Profile
+from loyalty.adapters.dynamodb.points_store import Claim, LoyaltyStore
+from loyalty.adapters.dynamodb.table import from_item
+from loyalty.core.events import SOURCE, EventType, domain_event_from_item
+from loyalty.points.activities import ActivityType
+from loyalty.points.ledger import EntryKind, LedgerEntry
+from loyalty.points.members import Consent, Member, Profile
 
 NOW = datetime(2026, 11, 20, 14, 3, 12, 428082, tzinfo=UTC)
 MEMBER_ID = "m_01m83p8nz4nsv851aw9hcrayax"

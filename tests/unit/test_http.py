@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from loyalty.activities import Activity
-from loyalty.errors import InsufficientPoints, InvalidRequest
-from loyalty.http import ErrorBody, documented, validation_error_body
+from loyalty.core.errors import InsufficientPoints, InvalidRequest
+from loyalty.core.http import ErrorBody, documented, validation_error_body
+from loyalty.points.activities import Activity, ActivityType
 
 ACTIVITY = TypeAdapter(Activity)
+VARIANTS = frozenset(ActivityType)
 
 
 def body_errors(payload: Any) -> list[dict[str, Any]]:
@@ -22,7 +23,7 @@ def body_errors(payload: Any) -> list[dict[str, Any]]:
 
 
 def fields(errors: list[dict[str, Any]]) -> list[str]:
-    status, body = validation_error_body(errors)
+    status, body = validation_error_body(errors, VARIANTS)
     assert status == 422
     assert body["code"] == "invalid_request"
     return [error["field"] for error in body["errors"]]
@@ -86,7 +87,7 @@ def test_an_unknown_field_that_happens_to_share_a_variant_name_is_still_named() 
 
 
 def test_an_unknown_activity_type_names_the_type_field_and_what_it_accepts() -> None:
-    status, body = validation_error_body(body_errors({"type": "teleport", "points": 5}))
+    status, body = validation_error_body(body_errors({"type": "teleport", "points": 5}), VARIANTS)
 
     assert status == 422
     [error] = body["errors"]
@@ -97,7 +98,7 @@ def test_an_unknown_activity_type_names_the_type_field_and_what_it_accepts() -> 
 
 
 def test_a_missing_activity_type_is_reported_as_required() -> None:
-    _, body = validation_error_body(body_errors({"order_id": "o-1", "amount": "10", "currency": "USD"}))
+    _, body = validation_error_body(body_errors({"order_id": "o-1", "amount": "10", "currency": "USD"}), VARIANTS)
 
     assert body["errors"] == [{"field": "type", "reason": "required"}]
 

@@ -7,7 +7,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty import ids
+from loyalty.core import ids
 
 CROCKFORD = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 CODE_CHAR = "[2-9A-HJKMNP-TV-Z]"  # no 0/O, 1/I/L, U
@@ -57,7 +57,7 @@ def test_a_voucher_code_is_three_groups_of_four_unambiguous_characters() -> None
 
 
 def test_a_referral_code_matches_what_enrollment_accepts_as_referred_by() -> None:
-    from loyalty.members import Enrollment
+    from loyalty.points.members import Enrollment
 
     code = ids.referral_code()
 

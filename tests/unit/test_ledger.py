@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.errors import RefundExceedsOrder
-from loyalty.ledger import EVENT_OF_KIND, Balance, EntryKind, EventType, LedgerEntry, OrderRecord, plan_refund
+from loyalty.core.errors import RefundExceedsOrder
+from loyalty.core.events import EventType
+from loyalty.points.ledger import EVENT_OF_KIND, Balance, EntryKind, LedgerEntry, OrderRecord, plan_refund
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 

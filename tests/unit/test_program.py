@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from loyalty.activities import ActivityType, LineItem
-from loyalty.errors import InvalidRequest
-from loyalty.program import ProgramConfig, Tier, activity_points, purchase_points
+from loyalty.core.errors import InvalidRequest
+from loyalty.points.activities import ActivityType, LineItem
+from loyalty.points.program import ProgramConfig, Tier, activity_points, purchase_points
 
 D = Decimal
 

@@ -9,8 +9,8 @@ from functools import reduce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loyalty.segments.refresh import BgNbdSample, ScanState, fit_model, member_hash
 from loyalty.segments.rfm import RfmSummary
-from loyalty_analytics.refresh import BgNbdSample, ScanState, fit_model, member_hash
 
 
 def _rows(ids: list[str], seed: int) -> list[tuple[int, int, int, int, float]]:

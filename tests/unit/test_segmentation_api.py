@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from loyalty.adapters.dynamodb_store import LoyaltyStore
-from loyalty.errors import InvalidRequest
-from loyalty.segmentation import SegmentationService, manual_run_id, public_run
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore
+from loyalty.core.errors import InvalidRequest
 from loyalty.segments.prediction import BgNbdParameters, GammaGammaParameters, PredictionModel
+from loyalty.segments.service import SegmentationService, manual_run_id, public_run
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from loyalty.adapters.dynamodb_store import from_item, to_item
+from loyalty.adapters.dynamodb.table import from_item, to_item
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
 

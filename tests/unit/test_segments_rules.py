@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from loyalty.errors import InvalidRequest
+from loyalty.core.errors import InvalidRequest
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import CategorySpend, ConsentFlags, MemberFeatures
 from loyalty.segments.rules import (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from loyalty.service import TtlCache, fingerprint
+from loyalty.core.caching import TtlCache
+from loyalty.core.idempotency import fingerprint
 
 
 def test_equal_amounts_written_differently_have_one_fingerprint() -> None:

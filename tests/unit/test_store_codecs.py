@@ -1,4 +1,4 @@
-"""The DynamoDB adapter's pure parts: opaque ledger cursors, month keys and sortable timestamps."""
+"""The DynamoDB adapters' pure parts: opaque ledger cursors, month keys and sortable timestamps."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.adapters.dynamodb_store import decode_cursor, encode_cursor, month_key, months_before, timestamp
-from loyalty.errors import InvalidRequest
+from loyalty.adapters.dynamodb.points_store import ledger_cursor, ledger_position, month_key, months_before
+from loyalty.core.errors import InvalidRequest
+from loyalty.core.instants import timestamp
 
 PK = "MEMBER#m_01jq3b7x4m2k9r8t6v5w4y3z2a"
 
@@ -29,23 +30,23 @@ def b64(raw: bytes) -> str:
 def test_a_cursor_round_trips_to_the_key_it_was_made_from(entry_id: str) -> None:
     last_key = {"PK": {"S": PK}, "SK": {"S": f"LEDGER#{entry_id}"}}
 
-    cursor = encode_cursor(last_key)
+    cursor = ledger_cursor(last_key)
 
     assert cursor is not None
     assert "=" not in cursor and "+" not in cursor and "/" not in cursor  # safe in a query string as it is
-    assert decode_cursor(cursor, PK, "LEDGER#") == last_key
+    assert ledger_position(cursor, PK) == last_key
 
 
 def test_no_last_key_means_no_cursor() -> None:
-    assert encode_cursor(None) is None
-    assert encode_cursor({}) is None
+    assert ledger_cursor(None) is None
+    assert ledger_cursor({}) is None
 
 
 def test_a_cursor_carries_no_partition_key_so_it_is_always_read_inside_the_callers_partition() -> None:
-    cursor = encode_cursor({"PK": {"S": "MEMBER#someone-else"}, "SK": {"S": "LEDGER#01ABC"}})
+    cursor = ledger_cursor({"PK": {"S": "MEMBER#someone-else"}, "SK": {"S": "LEDGER#01ABC"}})
     assert cursor is not None
 
-    assert decode_cursor(cursor, PK, "LEDGER#")["PK"] == {"S": PK}
+    assert ledger_position(cursor, PK)["PK"] == {"S": PK}
     assert "someone-else" not in base64.urlsafe_b64decode(cursor + "==").decode()
 
 
@@ -82,7 +83,7 @@ def test_a_cursor_carries_no_partition_key_so_it_is_always_read_inside_the_calle
 )
 def test_a_cursor_this_api_did_not_issue_is_refused_with_the_field(cursor: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
-        decode_cursor(cursor, PK, "LEDGER#")
+        ledger_position(cursor, PK)
 
     assert refused.value.field == "cursor"
     assert refused.value.status == 422
@@ -94,7 +95,7 @@ def test_any_string_as_a_cursor_is_either_a_ledger_key_or_a_clean_refusal(cursor
     key: dict[str, Any] | None = None
     refused_field: str | None = None
     try:
-        key = decode_cursor(cursor, PK, "LEDGER#")
+        key = ledger_position(cursor, PK)
     except InvalidRequest as refused:
         refused_field = refused.field
 

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from loyalty.adapters.dynamodb_store import LoyaltyStore
-from loyalty.service import LoyaltyService
-from loyalty.settings import settings
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore
+from loyalty.core.settings import settings
+from loyalty.points.service import LoyaltyService
 
 if TYPE_CHECKING:
-    from loyalty.segmentation import SegmentationService
+    from loyalty.segments.service import SegmentationService
 
 
 @cache
@@ -40,7 +40,7 @@ def loyalty_service() -> LoyaltyService:
 def segmentation_service() -> SegmentationService:
     # Imported here: the members API serves two segment routes, and need not build the segment configuration
     # models on every cold start for them.
-    from loyalty.segmentation import SegmentationService
+    from loyalty.segments.service import SegmentationService
 
     config = settings()
     return SegmentationService(

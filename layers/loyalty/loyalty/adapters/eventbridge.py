@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from loyalty.events import DomainEvent
+from loyalty.core.events import DomainEvent
 
 _BATCH = 10  # PutEvents takes at most 10 entries per call
 

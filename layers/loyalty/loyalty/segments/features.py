@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty.categories import CATEGORY_MAP, OTHER_CATEGORIES
+from loyalty.points.categories import CATEGORY_MAP, OTHER_CATEGORIES
 
 if TYPE_CHECKING:
     from loyalty.segments.config import SegmentationConfig
@@ -44,7 +44,7 @@ class ConsentFlags(BaseModel):
 
 class CategorySpend(BaseModel):
     """A member's lifetime net spend per category, as the member item keeps it: the names it keeps (at most
-    loyalty.categories.MAX_CATEGORIES) and the categorised spend beyond them (`other`). Read by the rule fields
+    loyalty.points.categories.MAX_CATEGORIES) and the categorised spend beyond them (`other`). Read by the rule fields
     `category_spend.<category>`, `category_share.<category>` and `top_category` (docs/segments.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

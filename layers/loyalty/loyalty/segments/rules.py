@@ -34,8 +34,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from loyalty.categories import category_name
-from loyalty.errors import InvalidRequest
+from loyalty.core.errors import InvalidRequest
+from loyalty.points.categories import category_name
 from loyalty.segments.features import MemberFeatures
 from loyalty.segments.ids import Slug
 
@@ -105,7 +105,7 @@ _AS_STORED = "category names are written as stored (case-folded, trimmed, single
 
 
 def _category_problem(name: str, where: str, spell: Callable[[str], str]) -> str | None:
-    """Why `name` is not a category name as the store keeps it (loyalty.categories.category_name), or None.
+    """Why `name` is not a category name as the store keeps it (loyalty.points.categories.category_name), or None.
     `where` names what takes the name; `spell` writes a name as the marketer would (in a field, or as a value)."""
     if len(name) > MAX_STRING_LENGTH:
         return f"a category name is at most {MAX_STRING_LENGTH} characters"

@@ -1,6 +1,6 @@
 """The points ledger: entries, the balance they add up to, and the refund policy. Pure; no AWS.
 
-Invariant kept by every write (one DynamoDB transaction per change, see loyalty.adapters.dynamodb_store):
+Invariant kept by every write (one DynamoDB transaction per change, see loyalty.adapters.dynamodb.points_store):
     available == sum(entry.points for entry in ledger) >= 0
     available + pending == lifetime_earned - redeemed - reversed - expired
 """
@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty.activities import ActivityType
-from loyalty.errors import RefundExceedsOrder
+from loyalty.core.errors import RefundExceedsOrder
+from loyalty.core.events import EventType
+from loyalty.points.activities import ActivityType
 
 
 class EntryKind(StrEnum):
@@ -25,19 +26,6 @@ class EntryKind(StrEnum):
     REVERSAL = "reversal"  # a refund or return takes back what its order earned
     ADJUSTMENT = "adjustment"  # an admin's correction, with a reason
     EXPIRY = "expiry"
-
-
-class EventType(StrEnum):
-    """Domain events; the item that records the change carries its event type (see loyalty.events)."""
-
-    MEMBER_ENROLLED = "MemberEnrolled"
-    POINTS_EARNED = "PointsEarned"
-    POINTS_REDEEMED = "PointsRedeemed"
-    POINTS_REVERSED = "PointsReversed"
-    POINTS_ADJUSTED = "PointsAdjusted"
-    POINTS_EXPIRED = "PointsExpired"
-    SEGMENT_ENTERED = "SegmentEntered"
-    SEGMENT_LEFT = "SegmentLeft"
 
 
 EVENT_OF_KIND = {
@@ -108,7 +96,7 @@ class OrderRecord(BaseModel):
     occurred_at: datetime
     refunded_amount: Decimal = Decimal(0)
     reversal_due: int = 0  # points the refunds so far were due to take back (recovered or not)
-    # What the order added to the member's category spend (loyalty.categories), so a refund takes back its share.
+    # What the order added to the member's category spend (loyalty.points.categories), so a refund takes back its share.
     category_totals: dict[str, Decimal] = Field(default_factory=dict)
     other_categories_total: Decimal = Decimal(0)
 

@@ -8,8 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from loyalty.activities import ActivityType, LineItem
-from loyalty.errors import InvalidRequest
+from loyalty.core.errors import InvalidRequest
+from loyalty.points.activities import ActivityType, LineItem
 
 _ISO_CURRENCY = re.compile(r"[A-Z]{3}")
 Multiplier = Annotated[Decimal, Field(ge=0, le=100)]

@@ -2,7 +2,7 @@
 
 It keeps a member's segments fresh between refreshes (re-evaluation with the last published RFM cut points), owns
 the segmentation document marketers change without a deploy, and answers membership, size and KPI questions from
-the index and the refresh's results; never by scanning. The refresh itself is loyalty_analytics.refresh.
+the index and the refresh's results; never by scanning. The refresh itself is loyalty.segments.refresh.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from loyalty.adapters.dynamodb_store import REVISION_ATTRIBUTE, LoyaltyStore, timestamp
-from loyalty.adapters.segment_store import (
+from loyalty.adapters.dynamodb.points_store import REVISION_ATTRIBUTE, LoyaltyStore
+from loyalty.adapters.dynamodb.segment_store import (
     AppliedChange,
     Membership,
     PublishedCutPoints,
@@ -25,7 +25,8 @@ from loyalty.adapters.segment_store import (
     StaleMember,
 )
 from loyalty.adapters.work_queue import WorkQueue
-from loyalty.errors import (
+from loyalty.core.caching import TtlCache
+from loyalty.core.errors import (
     ConfigVersionConflict,
     InvalidRequest,
     MemberNotFound,
@@ -33,12 +34,12 @@ from loyalty.errors import (
     SegmentNotFound,
     StoreContention,
 )
+from loyalty.core.instants import EARLIEST, timestamp
 from loyalty.segments.assign import segment_catalog, segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
 from loyalty.segments.prediction import MemberPrediction, PredictionModel, member_prediction
 from loyalty.segments.rules import SegmentDefinition
-from loyalty.service import EARLIEST, TtlCache
 
 MAX_REEVALUATIONS = 5
 REFRESH_LEASE = timedelta(hours=2)  # a run that has not finished by then no longer blocks the next one
@@ -273,7 +274,7 @@ class SegmentationService:
             "segments": {k.removeprefix("segment:"): v for k, v in sorted(kpis.items()) if k.startswith("segment:")},
         }
 
-    # ---- refresh runs (started here, carried out by loyalty_analytics.refresh) -----------------------------
+    # ---- refresh runs (started here, carried out by loyalty.segments.refresh) -----------------------------
 
     def refresh_run(self, run_id: str) -> dict[str, Any]:
         run = self.segments.get_run(run_id)

@@ -8,77 +8,26 @@ fingerprint of the request and the first answer, written in the same transaction
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from loyalty import ids
-from loyalty.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
-from loyalty.adapters.dynamodb_store import Claim, LoyaltyStore, PurchaseFacts, ReferralCodeTaken, Replay
-from loyalty.categories import order_categories
-from loyalty.errors import InsufficientPoints, InvalidRequest, LoyaltyError, RefundExceedsOrder, RewardNotFound
-from loyalty.ledger import EntryKind, LedgerEntry, OrderRecord, RefundPlan
-from loyalty.members import Enrollment, Member
-from loyalty.program import ProgramConfig, activity_points, purchase_points
-from loyalty.rewards import Reward
+from loyalty.adapters.dynamodb.points_store import Claim, LoyaltyStore, PurchaseFacts, ReferralCodeTaken, Replay
+from loyalty.core import ids
+from loyalty.core.caching import TtlCache
+from loyalty.core.errors import InsufficientPoints, InvalidRequest, LoyaltyError, RefundExceedsOrder, RewardNotFound
+from loyalty.core.idempotency import Outcome, fingerprint
+from loyalty.core.instants import EARLIEST
+from loyalty.points.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
+from loyalty.points.categories import order_categories
+from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord, RefundPlan
+from loyalty.points.members import Enrollment, Member
+from loyalty.points.program import ProgramConfig, activity_points, purchase_points
+from loyalty.points.rewards import Reward
 
 T = TypeVar("T")
 CLOCK_SKEW = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """An answer for the caller: the status and body of the first time this request was carried out."""
-
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
-
-
-class TtlCache(Generic[T]):
-    """Configuration read at most once per `seconds` per container, so hot paths make no config round trip."""
-
-    def __init__(self, load: Callable[[], T], seconds: float, clock: Callable[[], float] = time.monotonic):
-        self._load, self._seconds, self._clock = load, seconds, clock
-        self._value: T | None = None
-        self._loaded_at = float("-inf")
-        self._lock = threading.Lock()
-
-    def get(self) -> T:
-        with self._lock:
-            if self._value is None or self._clock() - self._loaded_at > self._seconds:
-                self._value = self._load()
-                self._loaded_at = self._clock()
-            return self._value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._value = None
-
-
-def _canonical(value: Any) -> Any:
-    """Equal values, equal text: 42, 42.0 and "42.00" are one amount."""
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
-    return value
-
-
-def fingerprint(*parts: Any) -> str:
-    canonical = json.dumps(_canonical(parts), sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # history may be back-loaded, but not from before this
 
 
 def _occurred(at: datetime | None, now: datetime) -> datetime:

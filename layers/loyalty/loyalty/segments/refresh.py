@@ -28,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from loyalty.adapters.dynamodb_store import timestamp
-from loyalty.adapters.segment_store import PublishedCutPoints, StaleMember
+from loyalty.adapters.dynamodb.segment_store import PublishedCutPoints, StaleMember
 from loyalty.adapters.work_queue import WorkQueue
-from loyalty.segmentation import SegmentationService, WorkMessage
+from loyalty.core.instants import timestamp
 from loyalty.segments.assign import segment_catalog, segments_given_rfm, segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import MemberFeatures, features_of
@@ -44,6 +43,7 @@ from loyalty.segments.prediction import (
     mean_spend_per_purchase,
 )
 from loyalty.segments.rfm import RfmCutPoints, RfmSummary
+from loyalty.segments.service import SegmentationService, WorkMessage
 from loyalty_analytics import bgnbd, gamma_gamma, rfm
 
 logger = logging.getLogger(__name__)

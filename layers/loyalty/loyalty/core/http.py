@@ -17,11 +17,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from loyalty.access import Caller, Role, caller_from_request_context
-from loyalty.activities import ActivityType
-from loyalty.errors import Forbidden, InvalidRequest, LoyaltyError
-from loyalty.request_body import MAX_BODY_BYTES, parse_json, read_body
-from loyalty.settings import settings
+from loyalty.core.access import Caller, Role, caller_from_request_context
+from loyalty.core.errors import Forbidden, InvalidRequest, LoyaltyError
+from loyalty.core.request_body import MAX_BODY_BYTES, parse_json, read_body
+from loyalty.core.settings import settings
 
 logger = Logger()
 
@@ -102,7 +101,12 @@ def _field(location: tuple[Any, ...]) -> str:
     return path or str(location[0])
 
 
-def _field_error(error: dict[str, Any]) -> dict[str, str]:
+def _tags(expected: str) -> list[str]:
+    """pydantic's `expected_tags` ("'a', 'b'" or "<Kind.A: 'a'>, ...") as the tags alone."""
+    return re.findall(r"'([^']*)'", expected)
+
+
+def _field_error(error: dict[str, Any], variants: frozenset[str]) -> dict[str, str]:
     location = tuple(error.get("loc", ()))
     kind = error.get("type")
     context = error.get("ctx") or {}
@@ -112,10 +116,10 @@ def _field_error(error: dict[str, Any]) -> dict[str, str]:
         field = _field((*location, discriminator))
         if kind == "union_tag_not_found":
             return {"field": field, "reason": "required"}
-        accepted = ", ".join(sorted(_ACTIVITY_TAGS))
+        accepted = ", ".join(sorted(_tags(str(context.get("expected_tags", "")))))
         return {"field": field, "reason": f"unknown value {context.get('tag')!r}; expected one of: {accepted}"}
     # The chosen variant of a discriminated union sits in the path ("body", "purchase", "amount"): drop it.
-    if len(location) > 2 and location[0] == "body" and location[1] in _ACTIVITY_TAGS:
+    if len(location) > 2 and location[0] == "body" and location[1] in variants:
         location = (location[0], *location[2:])
     # So do the rule language's variants, tagged in braces ("rule", "{all}", "all", 0, "{condition}", "value"):
     # the field is rule.all[0].value, as the rule segment routes name it.
@@ -123,7 +127,11 @@ def _field_error(error: dict[str, Any]) -> dict[str, str]:
     return {"field": _field(location), "reason": error.get("msg", "invalid")}
 
 
-def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+def validation_error_body(
+    errors: list[dict[str, Any]], variants: frozenset[str] = frozenset()
+) -> tuple[int, dict[str, Any]]:
+    """`variants`: the tags of the body's discriminated union (activities by "type"); a tag in an error's location
+    is pydantic's, not the caller's, and is left out of the field named."""
     if any(error.get("type") == "json_invalid" for error in errors):
         return 400, {
             "code": "malformed_json",
@@ -145,20 +153,19 @@ def validation_error_body(errors: list[dict[str, Any]]) -> tuple[int, dict[str, 
     return 422, {
         "code": "invalid_request",
         "message": "the request did not pass validation",
-        "errors": [_field_error(error) for error in errors],
+        "errors": [_field_error(error, variants) for error in errors],
     }
 
 
-_ACTIVITY_TAGS = {kind.value for kind in ActivityType}
 _BRACED_TAG = re.compile(r"\{[a-z_]+\}")
 
 
-def build_resolver() -> APIGatewayRestResolver:
+def build_resolver(variants: frozenset[str] = frozenset()) -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True, strip_prefixes=None, json_body_deserializer=parse_json)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[Any]:
-        status, body = validation_error_body(list(error.errors()))
+        status, body = validation_error_body(list(error.errors()), variants)
         return json_response(status, body)
 
     @app.exception_handler(LoyaltyError)
@@ -275,10 +282,14 @@ def resource_of(path: str) -> str:
 class Api:
     """An API function: its resolver and, per route, who may call it. `handle` is the Lambda entry point."""
 
-    app: APIGatewayRestResolver = field(default_factory=lambda: build_resolver())
+    variants: frozenset[str] = frozenset()  # the body union's tags (validation_error_body)
+    app: APIGatewayRestResolver = field(init=False)
     cors: Callable[[], Cors] = configured_cors
     max_body_bytes: int = MAX_BODY_BYTES
     access: dict[tuple[str, str], Access] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.app = build_resolver(self.variants)
 
     def route(self, method: str, path: str, *, access: Access, **options: Any) -> Callable[[F], F]:
         if access.public:
@@ -328,8 +339,8 @@ class Api:
             # API Gateway routed it to this resource, so a path parameter holds characters the resolver's route
             # pattern does not take: the parameter is invalid, the route exists.
             names = sorted((event.get("pathParameters") or {}).keys())
-            refused = InvalidRequest("not a value this route accepts", field=names[0] if len(names) == 1 else "path")
-            response = _proxy_response(refused.status, refused.body(), {})
+            invalid = InvalidRequest("not a value this route accepts", field=names[0] if len(names) == 1 else "path")
+            response = _proxy_response(invalid.status, invalid.body(), {})
         response.setdefault("headers", {})
         response["headers"] = {**(response["headers"] or {}), **cors.headers(origin)}
         if response.get("statusCode") == 204:  # no content: no body and no content type

@@ -8,31 +8,28 @@ claim that the failed condition hands back in the same round trip.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from loyalty.categories import (
-    CATEGORY_MAP,
-    MAX_CATEGORIES,
-    OTHER_CATEGORIES,
-    OrderCategories,
-    fits,
-    place,
-    refund_shares,
-    taken_from_member,
+from loyalty.adapters.dynamodb.table import (
+    TTL_ATTRIBUTE,
+    Cancelled,
+    Table,
+    Update,
+    decode_cursor,
+    encode_cursor,
+    from_item,
+    key,
+    to_item,
 )
-from loyalty.errors import (
+from loyalty.core.errors import (
     IdempotencyKeyReused,
     InsufficientPoints,
     InvalidRequest,
@@ -42,21 +39,30 @@ from loyalty.errors import (
     OrderNotFound,
     StoreContention,
 )
-from loyalty.ledger import (
+from loyalty.core.events import EventType
+from loyalty.core.instants import timestamp
+from loyalty.points.categories import (
+    CATEGORY_MAP,
+    MAX_CATEGORIES,
+    OTHER_CATEGORIES,
+    OrderCategories,
+    fits,
+    place,
+    refund_shares,
+    taken_from_member,
+)
+from loyalty.points.ledger import (
     EVENT_OF_KIND,
     EntryKind,
-    EventType,
     LedgerEntry,
     OrderRecord,
     RefundPlan,
     plan_refund,
 )
-from loyalty.members import Member
-from loyalty.program import ProgramConfig
-from loyalty.rewards import Reward
+from loyalty.points.members import Member
+from loyalty.points.program import ProgramConfig
+from loyalty.points.rewards import Reward
 
-KEY_ATTRIBUTES = ("PK", "SK")  # the table's hash and range keys, as template.yaml declares them
-TTL_ATTRIBUTE = "expires_at"  # the table's TimeToLiveSpecification attribute
 ROSTER_INDEX = "MemberRoster"  # sparse GSI over member items only: the refresh scans it (docs/refresh.md)
 ROSTER_ATTRIBUTE = "roster_id"  # its hash key, carried by member items alone
 REVISION_ATTRIBUTE = "revision"  # +1 on every change to a member's facts; segment writes are pinned to it
@@ -65,15 +71,6 @@ _PRUNE_SPAN = 12  # each purchase removes this many months beyond the window
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
 _MONTHLY_MAPS = ("spend_by_month", "purchases_by_month", "points_by_month")
 _COUNTERS = ("available", "pending", "lifetime_earned", "redeemed", "reversed", "expired", "unrecovered")
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def timestamp(moment: datetime) -> str:
-    """UTC, fixed width (years zero-padded), so that string order is time order inside DynamoDB conditions."""
-    utc = moment.astimezone(UTC)
-    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
 
 
 def month_key(moment: datetime) -> str:
@@ -86,36 +83,8 @@ def months_before(moment: datetime, count: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def _key(pk: str, sk: str) -> dict[str, Any]:
-    return {"PK": {"S": pk}, "SK": {"S": sk}}
-
-
 def member_key(member_id: str) -> dict[str, Any]:
-    return _key(f"MEMBER#{member_id}", "MEMBER")
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return timestamp(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_encode(v) for v in value]
-    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):  # StrEnum
-        return value.value
-    return value
-
-
-def to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(_encode(v)) for k, v in values.items() if v is not None}
-
-
-def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+    return key(f"MEMBER#{member_id}", "MEMBER")
 
 
 @dataclass(frozen=True)
@@ -131,8 +100,8 @@ class Claim:
 
     def item_key(self) -> dict[str, Any]:
         if self.order is not None:
-            return _key(f"ORDER#{self.order.order_id}", "ORDER")
-        return _key(f"IDEMPOTENCY#{self.key}", "IDEMPOTENCY")
+            return key(f"ORDER#{self.order.order_id}", "ORDER")
+        return key(f"IDEMPOTENCY#{self.key}", "IDEMPOTENCY")
 
     def item(self, now: datetime) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -165,82 +134,15 @@ class PurchaseFacts:
     categories: OrderCategories = field(default_factory=OrderCategories)
 
 
-@dataclass
-class _Cancelled(Exception):
-    reasons: list[dict[str, Any]] = field(default_factory=list)
-
-    def failed(self, index: int) -> bool:
-        return index < len(self.reasons) and self.reasons[index].get("Code") == "ConditionalCheckFailed"
-
-    def old_item(self, index: int) -> dict[str, Any] | None:
-        item = self.reasons[index].get("Item") if index < len(self.reasons) else None
-        return from_item(item) if item else None
+def ledger_cursor(last_key: dict[str, Any] | None) -> str | None:
+    return encode_cursor({"sk": last_key["SK"]["S"]}) if last_key else None
 
 
-class _Update:
-    """Builds one UpdateExpression from SET / ADD / REMOVE clauses with generated placeholders."""
-
-    def __init__(self) -> None:
-        self.sets: list[str] = []
-        self.adds: list[str] = []
-        self.removes: list[str] = []
-        self.conditions: list[str] = []
-        self.names: dict[str, str] = {}
-        self.values: dict[str, Any] = {}
-
-    def name(self, attribute: str) -> str:
-        placeholder = f"#n{len(self.names)}"
-        self.names[placeholder] = attribute
-        return placeholder
-
-    def value(self, value: Any) -> str:
-        placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = _serializer.serialize(_encode(value))
-        return placeholder
-
-    def expression(self) -> str:
-        clauses = []
-        if self.sets:
-            clauses.append("SET " + ", ".join(self.sets))
-        if self.adds:
-            clauses.append("ADD " + ", ".join(self.adds))
-        if self.removes:
-            clauses.append("REMOVE " + ", ".join(self.removes))
-        return " ".join(clauses)
-
-    def request(self, table: str, key: dict[str, Any], *, return_old: bool = True) -> dict[str, Any]:
-        expression = self.expression()
-        request: dict[str, Any] = {"TableName": table, "Key": key}
-        if self.names:
-            request["ExpressionAttributeNames"] = self.names
-        if expression:
-            request["UpdateExpression"] = expression
-        if self.values:
-            request["ExpressionAttributeValues"] = self.values
-        if self.conditions:
-            request["ConditionExpression"] = " AND ".join(f"({c})" for c in self.conditions)
-            if return_old:
-                request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        if not expression:  # nothing to change: keep the item's conditions in the transaction
-            return {"ConditionCheck": request}
-        return {"Update": request}
-
-
-def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
-    if not last_key:
-        return None
-    return base64.urlsafe_b64encode(json.dumps({"sk": last_key["SK"]["S"]}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, pk: str, prefix: str) -> dict[str, Any]:
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        sk = decoded["sk"]
-    except (ValueError, KeyError, TypeError, binascii.Error) as error:
-        raise InvalidRequest("cursor is not one this API returned", field="cursor") from error
-    if not isinstance(sk, str) or not sk.startswith(prefix):
+def ledger_position(cursor: str, pk: str) -> dict[str, Any]:
+    sk = decode_cursor(cursor).get("sk")
+    if not isinstance(sk, str) or not sk.startswith("LEDGER#"):
         raise InvalidRequest("cursor is not one this API returned", field="cursor")
-    return _key(pk, sk)
+    return key(pk, sk)
 
 
 class LoyaltyStore:
@@ -255,10 +157,9 @@ class LoyaltyStore:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
+        self._io = Table(client, table_name, max_attempts=max_attempts, sleep=sleep)
         self._client = client
         self._table = table_name
-        self._max_attempts = max_attempts
-        self._sleep = sleep
         self._clock = clock  # the monthly aggregates' window moves with it
 
     @property
@@ -269,32 +170,14 @@ class LoyaltyStore:
     def table_name(self) -> str:
         return self._table
 
+    @property
+    def table(self) -> Table:
+        return self._io
+
     # ---- transactions -------------------------------------------------------------------------------------
 
-    def _transact(self, items: list[dict[str, Any]]) -> None:
-        """Write all or nothing. TransactionConflict (another transaction on the same item) is retried with
-        jittered backoff; a failed condition is raised for the caller to interpret, never retried here."""
-        for attempt in range(self._max_attempts):
-            try:
-                self._client.transact_write_items(TransactItems=items)
-                return
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "TransactionCanceledException":
-                    raise
-                reasons: list[dict[str, Any]] = list(error.response.get("CancellationReasons") or [])  # type: ignore[arg-type]
-                codes = {r.get("Code") for r in reasons}
-                if "TransactionConflict" in codes or not reasons:
-                    self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
-                    continue
-                raise _Cancelled(reasons) from error
-        raise StoreContention("too many concurrent changes to this member; retry the request")
-
-    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
-        item = self._client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
-        return from_item(item) if item else None
-
     def _replay(self, claim: Claim, old: dict[str, Any] | None) -> Replay:
-        stored = old if old is not None else self._get(claim.item_key())
+        stored = old if old is not None else self._io.get(claim.item_key())
         if stored is None:  # the condition failed, so the claim existed; it can only vanish by TTL
             raise StoreContention("idempotency record changed during the request; retry")
         if stored.get("fingerprint") != claim.fingerprint:
@@ -329,7 +212,7 @@ class LoyaltyStore:
                 "Put": {
                     "TableName": self._table,
                     "Item": {
-                        **_key(f"EXTERNAL#{member.external_id}", "EXTERNAL"),
+                        **key(f"EXTERNAL#{member.external_id}", "EXTERNAL"),
                         **to_item({"member_id": member.member_id}),
                     },
                     "ConditionExpression": "attribute_not_exists(PK)",
@@ -339,7 +222,7 @@ class LoyaltyStore:
                 "Put": {
                     "TableName": self._table,
                     "Item": {
-                        **_key(f"REFERRAL#{member.referral_code}", "REFERRAL"),
+                        **key(f"REFERRAL#{member.referral_code}", "REFERRAL"),
                         **to_item({"member_id": member.member_id}),
                     },
                     "ConditionExpression": "attribute_not_exists(PK)",
@@ -347,9 +230,9 @@ class LoyaltyStore:
             },
         ]
         try:
-            self._transact(items)
+            self._io.transact(items)
             return member, True
-        except _Cancelled as cancelled:
+        except Cancelled as cancelled:
             if cancelled.failed(1):
                 existing = self.member_id_for_external(member.external_id)
                 if existing is None:
@@ -360,15 +243,15 @@ class LoyaltyStore:
             raise
 
     def member_id_for_external(self, external_id: str) -> str | None:
-        item = self._get(_key(f"EXTERNAL#{external_id}", "EXTERNAL"))
+        item = self._io.get(key(f"EXTERNAL#{external_id}", "EXTERNAL"))
         return item["member_id"] if item else None
 
     def member_id_for_referral(self, code: str) -> str | None:
-        item = self._get(_key(f"REFERRAL#{code}", "REFERRAL"))
+        item = self._io.get(key(f"REFERRAL#{code}", "REFERRAL"))
         return item["member_id"] if item else None
 
     def get_member(self, member_id: str) -> Member:
-        item = self._get(member_key(member_id))
+        item = self._io.get(member_key(member_id))
         if item is None:
             raise MemberNotFound(f"member {member_id} not found", field="member_id")
         return member_from_item(item)
@@ -384,10 +267,10 @@ class LoyaltyStore:
             "Limit": limit,
         }
         if cursor:
-            request["ExclusiveStartKey"] = decode_cursor(cursor, pk, "LEDGER#")
+            request["ExclusiveStartKey"] = ledger_position(cursor, pk)
         page = self._client.query(**request)
         entries = [entry_from_item(from_item(item)) for item in page.get("Items", [])]
-        return entries, encode_cursor(page.get("LastEvaluatedKey"))
+        return entries, ledger_cursor(page.get("LastEvaluatedKey"))
 
     # ---- ledger writes --------------------------------------------------------------------------------------
 
@@ -398,8 +281,8 @@ class LoyaltyStore:
         *,
         out_of_order: dict[str, Any] | None = None,
         categories_seen: dict[str, Any] | None = None,
-    ) -> _Update:
-        update = _Update()
+    ) -> Update:
+        update = Update()
         update.conditions.append("attribute_exists(PK)")
         update.adds.append(f"{update.name(REVISION_ATTRIBUTE)} {update.value(1)}")
         for counter, delta in entry.counters().items():
@@ -415,13 +298,13 @@ class LoyaltyStore:
             self._add_categories(update, purchase.categories, categories_seen)
         return update
 
-    def _add_to_month(self, update: _Update, aggregate: str, when: datetime, amount: Any) -> None:
+    def _add_to_month(self, update: Update, aggregate: str, when: datetime, amount: Any) -> None:
         if month_key(when) <= months_before(self._clock(), MONTHS_KEPT):
             return  # older than the window the aggregates keep
         path = f"{update.name(aggregate)}.{update.name(month_key(when))}"
         update.sets.append(f"{path} = if_not_exists({path}, {update.value(0)}) + {update.value(amount)}")
 
-    def _record_purchase(self, update: _Update, purchase: PurchaseFacts, out_of_order: dict[str, Any] | None) -> None:
+    def _record_purchase(self, update: Update, purchase: PurchaseFacts, out_of_order: dict[str, Any] | None) -> None:
         at = purchase.occurred_at
         self._add_to_month(update, "spend_by_month", at, purchase.amount)
         self._add_to_month(update, "purchases_by_month", at, 1)
@@ -447,11 +330,11 @@ class LoyaltyStore:
             for aggregate in _MONTHLY_MAPS:
                 update.removes.append(f"{update.name(aggregate)}.{update.name(month)}")
 
-    def _add_categories(self, update: _Update, order: OrderCategories, seen_item: dict[str, Any] | None) -> None:
+    def _add_categories(self, update: Update, order: OrderCategories, seen_item: dict[str, Any] | None) -> None:
         """Add the order's category spend to the member's map (docs/data-model.md). Without a read (`seen_item`
         None), the update adds every name and its condition holds only if they are all kept already or all fit;
         otherwise (or on an item without the map) the transaction fails and the caller retries with the member
-        item it got back, placed exactly by loyalty.categories.place and pinned by the map's size (names are
+        item it got back, placed exactly by loyalty.points.categories.place and pinned by the map's size (names are
         never removed, so an unchanged size is an unchanged set of names)."""
         other = order.other
         if order.totals and seen_item is None:
@@ -476,7 +359,7 @@ class LoyaltyStore:
             update.adds.append(f"{update.name(OTHER_CATEGORIES)} {update.value(other)}")
 
     @staticmethod
-    def _add_to_categories(update: _Update, spend: str, amounts: dict[str, Decimal]) -> None:
+    def _add_to_categories(update: Update, spend: str, amounts: dict[str, Decimal]) -> None:
         """SET spend_by_category.#c = if_not_exists(spend_by_category.#c, 0) + :x, for each placeholder #c."""
         if not amounts:
             return
@@ -491,7 +374,7 @@ class LoyaltyStore:
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": {**_key(f"MEMBER#{entry.member_id}", f"LEDGER#{entry.entry_id}"), **to_item(values)},
+                "Item": {**key(f"MEMBER#{entry.member_id}", f"LEDGER#{entry.entry_id}"), **to_item(values)},
                 "ConditionExpression": "attribute_not_exists(PK)",
             }
         }
@@ -541,22 +424,22 @@ class LoyaltyStore:
                 self._claim_put(claim, entry.created_at),
             ]
             try:
-                self._transact(items)
+                self._io.transact(items)
                 return None
-            except _Cancelled as cancelled:
+            except Cancelled as cancelled:
                 if cancelled.failed(2):
                     return self._replay(claim, cancelled.old_item(2))
                 if not cancelled.failed(0):
                     raise LoyaltyError("ledger entry id collision") from None
                 member = cancelled.old_item(0)
                 if member is None:
-                    member = self._get(member_key(entry.member_id))
+                    member = self._io.get(member_key(entry.member_id))
                 if member is None:
                     raise MemberNotFound(f"member {entry.member_id} not found", field="member_id") from None
                 # The member exists: either a replay whose claim the cancellation did not report, a debit the
                 # balance does not cover, an older purchase arriving after a newer one, or a purchase whose
                 # categories do not all fit the member's map.
-                stored = self._get(claim.item_key())
+                stored = self._io.get(claim.item_key())
                 if stored is not None:
                     return self._replay(claim, stored)
                 if entry.points < 0 and int(member.get("available", 0)) < -entry.points:
@@ -588,22 +471,22 @@ class LoyaltyStore:
         *,
         member_id: str | None = None,
     ) -> Replay | tuple[LedgerEntry, RefundPlan]:
-        """Reverse the points a share of an order earned (policy: loyalty.ledger.plan_refund).
+        """Reverse the points a share of an order earned (policy: loyalty.points.ledger.plan_refund).
 
         Reads the order and the member, then writes order, member, entry and claim in one transaction whose
         conditions pin what was read (the order's refund totals, the balance it takes from); a concurrent change
         makes the transaction fail and the refund is planned again from fresh reads.
         """
         claim_probe = Claim(key=claim_key, fingerprint=fingerprint, status=0, body={})
-        for _ in range(self._max_attempts):
-            stored = self._get(claim_probe.item_key())
+        for _ in range(self._io.max_attempts):
+            stored = self._io.get(claim_probe.item_key())
             if stored is not None:
                 return self._replay(claim_probe, stored)
-            order_item = self._get(_key(f"ORDER#{order_id}", "ORDER"))
+            order_item = self._io.get(key(f"ORDER#{order_id}", "ORDER"))
             if order_item is None or (member_id is not None and order_item["member_id"] != member_id):
                 raise OrderNotFound(f"order {order_id} not found", field="order_id")
             order = OrderRecord.model_validate(order_item)
-            member = self._get(member_key(order.member_id))
+            member = self._io.get(member_key(order.member_id))
             if member is None:
                 raise MemberNotFound(f"member {order.member_id} not found", field="member_id")
             plan = plan_refund(order, amount, int(member.get("available", 0)))
@@ -620,7 +503,7 @@ class LoyaltyStore:
             status, body = respond(entry, plan)
             claim = Claim(key=claim_key, fingerprint=fingerprint, status=status, body=body, expires=False)
 
-            order_update = _Update()
+            order_update = Update()
             order_update.conditions.append(
                 f"{order_update.name('refunded_amount')} = {order_update.value(order.refunded_amount)}"
             )
@@ -636,23 +519,23 @@ class LoyaltyStore:
                     self._add_to_month(member_update, aggregate, order.occurred_at, delta)
             self._take_categories(member_update, order, amount, member)
             items = [
-                order_update.request(self._table, _key(f"ORDER#{order_id}", "ORDER"), return_old=False),
+                order_update.request(self._table, key(f"ORDER#{order_id}", "ORDER"), return_old=False),
                 member_update.request(self._table, member_key(order.member_id), return_old=False),
                 self._entry_put(entry),
                 self._claim_put(claim, now),
             ]
             try:
-                self._transact(items)
+                self._io.transact(items)
                 return entry, plan
-            except _Cancelled as cancelled:
+            except Cancelled as cancelled:
                 if cancelled.failed(3):
                     return self._replay(claim, cancelled.old_item(3))
                 continue  # the order or the balance moved since the reads: plan again
         raise StoreContention("the order kept changing during the refund; retry")
 
-    def _take_categories(self, update: _Update, order: OrderRecord, amount: Decimal, member: dict[str, Any]) -> None:
+    def _take_categories(self, update: Update, order: OrderRecord, amount: Decimal, member: dict[str, Any]) -> None:
         """Take the refund's share of each of the order's categories back out of the member's category spend
-        (loyalty.categories.refund_shares), each subtraction guarded so that nothing goes below 0: a concurrent
+        (loyalty.points.categories.refund_shares), each subtraction guarded so that nothing goes below 0: a concurrent
         refund of another order that got there first fails the transaction, and the refund is planned again."""
         ordered = OrderCategories(order.category_totals, order.other_categories_total)
         if not ordered.totals and not ordered.other:
@@ -688,18 +571,18 @@ class LoyaltyStore:
     def put_reward(self, reward: Reward) -> None:
         self._client.put_item(
             TableName=self._table,
-            Item={**_key("CATALOG", f"REWARD#{reward.reward_id}"), **to_item(reward.model_dump())},
+            Item={**key("CATALOG", f"REWARD#{reward.reward_id}"), **to_item(reward.model_dump())},
         )
 
     def get_program(self) -> ProgramConfig | None:
-        item = self._get(_key("PROGRAM", "CONFIG"))
+        item = self._io.get(key("PROGRAM", "CONFIG"))
         return ProgramConfig.model_validate_json(item["document"]) if item else None
 
     def put_program(self, program: ProgramConfig) -> None:
         self._client.put_item(
             TableName=self._table,
             Item={
-                **_key("PROGRAM", "CONFIG"),
+                **key("PROGRAM", "CONFIG"),
                 **to_item({"version": program.version, "document": program.model_dump_json()}),
             },
         )
@@ -713,7 +596,7 @@ ReferralCodeTaken = _ReferralCodeTaken
 
 
 def _new_entry_id() -> str:
-    from loyalty.ids import ulid
+    from loyalty.core.ids import ulid
 
     return ulid()
 

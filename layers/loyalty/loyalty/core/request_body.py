@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from loyalty.errors import LoyaltyError
+from loyalty.core.errors import LoyaltyError
 
 MAX_BODY_BYTES = 1_048_576  # 1 MiB: far above any member or admin request; API Gateway itself stops at 10 MB
 MAX_DEPTH = 32  # objects and arrays inside each other

@@ -12,8 +12,6 @@ emit the same change. The transaction also records that revision as `segments_re
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
 import json
@@ -22,21 +20,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from loyalty import ids
-from loyalty.adapters.dynamodb_store import (
-    REVISION_ATTRIBUTE,
-    ROSTER_INDEX,
+from loyalty.adapters.dynamodb.points_store import REVISION_ATTRIBUTE, ROSTER_INDEX, LoyaltyStore, member_key
+from loyalty.adapters.dynamodb.table import (
     TTL_ATTRIBUTE,
-    LoyaltyStore,
-    _Cancelled,
-    _key,
+    Cancelled,
+    decode_cursor,
+    encode_cursor,
     from_item,
-    member_key,
-    timestamp,
+    key,
     to_item,
 )
-from loyalty.errors import ConfigVersionConflict, InvalidRequest, LoyaltyError, RefreshInProgress
-from loyalty.ledger import EventType
+from loyalty.core import ids
+from loyalty.core.errors import ConfigVersionConflict, InvalidRequest, LoyaltyError, RefreshInProgress
+from loyalty.core.events import EventType
+from loyalty.core.instants import timestamp
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.prediction import PredictionModel
 from loyalty.segments.rfm import RfmCutPoints
@@ -95,25 +92,12 @@ class PublishedCutPoints:
     model: PredictionModel | None = None
 
 
-def _encode_cursor(value: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error) as error:
-        raise InvalidRequest("cursor is not one this API returned", field="cursor") from error
-    if not isinstance(value, dict):
-        raise InvalidRequest("cursor is not one this API returned", field="cursor")
-    return value
-
-
 class SegmentStore:
     """Segmentation's share of the loyalty table. Built on the LoyaltyStore's client, table and transactions."""
 
     def __init__(self, store: LoyaltyStore):
         self._store = store
+        self._io = store.table
         self._client = store.client
         self._table = store.table_name
 
@@ -121,7 +105,7 @@ class SegmentStore:
 
     def get_config(self) -> SegmentationConfig:
         """The stored document, or the defaults (version 1) when none was ever stored."""
-        item = self._store._get(_key("SEGMENTS", "CONFIG"))
+        item = self._io.get(key("SEGMENTS", "CONFIG"))
         return SegmentationConfig.model_validate_json(item["document"]) if item else SegmentationConfig()
 
     def put_config(self, config: SegmentationConfig, *, replaces: int | None) -> None:
@@ -130,7 +114,7 @@ class SegmentStore:
         request: dict[str, Any] = {
             "TableName": self._table,
             "Item": {
-                **_key("SEGMENTS", "CONFIG"),
+                **key("SEGMENTS", "CONFIG"),
                 **to_item({"version": config.version, "document": config.model_dump_json()}),
             },
         }
@@ -148,7 +132,7 @@ class SegmentStore:
     # ---- cut points ---------------------------------------------------------------------------------------
 
     def get_cut_points(self) -> PublishedCutPoints | None:
-        item = self._store._get(_key("SEGMENTS", "CUTPOINTS"))
+        item = self._io.get(key("SEGMENTS", "CUTPOINTS"))
         if item is None:
             return None
         raw = json.loads(item["cut_points"]) if item.get("cut_points") else None
@@ -160,7 +144,7 @@ class SegmentStore:
         cut_points = published.cut_points.model_dump_json() if published.cut_points else ""
         model = published.model.model_dump_json() if published.model else ""
         values = {"run_id": published.run_id, "as_of": published.as_of, "cut_points": cut_points, "model": model}
-        self._client.put_item(TableName=self._table, Item={**_key("SEGMENTS", "CUTPOINTS"), **to_item(values)})
+        self._client.put_item(TableName=self._table, Item={**key("SEGMENTS", "CUTPOINTS"), **to_item(values)})
 
     # ---- memberships ---------------------------------------------------------------------------------------
 
@@ -189,8 +173,8 @@ class SegmentStore:
                 )
                 items.append(self._event_put(member_id, segment, joins, now, source))
             try:
-                self._store._transact(items)
-            except _Cancelled:
+                self._io.transact(items)
+            except Cancelled:
                 raise StaleMember(f"member {member_id} changed while its segments were evaluated") from None
             version += 1
         return AppliedChange(member_id=member_id, entered=entered, left=left)
@@ -236,7 +220,7 @@ class SegmentStore:
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": {**_key(f"MEMBER#{member_id}", f"SEGMENT#{segment_id}"), **to_item(values)},
+                "Item": {**key(f"MEMBER#{member_id}", f"SEGMENT#{segment_id}"), **to_item(values)},
                 "ConditionExpression": "attribute_not_exists(PK)",
             }
         }
@@ -245,7 +229,7 @@ class SegmentStore:
         return {
             "Delete": {
                 "TableName": self._table,
-                "Key": _key(f"MEMBER#{member_id}", f"SEGMENT#{segment_id}"),
+                "Key": key(f"MEMBER#{member_id}", f"SEGMENT#{segment_id}"),
                 "ConditionExpression": "attribute_exists(PK)",
             }
         }
@@ -264,7 +248,7 @@ class SegmentStore:
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": {**_key(f"MEMBER#{member_id}", f"SEGEVENT#{event_id}"), **to_item(values)},
+                "Item": {**key(f"MEMBER#{member_id}", f"SEGEVENT#{event_id}"), **to_item(values)},
                 "ConditionExpression": "attribute_not_exists(PK)",
             }
         }
@@ -292,7 +276,7 @@ class SegmentStore:
         shard: int = 0
         after: str | None = None
         if cursor:
-            decoded = _decode_cursor(cursor)
+            decoded = decode_cursor(cursor)
             raw_shard, raw_after = decoded.get("shard"), decoded.get("after")
             if not isinstance(raw_shard, int) or not 0 <= raw_shard < MEMBERSHIP_SHARDS:
                 raise InvalidRequest("cursor is not one this API returned", field="cursor")
@@ -317,7 +301,7 @@ class SegmentStore:
             if len(found) >= limit:
                 last = found[-1].member_id
                 if "LastEvaluatedKey" in page or shard + 1 < MEMBERSHIP_SHARDS:
-                    return found, _encode_cursor({"shard": shard, "after": last})
+                    return found, encode_cursor({"shard": shard, "after": last})
                 return found, None
             if "LastEvaluatedKey" in page:
                 after = str(from_item(page["LastEvaluatedKey"])["segment_member"])
@@ -345,7 +329,7 @@ class SegmentStore:
         return [from_item(raw) for raw in page.get("Items", [])], page.get("LastEvaluatedKey")
 
     def get_member_item(self, member_id: str) -> dict[str, Any] | None:
-        return self._store._get(member_key(member_id))
+        return self._io.get(member_key(member_id))
 
     # ---- refresh runs ----------------------------------------------------------------------------------------
 
@@ -357,7 +341,7 @@ class SegmentStore:
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": {**_key(f"REFRESH#{run_id}", "RUN"), **to_item(run)},
+                    "Item": {**key(f"REFRESH#{run_id}", "RUN"), **to_item(run)},
                     "ConditionExpression": "attribute_not_exists(PK)",
                 }
             },
@@ -365,7 +349,7 @@ class SegmentStore:
                 "Put": {
                     "TableName": self._table,
                     "Item": {
-                        **_key("REFRESHES", f"{run['started_at']}#{run_id}"),
+                        **key("REFRESHES", f"{run['started_at']}#{run_id}"),
                         **to_item({"run_id": run_id}),
                     },
                 }
@@ -374,7 +358,7 @@ class SegmentStore:
                 "Put": {
                     "TableName": self._table,
                     "Item": {
-                        **_key("SEGMENTS", "ACTIVE_REFRESH"),
+                        **key("SEGMENTS", "ACTIVE_REFRESH"),
                         **to_item({"run_id": run_id, "started_at": run["started_at"]}),
                     },
                     "ConditionExpression": "attribute_not_exists(PK) OR started_at < :stale",
@@ -383,14 +367,14 @@ class SegmentStore:
             },
         ]
         try:
-            self._store._transact(items)
+            self._io.transact(items)
             return run, True
-        except _Cancelled as cancelled:
+        except Cancelled as cancelled:
             existing = self.get_run(run_id)
             if existing is not None:
                 return existing, False
             if cancelled.failed(2):
-                active = self._store._get(_key("SEGMENTS", "ACTIVE_REFRESH")) or {}
+                active = self._io.get(key("SEGMENTS", "ACTIVE_REFRESH")) or {}
                 raise RefreshInProgress(
                     f"refresh {active.get('run_id')} is still running", details={"run_id": active.get("run_id")}
                 ) from None
@@ -401,13 +385,13 @@ class SegmentStore:
         with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
             self._client.delete_item(
                 TableName=self._table,
-                Key=_key("SEGMENTS", "ACTIVE_REFRESH"),
+                Key=key("SEGMENTS", "ACTIVE_REFRESH"),
                 ConditionExpression="run_id = :run",
                 ExpressionAttributeValues={":run": {"S": run_id}},
             )
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        return self._store._get(_key(f"REFRESH#{run_id}", "RUN"))
+        return self._io.get(key(f"REFRESH#{run_id}", "RUN"))
 
     def list_runs(self, limit: int) -> list[dict[str, Any]]:
         page = self._client.query(
@@ -426,7 +410,7 @@ class SegmentStore:
         encoded = to_item({f":v{i}": value for i, value in enumerate(values.values())})
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": _key(f"REFRESH#{run_id}", "RUN"),
+            "Key": key(f"REFRESH#{run_id}", "RUN"),
             "UpdateExpression": "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values))),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": encoded,
@@ -448,7 +432,7 @@ class SegmentStore:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key=_key(f"REFRESH#{run_id}", "RUN"),
+                Key=key(f"REFRESH#{run_id}", "RUN"),
                 UpdateExpression="SET #step = :claimant",
                 ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(#step) OR #step = :claimant)",
                 ExpressionAttributeNames={"#step": f"{step}_claimed_by"},
@@ -462,10 +446,10 @@ class SegmentStore:
 
     @staticmethod
     def _part_key(run_id: str, pass_number: int, worker: int) -> dict[str, Any]:
-        return _key(f"REFRESH#{run_id}", f"PART#{pass_number}#{worker:04d}")
+        return key(f"REFRESH#{run_id}", f"PART#{pass_number}#{worker:04d}")
 
     def get_part(self, run_id: str, pass_number: int, worker: int) -> dict[str, Any] | None:
-        return self._store._get(self._part_key(run_id, pass_number, worker))
+        return self._io.get(self._part_key(run_id, pass_number, worker))
 
     def checkpoint(
         self, run_id: str, pass_number: int, worker: int, step: int, state: str, start_key: dict[str, Any] | None
@@ -519,16 +503,16 @@ class SegmentStore:
             put["ExpressionAttributeValues"] = {":step": {"N": str(step)}, ":false": {"BOOL": False}}
         count = {
             "TableName": self._table,
-            "Key": _key(f"REFRESH#{run_id}", "RUN"),
+            "Key": key(f"REFRESH#{run_id}", "RUN"),
             "UpdateExpression": "ADD #done :one",
             "ExpressionAttributeNames": {"#done": f"pass{pass_number}_done"},
             "ExpressionAttributeValues": {":one": {"N": "1"}},
             "ConditionExpression": "attribute_exists(PK)",
         }
         try:
-            self._store._transact([{"Put": put}, {"Update": count}])
+            self._io.transact([{"Put": put}, {"Update": count}])
             return True
-        except _Cancelled:
+        except Cancelled:
             return False
 
     def finished_parts(self, run_id: str, pass_number: int) -> Iterator[dict[str, Any]]:
@@ -559,7 +543,7 @@ class SegmentStore:
             {
                 "PutRequest": {
                     "Item": {
-                        **_key(f"SEGMENT#{segment_id}", f"SIZE#{timestamp(completed_at)}#{run_id}"),
+                        **key(f"SEGMENT#{segment_id}", f"SIZE#{timestamp(completed_at)}#{run_id}"),
                         **to_item({"segment_id": segment_id, "run_id": run_id, "as_of": completed_at, **entry}),
                     }
                 }
@@ -585,7 +569,7 @@ class SegmentStore:
         return [from_item(raw) for raw in page.get("Items", [])]
 
     def put_latest(self, values: dict[str, Any]) -> None:
-        self._client.put_item(TableName=self._table, Item={**_key("SEGMENTS", "LATEST"), **to_item(values)})
+        self._client.put_item(TableName=self._table, Item={**key("SEGMENTS", "LATEST"), **to_item(values)})
 
     def get_latest(self) -> dict[str, Any] | None:
-        return self._store._get(_key("SEGMENTS", "LATEST"))
+        return self._io.get(key("SEGMENTS", "LATEST"))

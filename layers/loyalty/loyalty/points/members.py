@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from loyalty.ledger import Balance
+from loyalty.points.ledger import Balance
 
 
 def _plausible_birthday(value: date) -> date:

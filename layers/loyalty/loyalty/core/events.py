@@ -7,13 +7,26 @@ INSERTs of such items to the publisher. The event's id is the record's own id, s
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 
-from loyalty.ledger import EventType
-
 SOURCE = "serverless-loyalty"
+
+
+class EventType(StrEnum):
+    """Domain events; the item that records the change carries its event type (domain_event_from_item)."""
+
+    MEMBER_ENROLLED = "MemberEnrolled"
+    POINTS_EARNED = "PointsEarned"
+    POINTS_REDEEMED = "PointsRedeemed"
+    POINTS_REVERSED = "PointsReversed"
+    POINTS_ADJUSTED = "PointsAdjusted"
+    POINTS_EXPIRED = "PointsExpired"
+    SEGMENT_ENTERED = "SegmentEntered"
+    SEGMENT_LEFT = "SegmentLeft"
+
 
 _LEDGER_FIELDS = ("kind", "points", "activity", "order_id", "refund_id", "reward_id")
 

@@ -2,7 +2,7 @@
 
 The template's stream filter passes INSERT and MODIFY records of member items (SK = MEMBER). The new image is the
 member as the change left it, so re-evaluating reads nothing; what changed is written with its SegmentEntered /
-SegmentLeft event items in one transaction (loyalty.adapters.segment_store). The records of those segment writes
+SegmentLeft event items in one transaction (loyalty.adapters.dynamodb.segment_store). The records of those segment writes
 themselves (a re-evaluation's or the refresh's) come back through the same filter and are skipped: their segments
 are already those of the facts they carry, and re-evaluating them with this container's cached cut points, possibly
 older than the refresh's, could only undo the refresh.
@@ -23,9 +23,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.types import TypeDeserializer
 
-from loyalty.adapters.segment_store import is_settled
+from loyalty.adapters.dynamodb.segment_store import is_settled
 from loyalty.runtime import segmentation_service
-from loyalty.segmentation import SupersededImage, revision_of
+from loyalty.segments.service import SupersededImage, revision_of
 
 logger = Logger()
 _deserializer = TypeDeserializer()

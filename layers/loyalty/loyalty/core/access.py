@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from loyalty.errors import Forbidden, Unauthenticated
+from loyalty.core.errors import Forbidden, Unauthenticated
 
 ADMIN_GROUP = "loyalty-admins"
 SERVICE_GROUP = "loyalty-services"
