@@ -31,6 +31,7 @@ from loyalty.points.members import Consent, Member, Profile
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.ports import (
     CHANGES_PER_WRITE,
+    MEMBERSHIP_SHARDS,
     Membership,
     PublishedCutPoints,
     SegmentStorage,
@@ -383,6 +384,21 @@ def test_a_segments_members_are_paged_in_listing_order_without_repeats_or_gaps(s
     )
     assert storage.store.members_of("points:dormant", 50, None)[1] is None
     assert storage.store.members_of("rfm:nobody", 10, None) == ([], None)
+
+
+def test_a_full_page_before_the_last_shard_is_followed_by_an_empty_one(storage: Storage) -> None:
+    members: list[str] = []
+    while len(members) < 4:  # none in the last shard: the listing cannot know no one follows them
+        member_id = new_member(storage)
+        if membership_shard(member_id) < MEMBERSHIP_SHARDS - 1:
+            members.append(member_id)
+            storage.store.apply(read(storage, member_id), {"points:dormant"}, NOW, "refresh:r1")
+
+    page, cursor = storage.store.members_of("points:dormant", len(members), None)
+
+    assert [m.member_id for m in page] == sorted(members, key=lambda m: (membership_shard(m), m))
+    assert cursor is not None
+    assert storage.store.members_of("points:dormant", len(members), cursor) == ([], None)
 
 
 def test_a_member_who_left_is_not_listed_and_one_who_entered_between_pages_is_not_skipped(storage: Storage) -> None:
