@@ -60,18 +60,12 @@ from botocore.config import Config
 from devstack import dynamodb_local
 from devstack.resources import create_table
 from devstack.template import Resolver, load_template
-from loyalty.adapters.dynamodb.points_store import (
-    MONTHS_KEPT,
-    ROSTER_ATTRIBUTE,
-    ROSTER_INDEX,
-    LoyaltyStore,
-    member_key,
-    month_key,
-    months_before,
-)
+from loyalty.adapters.dynamodb.points_store import ROSTER_INDEX, LoyaltyStore, member_key
+from loyalty.adapters.dynamodb.segment_store import SegmentStore
 from loyalty.adapters.dynamodb.table import from_item, to_item
 from loyalty.core import ids
-from loyalty.core.events import EventType
+from loyalty.points import member_record as record
+from loyalty.points.member_record import PastPurchase, month_key, months_before, new_member_item, with_purchases
 from loyalty.points.members import Consent, Member, Profile
 from loyalty.segments.assign import segments_of
 from loyalty.segments.config import SegmentationConfig
@@ -83,7 +77,6 @@ from loyalty.segments.service import SegmentationService, WorkMessage
 ROOT = Path(__file__).resolve().parents[1]
 CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
 OPERATIONS = ("Scan", "TransactWriteItems", "Query", "GetItem", "PutItem", "UpdateItem", "BatchWriteItem")
-COUNTERS = ("available", "pending", "lifetime_earned", "redeemed", "reversed", "expired", "unrecovered")
 COUNTRIES = (("US", 40), ("FR", 15), ("GB", 12), ("DE", 10), ("CA", 8), ("ES", 6), ("IT", 5), ("AU", 4))
 TIERS = ((1000, "Rouge"), (350, "VIB"), (0, "Insider"))  # ProgramConfig's defaults, on points of the last 12 months
 FIRST_NAMES = ("Ana", "Ben", "Chloé", "Dmitri", "Emma", "Farah", "Giulia", "Hugo", "Iris", "Jonas", "Kenji", "Lea")
@@ -106,12 +99,7 @@ def synthetic_member(rng: random.Random, index: int, as_of: datetime) -> dict[st
     lognormal basket (median about $37) earning 1 point per dollar. The monthly maps hold the months the store
     keeps (the as-of month and the 23 before it); purchase_count and lifetime points count the older ones too."""
     member_id = f"m_{ids.ulid().lower()}"
-    oldest_kept = months_before(as_of, MONTHS_KEPT)  # the store does not write this month or older ones
-    spend: dict[str, Decimal] = {}
-    purchases: dict[str, int] = {}
-    points: dict[str, int] = {}
-    lifetime = purchase_count = 0
-    first_at = last_at = None
+    history: list[PastPurchase] = []
     if rng.random() < 0.20:
         enrolled_at = as_of - timedelta(days=rng.uniform(1, 1000))
     else:
@@ -122,21 +110,15 @@ def synthetic_member(rng: random.Random, index: int, as_of: datetime) -> dict[st
         moments = [as_of - timedelta(days=d, seconds=rng.randrange(3600, 86_400)) for d in days[:purchase_count]]
         for at in moments:
             amount = Decimal(str(max(0.5, round(rng.lognormvariate(3.6, 0.9), 2))))
-            earned = int(amount)
-            lifetime += earned
-            month = month_key(at)
-            if month > oldest_kept:
-                spend[month] = spend.get(month, Decimal(0)) + amount
-                purchases[month] = purchases.get(month, 0) + 1
-                points[month] = points.get(month, 0) + earned
-        first_at, last_at = min(moments), max(moments)
-        enrolled_at = first_at - timedelta(days=rng.uniform(0, 90))
+            history.append(PastPurchase(at, amount, int(amount)))
+        enrolled_at = min(moments) - timedelta(days=rng.uniform(0, 90))
+    lifetime = sum(purchase.points for purchase in history)
     redemptions = 0
     redeemed = 0
     if lifetime >= 500 and rng.random() < 0.4:
         redeemed = 100 * rng.randint(1, lifetime // 100)
         redemptions = max(1, redeemed // 500)
-    recent_points = sum(v for k, v in points.items() if k > months_before(as_of, 12))
+    recent_points = sum(p.points for p in history if month_key(p.at) > months_before(as_of, 12))
     tier = next(name for threshold, name in TIERS if recent_points >= threshold)
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
     country = rng.choices([c for c, _ in COUNTRIES], weights=[w for _, w in COUNTRIES])[0]
@@ -162,22 +144,10 @@ def synthetic_member(rng: random.Random, index: int, as_of: datetime) -> dict[st
         enrolled_at=enrolled_at,
     )
     # What LoyaltyStore.create_member writes, then what the ledger transactions would have added to it.
-    values = member.model_dump(exclude={"balance", "purchases"})
-    values.update({name: 0 for name in COUNTERS})
-    values.update(
-        lifetime_earned=lifetime,
-        redeemed=redeemed,
-        available=lifetime - redeemed,
-        spend_by_month=spend,
-        purchases_by_month=purchases,
-        points_by_month=points,
-        purchase_count=purchase_count,
-        first_purchase_at=first_at,
-        last_purchase_at=last_at,
-        event_type=EventType.MEMBER_ENROLLED,
-        revision=1 + purchase_count + redemptions,
-    )
-    values[ROSTER_ATTRIBUTE] = member_id
+    values = with_purchases(new_member_item(member), history, as_of)
+    values["redeemed"] = redeemed
+    values["available"] = int(values["available"]) - redeemed
+    values[record.REVISION] = record.revision_of(values) + redemptions
     return {**member_key(member_id), **to_item(values)}
 
 
@@ -272,7 +242,16 @@ def buy_once_more(client: Any, table: str, member_ids: Sequence[str], at: dateti
     rng = random.Random(seed)
     amounts = [Decimal(str(max(0.5, round(rng.lognormvariate(3.6, 0.9), 2)))) for _ in member_ids]
     moment = to_item({"at": at})["at"]
-    month = month_key(at)
+    names = {
+        "#m": month_key(at),
+        "#spend": record.SPEND_BY_MONTH,
+        "#purchases": record.PURCHASES_BY_MONTH,
+        "#points": record.POINTS_BY_MONTH,
+        "#first": record.FIRST_PURCHASE_AT,
+        "#last": record.LAST_PURCHASE_AT,
+        "#revision": record.REVISION,
+        "#count": record.PURCHASE_COUNT,
+    }
 
     def buy(index: int) -> None:
         amount = amounts[index]
@@ -281,15 +260,14 @@ def buy_once_more(client: Any, table: str, member_ids: Sequence[str], at: dateti
             TableName=table,
             Key=member_key(member_ids[index]),
             UpdateExpression=(
-                "SET spend_by_month.#m = if_not_exists(spend_by_month.#m, :zero) + :amount, "
-                "purchases_by_month.#m = if_not_exists(purchases_by_month.#m, :zero) + :one, "
-                "points_by_month.#m = if_not_exists(points_by_month.#m, :zero) + :points, "
-                "first_purchase_at = if_not_exists(first_purchase_at, :at), last_purchase_at = :at "
-                "ADD revision :one, purchase_count :one, lifetime_earned :points, available :points"
+                "SET #spend.#m = if_not_exists(#spend.#m, :zero) + :amount, "
+                "#purchases.#m = if_not_exists(#purchases.#m, :zero) + :one, "
+                "#points.#m = if_not_exists(#points.#m, :zero) + :points, "
+                "#first = if_not_exists(#first, :at), #last = :at "
+                "ADD #revision :one, #count :one, lifetime_earned :points, available :points"
             ),
-            ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(last_purchase_at) OR "
-            "last_purchase_at <= :at)",
-            ExpressionAttributeNames={"#m": month},
+            ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(#last) OR #last <= :at)",
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues={
                 ":zero": {"N": "0"},
                 ":one": {"N": "1"},
@@ -318,7 +296,7 @@ def bare_transactions(
 
     def one(index: int) -> None:
         key = f"MEMBER#bench-{uuid.uuid4().hex}"
-        items = [put({**member, "PK": {"S": key}, ROSTER_ATTRIBUTE: {"S": key}})]
+        items = [put({**member, "PK": {"S": key}, record.ROSTER_ID: {"S": key}})]
         for n in range(changes):
             membership = {"segment_shard": {"S": f"bench:{n}#{index % 16:02d}"}, "segment_member": {"S": key}}
             items.append(put({"PK": {"S": key}, "SK": {"S": f"SEGMENT#bench:{n}"}, **membership}))
@@ -514,8 +492,7 @@ def refresh_run(
 ) -> RunResult:
     from loyalty.segments.refresh import SegmentRefresh
 
-    store = LoyaltyStore(meter, table)
-    service = SegmentationService(store, cache_seconds=0)
+    service = SegmentationService(SegmentStore(LoyaltyStore(meter, table)), cache_seconds=0)
     queue = SharedQueue()
     refresh = SegmentRefresh(service, queue)  # type: ignore[arg-type]
     run_id = f"bench-{uuid.uuid4().hex[:10]}"
@@ -670,7 +647,6 @@ def cpu_per_member(items: Sequence[dict[str, Any]], as_of: datetime, config: Seg
     from botocore.stub import Stubber
 
     import loyalty.segments.refresh as engine
-    from loyalty.adapters.dynamodb.segment_store import SegmentStore
     from loyalty.segments.assign import segments_given_rfm
     from loyalty.segments.kpis import KpiTable, kpi_groups, member_kpis
     from loyalty_analytics import rfm

@@ -23,9 +23,9 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.types import TypeDeserializer
 
-from loyalty.adapters.dynamodb.segment_store import is_settled
+from loyalty.points.member_record import is_settled, revision_of
 from loyalty.runtime import segmentation_service
-from loyalty.segments.service import SupersededImage, revision_of
+from loyalty.segments.service import SupersededImage
 
 logger = Logger()
 _deserializer = TypeDeserializer()

@@ -95,16 +95,21 @@ class Backend:
 BACKENDS = ["moto", pytest.param("dynamodb-local", marks=pytest.mark.dynamodb_local)]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """A DynamoDB client: moto in-process, or DynamoDB Local (skipped only where Java is missing). Module-scoped:
-    each test still gets its own table (see `loyalty`), only the mock and the client are shared."""
-    if request.param == "moto":
+def open_backend(request: pytest.FixtureRequest, name: str) -> Iterator[Backend]:
+    """The DynamoDB backend `name` ("moto" or "dynamodb-local") for as long as the generator runs."""
+    if name == "moto":
         with mock_aws():
             yield Backend("moto", dynamodb_client())
     else:
         local = request.getfixturevalue("dynamodb_local")
         yield Backend("dynamodb-local", dynamodb_client(local.endpoint))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """A DynamoDB client: moto in-process, or DynamoDB Local (skipped only where Java is missing). Module-scoped:
+    each test still gets its own table (see `loyalty`), only the mock and the client are shared."""
+    yield from open_backend(request, request.param)
 
 
 # ---- the system under test --------------------------------------------------------------------------------

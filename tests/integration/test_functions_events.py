@@ -463,7 +463,7 @@ def segment_event_items(aws: Aws, member_id: str) -> list[tuple[str, str]]:
 def test_a_purchase_is_reevaluated_and_the_segment_write_it_causes_is_not(
     aws: Aws, segment_reevaluation: ModuleType, customer: str
 ) -> None:
-    from loyalty.adapters.dynamodb.segment_store import PublishedCutPoints
+    from loyalty.segments.ports import PublishedCutPoints
     from loyalty.segments.rfm import RfmCutPoints
 
     segmentation = runtime.segmentation_service()

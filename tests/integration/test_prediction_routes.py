@@ -21,9 +21,9 @@ from moto import mock_aws
 from devstack.resources import create_resources
 from devstack.template import Resolver, load_template
 from loyalty import runtime
-from loyalty.adapters.dynamodb.segment_store import PublishedCutPoints
 from loyalty.points.activities import Purchase
 from loyalty.points.members import Enrollment
+from loyalty.segments.ports import PublishedCutPoints
 from loyalty.segments.prediction import BgNbdParameters, GammaGammaParameters, PredictionModel
 from tests.integration.test_functions_events import load_handler
 

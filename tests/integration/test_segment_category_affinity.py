@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from loyalty.adapters.dynamodb.segment_store import SegmentStore
 from loyalty.points.activities import LineItem, Purchase, Refund
 from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import Loyalty
@@ -37,7 +38,7 @@ def buy(loyalty: Loyalty, member_id: str, order_id: str, lines: dict[str, str], 
 
 def test_a_rule_segment_over_category_affinity_gets_the_member_who_bought_in_that_category(loyalty: Loyalty) -> None:
     # Given a marketer's rule segment over makeup spend and top category
-    segmentation = SegmentationService(loyalty.store, cache_seconds=0)
+    segmentation = SegmentationService(SegmentStore(loyalty.store), cache_seconds=0)
     segmentation.put_rule_segment(MAKEUP_FANS)
     # And a member who bought makeup (spelt as the shop spells it) and one who mostly bought fragrance
     fan = loyalty.enroll()

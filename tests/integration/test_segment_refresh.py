@@ -112,7 +112,7 @@ class Harness:
         from loyalty.adapters.dynamodb.points_store import LoyaltyStore
 
         store = LoyaltyStore(self.client, loyalty.table)
-        self.service = SegmentationService(store, cache_seconds=0)
+        self.service = SegmentationService(SegmentStore(store), cache_seconds=0)
         self.queue = ListQueue()
         self.refresh = SegmentRefresh(self.service, self.queue, **options)  # type: ignore[arg-type]
 
@@ -287,7 +287,7 @@ def test_concurrent_reevaluations_of_one_member_emit_each_change_once(loyalty: L
     member_id = loyalty.enroll("racer")
     loyalty.buy(member_id, "250", order_id="race-1", occurred_at=AS_OF - timedelta(days=2))
     image = loyalty.member_item(member_id)
-    services = [SegmentationService(loyalty.store, cache_seconds=0) for _ in range(8)]
+    services = [SegmentationService(SegmentStore(loyalty.store), cache_seconds=0) for _ in range(8)]
     barrier = threading.Barrier(len(services))
     results: list[Any] = []
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 
+from loyalty.adapters.dynamodb.segment_store import SegmentStore
 from loyalty.segments.assign import segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
@@ -92,7 +93,7 @@ def test_a_refresh_fits_the_model_and_churn_risk_is_member_predictions_verdict(l
     # ... which the run's admin view shows
     assert harness.service.refresh_run("run-predict")["model"] == model.model_dump(mode="json")
     # ... and published it with the cut points, for the API between refreshes
-    api = SegmentationService(loyalty.store, cache_seconds=0, clock=lambda: AS_OF)
+    api = SegmentationService(SegmentStore(loyalty.store), cache_seconds=0, clock=lambda: AS_OF)
     (published,) = api.published.get()
     assert published is not None and published.model == model
     # And prediction:churn-risk holds exactly the members member_prediction calls at risk

@@ -33,10 +33,12 @@ from boto3.dynamodb.types import TypeSerializer
 from devstack.functions import InvocationError
 from devstack.pollers import StreamPoller
 from loyalty import runtime
-from loyalty.adapters.dynamodb.segment_store import PublishedCutPoints, SegmentStore, StaleMember, is_settled
+from loyalty.adapters.dynamodb.segment_store import SegmentStore
+from loyalty.points.member_record import is_settled
 from loyalty.points.members import Enrollment, Profile
 from loyalty.segments.assign import segments_of
 from loyalty.segments.features import features_of
+from loyalty.segments.ports import PublishedCutPoints, StaleMember
 from loyalty.segments.rfm import RfmCutPoints, money_bucket
 from tests.integration.conftest import CREDENTIALS, REGION, TEMPLATE, Loyalty
 from tests.integration.test_functions_events import LambdaContext, load_handler

@@ -58,6 +58,7 @@ from pydantic import ValidationError
 
 from devstack import dynamodb_local as ddb_local
 from loyalty.adapters.dynamodb.points_store import LoyaltyStore
+from loyalty.adapters.dynamodb.segment_store import SegmentStore
 from loyalty.adapters.dynamodb.table import from_item
 from loyalty.core.errors import InvalidRequest
 from loyalty.points.activities import Purchase
@@ -470,7 +471,7 @@ def test_every_cdnow_member_gets_the_documented_scores_and_segments(loaded: Load
     assert purchased_nothing_in_window == (JANUARY_ONLY[FULL] if window_months == 18 else 0)
 
     # When a refresh runs as of 1998-07-01 over 4 workers, with the RFM window of this case
-    segmentation = SegmentationService(loaded.store, cache_seconds=0)
+    segmentation = SegmentationService(SegmentStore(loaded.store), cache_seconds=0)
     current = segmentation.document()
     segmentation.replace_document({"rfm_window_months": window_months}, if_version=current.version)
     queue = ListQueue()

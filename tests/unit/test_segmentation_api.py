@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from loyalty.adapters.dynamodb.points_store import LoyaltyStore
+from loyalty.adapters.memory.segment_store import InMemorySegmentStore
 from loyalty.core.errors import InvalidRequest
 from loyalty.segments.prediction import BgNbdParameters, GammaGammaParameters, PredictionModel
 from loyalty.segments.service import SegmentationService, manual_run_id, public_run
@@ -18,7 +18,7 @@ NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def service() -> SegmentationService:
-    return SegmentationService(LoyaltyStore(object(), "unused"), clock=lambda: NOW)
+    return SegmentationService(InMemorySegmentStore(), clock=lambda: NOW)  # type: ignore[arg-type]
 
 
 def test_a_run_started_by_hand_is_as_of_now_unless_told(service: SegmentationService) -> None:

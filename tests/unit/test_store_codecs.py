@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.adapters.dynamodb.points_store import ledger_cursor, ledger_position, month_key, months_before
+from loyalty.adapters.dynamodb.points_store import ledger_cursor, ledger_position
 from loyalty.core.errors import InvalidRequest
 from loyalty.core.instants import timestamp
+from loyalty.points.member_record import month_key, months_before
 
 PK = "MEMBER#m_01jq3b7x4m2k9r8t6v5w4y3z2a"
 

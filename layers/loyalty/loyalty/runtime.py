@@ -40,12 +40,12 @@ def loyalty_service() -> LoyaltyService:
 def segmentation_service() -> SegmentationService:
     # Imported here: the members API serves two segment routes, and need not build the segment configuration
     # models on every cold start for them.
+    from loyalty.adapters.dynamodb.segment_store import SegmentStore
     from loyalty.segments.service import SegmentationService
 
     config = settings()
-    return SegmentationService(
-        LoyaltyStore(client("dynamodb"), config.table_name), cache_seconds=config.config_cache_seconds
-    )
+    store = SegmentStore(LoyaltyStore(client("dynamodb"), config.table_name))
+    return SegmentationService(store, cache_seconds=config.config_cache_seconds)
 
 
 def reset() -> None:

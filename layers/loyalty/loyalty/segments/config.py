@@ -6,13 +6,13 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from loyalty.points.member_record import MONTHS_KEPT
 from loyalty.segments.kpis import KpiConfig
 from loyalty.segments.points import LifecycleConfig, PointsSegmentConfig
 from loyalty.segments.prediction import PredictionConfig
 from loyalty.segments.rfm import RfmSegmentMap
 from loyalty.segments.rules import SegmentDefinition
 
-MONTHS_KEPT = 24  # the member item's monthly aggregates cover this many months (docs/data-model.md)
 MAX_RULE_SEGMENTS = 200
 
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty.points.categories import CATEGORY_MAP, OTHER_CATEGORIES
+from loyalty.points import member_record as record
+from loyalty.points.member_record import month_index, month_key
 
 if TYPE_CHECKING:
     from loyalty.segments.config import SegmentationConfig
@@ -120,16 +121,6 @@ class MemberFeatures(BaseModel):
         return self.recency_days is not None
 
 
-def month_index(moment: datetime | date) -> int:
-    """Months since year 0, so that month arithmetic is integer arithmetic: 2026-01 minus one is 2025-12."""
-    return moment.year * 12 + moment.month - 1
-
-
-def month_key(index: int) -> str:
-    """The "YYYY-MM" key of a `month_index`, as the monthly maps spell it: the inverse of month_index."""
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
 @lru_cache(maxsize=64)
 def _months_back(current: int, span: int) -> dict[str, int]:
     """ "YYYY-MM" -> months before the current month, for the `span` months ending with it. Looking keys up here
@@ -227,27 +218,27 @@ def features_of(member_item: Mapping[str, Any], as_of: datetime, config: Segment
     window = config.rfm_window_months
     months = _months_back(current, max(12, window))
 
-    spends, _ = _trailing_totals(member_item.get("spend_by_month"), months, (6, 12, window), _decimal, _ZERO)
+    bought = record.aggregates_of(member_item)
+    spends, _ = _trailing_totals(bought.spend_by_month, months, (6, 12, window), _decimal, _ZERO)
     spend_6m, spend_12m, monetary = spends
-    purchases, active = _trailing_totals(member_item.get("purchases_by_month"), months, (6, 12, window), int, 0)
+    purchases, active = _trailing_totals(bought.purchases_by_month, months, (6, 12, window), int, 0)
     purchases_6m, purchases_12m, frequency = purchases
     active_months_6m = active[0]
-    (points_6m, points_12m), _ = _trailing_totals(member_item.get("points_by_month"), months, (6, 12), int, 0)
+    (points_6m, points_12m), _ = _trailing_totals(bought.points_by_month, months, (6, 12), int, 0)
 
-    last = member_item.get("last_purchase_at")
-    first = member_item.get("first_purchase_at")
-    recency_days = None if last is None else max(0, (today - _instant(last, "last_purchase_at").date()).days)
-    since_first = None if first is None else max(0, (today - _instant(first, "first_purchase_at").date()).days)
+    last, first = bought.last_purchase_at, bought.first_purchase_at
+    recency_days = None if last is None else max(0, (today - _instant(last, record.LAST_PURCHASE_AT).date()).days)
+    since_first = None if first is None else max(0, (today - _instant(first, record.FIRST_PURCHASE_AT).date()).days)
     if "enrolled_at" not in member_item:
         raise ValueError("member item has no enrolled_at")
     since_enrolled = max(0, (today - _instant(member_item["enrolled_at"], "enrolled_at").date()).days)
     birthday = member_item.get("birthday")
-    profile = member_item.get("profile") or {}
-    categories = _category_spend(member_item)
-    consent = member_item.get("consent") or {}
+    profile = member_item.get(record.PROFILE) or {}
+    categories = _category_spend(bought)
+    consent = member_item.get(record.CONSENT) or {}
 
     return MemberFeatures(
-        member_id=str(member_item.get("member_id", "")),
+        member_id=str(member_item.get(record.MEMBER_ID, "")),
         recency_days=recency_days,
         frequency=frequency,
         monetary=monetary,
@@ -258,7 +249,7 @@ def features_of(member_item: Mapping[str, Any], as_of: datetime, config: Segment
         points_6m=points_6m,
         points_12m=points_12m,
         active_months_6m=active_months_6m,
-        purchase_count=int(member_item.get("purchase_count", 0)),
+        purchase_count=bought.purchase_count,
         days_since_enrolled=since_enrolled,
         days_since_first_purchase=since_first,
         tier=str(member_item.get("tier", "")),
@@ -272,10 +263,9 @@ def features_of(member_item: Mapping[str, Any], as_of: datetime, config: Segment
     )
 
 
-def _category_spend(member_item: Mapping[str, Any]) -> CategorySpend:
-    spend = member_item.get(CATEGORY_MAP)
-    other = member_item.get(OTHER_CATEGORIES)
+def _category_spend(bought: record.PurchaseAggregates) -> CategorySpend:
+    spend, other = bought.spend_by_category, bought.spend_other_categories
     if not spend and not other:
         return _NO_CATEGORIES
-    by_category = {str(name): _decimal(value) for name, value in (spend or {}).items()}
-    return CategorySpend.model_construct(by_category=by_category, other=_ZERO if other is None else _decimal(other))
+    by_category = {str(name): _decimal(value) for name, value in spend.items()}
+    return CategorySpend.model_construct(by_category=by_category, other=_decimal(other))

@@ -20,7 +20,9 @@ from typing import Annotated, Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-from loyalty.segments.features import month_index, month_key, window_totals
+from loyalty.points import member_record as record
+from loyalty.points.member_record import month_index, month_key
+from loyalty.segments.features import window_totals
 
 ALL: Final = "all"
 TIER_PREFIX: Final = "tier:"
@@ -158,8 +160,8 @@ def member_kpis(member_item: Mapping[str, Any], as_of: datetime, config: KpiConf
     current = _as_of_month(as_of)
     span = config.period_months
     spans = (span, 2 * span)  # one month table for both maps: keys of the previous period are look-ups, not misses
-    _, active_months = window_totals(member_item.get("purchases_by_month"), current, spans)
-    (spend, _), _ = window_totals(member_item.get("spend_by_month"), current, spans)
+    _, active_months = window_totals(member_item.get(record.PURCHASES_BY_MONTH), current, spans)
+    (spend, _), _ = window_totals(member_item.get(record.SPEND_BY_MONTH), current, spans)
     active = active_months[0] > 0
     previous = active_months[1] > active_months[0]
     return KpiSums(

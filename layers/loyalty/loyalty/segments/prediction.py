@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loyalty.points import member_record as record
 from loyalty.segments.features import MemberFeatures, _instant
 
 HORIZON_DAYS = 90  # expected_purchases_90d
@@ -264,21 +265,21 @@ def features_row(features: MemberFeatures) -> tuple[int, int, int] | None:
 
 def item_row(member_item: Mapping[str, Any], as_of: datetime) -> tuple[int, int, int] | None:
     """(x, t_x, T) of a member item: the same day counts as `features_of` (UTC dates, a date after as-of is 0)."""
-    first, last = member_item.get("first_purchase_at"), member_item.get("last_purchase_at")
-    count = int(member_item.get("purchase_count", 0))
+    bought = record.aggregates_of(member_item)
+    first, last, count = bought.first_purchase_at, bought.last_purchase_at, bought.purchase_count
     if first is None or last is None or count < 1:
         return None
     today = as_of.astimezone(UTC).date()
-    since_first = max(0, (today - _instant(first, "first_purchase_at").date()).days)
-    recency = max(0, (today - _instant(last, "last_purchase_at").date()).days)
+    since_first = max(0, (today - _instant(first, record.FIRST_PURCHASE_AT).date()).days)
+    recency = max(0, (today - _instant(last, record.LAST_PURCHASE_AT).date()).days)
     return summary_row(count, since_first, recency)
 
 
 def mean_spend_per_purchase(member_item: Mapping[str, Any]) -> float:
     """Gamma-Gamma's m, approximated from the monthly maps: net spend / purchases over the months they keep (24),
     the first purchase included when it is in them (the item cannot tell it apart). 0 without positive spend."""
-    spend = sum(float(value) for value in (member_item.get("spend_by_month") or {}).values())
-    purchases = sum(int(value) for value in (member_item.get("purchases_by_month") or {}).values())
+    spend = sum(float(value) for value in (member_item.get(record.SPEND_BY_MONTH) or {}).values())
+    purchases = sum(int(value) for value in (member_item.get(record.PURCHASES_BY_MONTH) or {}).values())
     return spend / purchases if purchases > 0 and spend > 0 else 0.0
 
 
@@ -286,7 +287,7 @@ def spend_row(member_item: Mapping[str, Any]) -> tuple[int, float] | None:
     """Gamma-Gamma's (x, m) for a member item, as the refresh fits it: x = purchase_count - 1 (repeat purchases,
     lifetime), m = `mean_spend_per_purchase`. None without enough history: no repeat purchase, or no positive net
     spend in the months the maps keep (refunded, or every purchase older than them)."""
-    x = int(member_item.get("purchase_count", 0)) - 1
+    x = int(member_item.get(record.PURCHASE_COUNT, 0)) - 1
     mean_spend = mean_spend_per_purchase(member_item)
     if x < 1 or not (mean_spend > 0 and math.isfinite(mean_spend)):
         return None
@@ -339,9 +340,10 @@ def member_prediction(
         return MemberPrediction(
             probability_alive=None, expected_purchases_90d=None, expected_next_purchase=None, churn_risk=False
         )
-    first = _instant(member_item["first_purchase_at"], "first_purchase_at").date()
-    last = _instant(member_item["last_purchase_at"], "last_purchase_at").date()
-    count = int(member_item.get("purchase_count", 0))
+    bought = record.aggregates_of(member_item)
+    first = _instant(bought.first_purchase_at, record.FIRST_PURCHASE_AT).date()
+    last = _instant(bought.last_purchase_at, record.LAST_PURCHASE_AT).date()
+    count = bought.purchase_count
     alive = expected = spend = value = None
     if model is not None:
         alive = probability_alive(model.bgnbd, *row)

@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from loyalty.adapters.dynamodb.segment_store import PublishedCutPoints, StaleMember
 from loyalty.adapters.work_queue import WorkQueue
 from loyalty.core.instants import timestamp
 from loyalty.segments.assign import segment_catalog, segments_given_rfm, segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import MemberFeatures, features_of
 from loyalty.segments.kpis import KpiTable, kpi_groups, member_kpis
+from loyalty.segments.ports import PublishedCutPoints, StaleMember
 from loyalty.segments.prediction import (
     BgNbdParameters,
     GammaGammaParameters,

@@ -16,15 +16,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from loyalty.adapters.dynamodb.points_store import REVISION_ATTRIBUTE, LoyaltyStore
-from loyalty.adapters.dynamodb.segment_store import (
-    AppliedChange,
-    Membership,
-    PublishedCutPoints,
-    SegmentStore,
-    StaleMember,
-)
-from loyalty.adapters.work_queue import WorkQueue
 from loyalty.core.caching import TtlCache
 from loyalty.core.errors import (
     ConfigVersionConflict,
@@ -35,9 +26,18 @@ from loyalty.core.errors import (
     StoreContention,
 )
 from loyalty.core.instants import EARLIEST, timestamp
+from loyalty.points.member_record import revision_of
 from loyalty.segments.assign import segment_catalog, segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
+from loyalty.segments.ports import (
+    AppliedChange,
+    Membership,
+    PublishedCutPoints,
+    RefreshMessages,
+    SegmentRepository,
+    StaleMember,
+)
 from loyalty.segments.prediction import MemberPrediction, PredictionModel, member_prediction
 from loyalty.segments.rules import SegmentDefinition
 
@@ -60,11 +60,6 @@ class SupersededImage(StaleMember):
         self.member_id = member_id
         self.image_revision = image_revision
         self.current_revision = current_revision
-
-
-def revision_of(member_item: Mapping[str, Any]) -> int:
-    """The revision of the member's facts an item (or a stream image of it) carries; 0 before the first change."""
-    return int(member_item.get(REVISION_ATTRIBUTE) or 0)
 
 
 def invalid_document(error: ValidationError) -> InvalidRequest:
@@ -95,14 +90,17 @@ class WorkMessage:
 
 
 class SegmentationService:
+    """Built on its storage port (loyalty.segments.ports): the DynamoDB store in the functions (loyalty.runtime),
+    the in-memory store in unit tests."""
+
     def __init__(
         self,
-        store: LoyaltyStore,
+        segments: SegmentRepository,
         *,
         cache_seconds: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
-        self.segments = SegmentStore(store)
+        self.segments = segments
         self._clock = clock
         self.config = TtlCache(self.segments.get_config, cache_seconds)
         self.published = TtlCache(lambda: (self.segments.get_cut_points(),), cache_seconds)
@@ -305,7 +303,7 @@ class SegmentationService:
         return self.segments.create_run(run, stale_before=now - REFRESH_LEASE)
 
     def start_refresh(
-        self, queue: WorkQueue, run_id: str, as_of: datetime, workers: int, requested_by: str
+        self, queue: RefreshMessages, run_id: str, as_of: datetime, workers: int, requested_by: str
     ) -> tuple[dict[str, Any], bool]:
         """Start a run, or return the one already recorded under `run_id` (created False). A run recorded but not
         yet begun (its start died before sending) gets its pass-one messages again; duplicates are harmless."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -39,7 +39,6 @@ from loyalty.core.errors import (
     OrderNotFound,
     StoreContention,
 )
-from loyalty.core.events import EventType
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import (
     CATEGORY_MAP,
@@ -59,28 +58,29 @@ from loyalty.points.ledger import (
     RefundPlan,
     plan_refund,
 )
+from loyalty.points.member_record import (
+    FIRST_PURCHASE_AT,
+    LAST_PURCHASE_AT,
+    MONTHLY_MAPS,
+    MONTHS_KEPT,
+    POINTS_BY_MONTH,
+    PURCHASE_COUNT,
+    PURCHASES_BY_MONTH,
+    REVISION,
+    SPEND_BY_MONTH,
+    is_kept,
+    member_of,
+    month_key,
+    months_before,
+    new_member_item,
+)
 from loyalty.points.members import Member
 from loyalty.points.program import ProgramConfig
 from loyalty.points.rewards import Reward
 
-ROSTER_INDEX = "MemberRoster"  # sparse GSI over member items only: the refresh scans it (docs/refresh.md)
-ROSTER_ATTRIBUTE = "roster_id"  # its hash key, carried by member items alone
-REVISION_ATTRIBUTE = "revision"  # +1 on every change to a member's facts; segment writes are pinned to it
-MONTHS_KEPT = 24  # write-time monthly aggregates cover at least this many calendar months
+ROSTER_INDEX = "MemberRoster"  # sparse GSI over member items only (their roster_id): the refresh scans it
 _PRUNE_SPAN = 12  # each purchase removes this many months beyond the window
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
-_MONTHLY_MAPS = ("spend_by_month", "purchases_by_month", "points_by_month")
-_COUNTERS = ("available", "pending", "lifetime_earned", "redeemed", "reversed", "expired", "unrecovered")
-
-
-def month_key(moment: datetime) -> str:
-    utc = moment.astimezone(UTC)
-    return f"{utc.year:04d}-{utc.month:02d}"
-
-
-def months_before(moment: datetime, count: int) -> str:
-    index = moment.year * 12 + (moment.month - 1) - count
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def member_key(member_id: str) -> dict[str, Any]:
@@ -194,12 +194,7 @@ class LoyaltyStore:
 
     def create_member(self, member: Member) -> tuple[Member, bool]:
         """Enroll, or return the member this external id already enrolled. (member, created)"""
-        values = member.model_dump(exclude={"balance", "purchases"})
-        values.update({name: 0 for name in _COUNTERS})
-        values.update({name: {} for name in _MONTHLY_MAPS})
-        values.update({CATEGORY_MAP: {}, OTHER_CATEGORIES: 0})
-        values.update(purchase_count=0, event_type=EventType.MEMBER_ENROLLED)
-        values.update({ROSTER_ATTRIBUTE: member.member_id, REVISION_ATTRIBUTE: 1})
+        values = new_member_item(member)
         items = [
             {
                 "Put": {
@@ -284,7 +279,7 @@ class LoyaltyStore:
     ) -> Update:
         update = Update()
         update.conditions.append("attribute_exists(PK)")
-        update.adds.append(f"{update.name(REVISION_ATTRIBUTE)} {update.value(1)}")
+        update.adds.append(f"{update.name(REVISION)} {update.value(1)}")
         for counter, delta in entry.counters().items():
             if delta:
                 update.adds.append(f"{update.name(counter)} {update.value(delta)}")
@@ -292,42 +287,42 @@ class LoyaltyStore:
             update.conditions.append(f"{update.name('available')} >= {update.value(-entry.points)}")
         if entry.kind in (EntryKind.EARN, EntryKind.BONUS) and entry.points:
             when = purchase.occurred_at if purchase else entry.created_at
-            self._add_to_month(update, "points_by_month", when, entry.points)
+            self._add_to_month(update, POINTS_BY_MONTH, when, entry.points)
         if purchase is not None:
             self._record_purchase(update, purchase, out_of_order)
             self._add_categories(update, purchase.categories, categories_seen)
         return update
 
     def _add_to_month(self, update: Update, aggregate: str, when: datetime, amount: Any) -> None:
-        if month_key(when) <= months_before(self._clock(), MONTHS_KEPT):
+        if not is_kept(month_key(when), self._clock()):
             return  # older than the window the aggregates keep
         path = f"{update.name(aggregate)}.{update.name(month_key(when))}"
         update.sets.append(f"{path} = if_not_exists({path}, {update.value(0)}) + {update.value(amount)}")
 
     def _record_purchase(self, update: Update, purchase: PurchaseFacts, out_of_order: dict[str, Any] | None) -> None:
         at = purchase.occurred_at
-        self._add_to_month(update, "spend_by_month", at, purchase.amount)
-        self._add_to_month(update, "purchases_by_month", at, 1)
-        update.adds.append(f"{update.name('purchase_count')} {update.value(1)}")
+        self._add_to_month(update, SPEND_BY_MONTH, at, purchase.amount)
+        self._add_to_month(update, PURCHASES_BY_MONTH, at, 1)
+        update.adds.append(f"{update.name(PURCHASE_COUNT)} {update.value(1)}")
         if out_of_order is None:
             # In order (the common case): this purchase is the latest. The condition keeps a late-arriving older
             # event from moving last_purchase_at backwards; that case is retried below with its own update.
-            first, last = update.name("first_purchase_at"), update.name("last_purchase_at")
+            first, last = update.name(FIRST_PURCHASE_AT), update.name(LAST_PURCHASE_AT)
             update.sets.append(f"{first} = if_not_exists({first}, {update.value(at)})")
             update.sets.append(f"{last} = {update.value(at)}")
             update.conditions.append(f"attribute_not_exists({last}) OR {last} <= {update.value(at)}")
         else:
-            last = update.name("last_purchase_at")
+            last = update.name(LAST_PURCHASE_AT)
             update.conditions.append(f"{last} > {update.value(at)}")
-            seen_first = out_of_order.get("first_purchase_at")
+            seen_first = out_of_order.get(FIRST_PURCHASE_AT)
             if seen_first is not None and timestamp(at) < seen_first:
-                first = update.name("first_purchase_at")
+                first = update.name(FIRST_PURCHASE_AT)
                 update.sets.append(f"{first} = {update.value(at)}")
                 update.conditions.append(f"{first} = {update.value(seen_first)}")
         now = self._clock()
         for back in range(MONTHS_KEPT + 1, MONTHS_KEPT + 1 + _PRUNE_SPAN):
             month = months_before(now, back)
-            for aggregate in _MONTHLY_MAPS:
+            for aggregate in MONTHLY_MAPS:
                 update.removes.append(f"{update.name(aggregate)}.{update.name(month)}")
 
     def _add_categories(self, update: Update, order: OrderCategories, seen_item: dict[str, Any] | None) -> None:
@@ -601,35 +596,8 @@ def _new_entry_id() -> str:
     return ulid()
 
 
-def _int_fields(item: dict[str, Any], names: Iterable[str]) -> dict[str, int]:
-    return {name: int(item.get(name, 0)) for name in names}
-
-
 def member_from_item(item: dict[str, Any]) -> Member:
-    return Member.model_validate(
-        {
-            **{
-                k: item.get(k)
-                for k in (
-                    "member_id",
-                    "external_id",
-                    "birthday",
-                    "referral_code",
-                    "referred_by",
-                    "tier",
-                    "enrolled_at",
-                )
-            },
-            "profile": item.get("profile") or {},
-            "consent": item.get("consent") or {},
-            "balance": _int_fields(item, _COUNTERS),
-            "purchases": {
-                "first_purchase_at": item.get("first_purchase_at"),
-                "last_purchase_at": item.get("last_purchase_at"),
-                "purchase_count": int(item.get("purchase_count", 0)),
-            },
-        }
-    )
+    return member_of(item)
 
 
 def entry_from_item(item: dict[str, Any]) -> LedgerEntry:

@@ -7,20 +7,18 @@ membership items (the `SegmentMembers` index) and puts one SegmentEntered / Segm
 pinned to the member's `revision` (the facts the segments were computed from) and `segments_version`. A writer with
 a stale view loses the transaction and nothing is written, so two evaluators racing on one member can never both
 emit the same change. The transaction also records that revision as `segments_revision`: a member item whose
-`segments_revision` equals its `revision` holds the segments of the facts it carries (`is_settled`).
+`segments_revision` equals its `revision` holds the segments of the facts it carries (member_record.is_settled).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from loyalty.adapters.dynamodb.points_store import REVISION_ATTRIBUTE, ROSTER_INDEX, LoyaltyStore, member_key
+from loyalty.adapters.dynamodb.points_store import ROSTER_INDEX, LoyaltyStore, member_key
 from loyalty.adapters.dynamodb.table import (
     TTL_ATTRIBUTE,
     Cancelled,
@@ -31,69 +29,31 @@ from loyalty.adapters.dynamodb.table import (
     to_item,
 )
 from loyalty.core import ids
-from loyalty.core.errors import ConfigVersionConflict, InvalidRequest, LoyaltyError, RefreshInProgress
+from loyalty.core.errors import ConfigVersionConflict, InvalidRequest, RefreshInProgress
 from loyalty.core.events import EventType
 from loyalty.core.instants import timestamp
+from loyalty.points import member_record as record
 from loyalty.segments.config import SegmentationConfig
+from loyalty.segments.ports import (
+    CHANGES_PER_WRITE,
+    MEMBERSHIP_SHARDS,
+    AppliedChange,
+    Membership,
+    PublishedCutPoints,
+    StaleMember,
+    membership_shard,
+)
 from loyalty.segments.prediction import PredictionModel
 from loyalty.segments.rfm import RfmCutPoints
 
-MEMBERSHIP_INDEX = "SegmentMembers"
-MEMBERSHIP_SHARDS = 16  # a segment's members spread over this many index partitions
-CHANGES_PER_TRANSACTION = 49  # 1 member update + 2 items per change <= 100, DynamoDB's transaction limit
+MEMBERSHIP_INDEX = "SegmentMembers"  # its hash key is "<segment id>#<membership_shard>", its range key the member id
+CHANGES_PER_TRANSACTION = CHANGES_PER_WRITE  # 1 member update + 2 items per change <= 100, DynamoDB's limit
 SEGMENT_EVENT_TTL_SECONDS = 7 * 24 * 3600  # event items only exist to reach the stream
-SEGMENTS_REVISION_ATTRIBUTE = "segments_revision"  # the member revision the stored segments were computed from
-
-
-def is_settled(member: Mapping[str, Any]) -> bool:
-    """True if the member item's segments were computed from the facts it carries: the last change to it was a
-    segment write (a refresh's or a re-evaluation's), not a change of facts (a ledger write bumps `revision`)."""
-    settled = member.get(SEGMENTS_REVISION_ATTRIBUTE)
-    return settled is not None and int(settled) == int(member.get(REVISION_ATTRIBUTE, 0))
-
-
-class StaleMember(LoyaltyError):
-    """The member's facts or segments moved since they were read: read again and re-evaluate."""
-
-    status = 409
-    code = "stale_member"
-
-
-def membership_shard(member_id: str) -> int:
-    return int(hashlib.sha256(member_id.encode()).hexdigest()[:8], 16) % MEMBERSHIP_SHARDS
-
-
-@dataclass(frozen=True)
-class Membership:
-    member_id: str
-    segment_id: str
-    entered_at: str
-
-
-@dataclass(frozen=True)
-class AppliedChange:
-    member_id: str
-    entered: tuple[str, ...]
-    left: tuple[str, ...]
-
-    @property
-    def changes(self) -> int:
-        return len(self.entered) + len(self.left)
-
-
-@dataclass(frozen=True)
-class PublishedCutPoints:
-    """The RFM cut points of the last refresh that finished pass one, for scoring members between refreshes, and
-    the prediction model it fitted (None: too few members, or an older run)."""
-
-    run_id: str
-    as_of: str
-    cut_points: RfmCutPoints | None
-    model: PredictionModel | None = None
 
 
 class SegmentStore:
-    """Segmentation's share of the loyalty table. Built on the LoyaltyStore's client, table and transactions."""
+    """Segmentation's share of the loyalty table (loyalty.segments.ports: SegmentStorage and RefreshRuns). Built on
+    the LoyaltyStore's client, table and transactions."""
 
     def __init__(self, store: LoyaltyStore):
         self._store = store
@@ -148,16 +108,16 @@ class SegmentStore:
 
     # ---- memberships ---------------------------------------------------------------------------------------
 
-    def apply(self, member: dict[str, Any], after: Iterable[str], now: datetime, source: str) -> AppliedChange:
+    def apply(self, member: Mapping[str, Any], after: Iterable[str], now: datetime, source: str) -> AppliedChange:
         """Move the member from the segments on `member` (the item as read) to `after`. Raises StaleMember when the
         member's revision or segments moved since `member` was read; nothing is written then."""
-        member_id = str(member["member_id"])
-        before = set(member.get("segments") or ())
+        member_id = str(member[record.MEMBER_ID])
+        before = set(record.stored_segments(member))
         target = set(after)
         entered = tuple(sorted(target - before))
         left = tuple(sorted(before - target))
-        revision = int(member.get(REVISION_ATTRIBUTE, 0))
-        version = int(member.get("segments_version", 0))
+        revision = record.revision_of(member)
+        version = record.segments_version_of(member)
         changes = [(segment, True) for segment in entered] + [(segment, False) for segment in left]
         current = set(before)
         while changes:
@@ -182,7 +142,13 @@ class SegmentStore:
     def _member_segments_update(
         self, member_id: str, segments: list[str], revision: int, version: int, now: datetime
     ) -> dict[str, Any]:
-        names = {"#segments": "segments", "#version": "segments_version", "#revision": REVISION_ATTRIBUTE}
+        names = {
+            "#segments": record.SEGMENTS,
+            "#version": record.SEGMENTS_VERSION,
+            "#revision": record.REVISION,
+            "#evaluated": record.SEGMENTS_EVALUATED_AT,
+            "#settled": record.SEGMENTS_REVISION,
+        }
         values: dict[str, Any] = {
             ":segments": {"L": [{"S": s} for s in segments]},
             ":next": {"N": str(version + 1)},
@@ -200,8 +166,7 @@ class SegmentStore:
                 "TableName": self._table,
                 "Key": member_key(member_id),
                 "UpdateExpression": (
-                    "SET #segments = :segments, #version = :next, segments_evaluated_at = :at, "
-                    f"{SEGMENTS_REVISION_ATTRIBUTE} = :revision"
+                    "SET #segments = :segments, #version = :next, #evaluated = :at, #settled = :revision"
                 ),
                 "ConditionExpression": f"attribute_exists(PK) AND {revision_condition} AND {version_condition}",
                 "ExpressionAttributeNames": names,
