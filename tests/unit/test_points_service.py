@@ -190,13 +190,19 @@ def test_an_activity_the_program_awards_nothing_for_is_refused(points: Points) -
     assert refused.value.field == "type"
 
 
-def test_an_activity_other_than_a_purchase_or_refund_needs_an_idempotency_key(points: Points) -> None:
+@pytest.mark.parametrize(
+    "activity", [Engagement(type="review"), Adjustment(points=5, reason="goodwill")], ids=["engagement", "adjustment"]
+)
+def test_an_activity_other_than_a_purchase_or_refund_needs_an_idempotency_key(
+    points: Points, activity: Engagement | Adjustment
+) -> None:
     member_id = points.enroll()
 
     with pytest.raises(InvalidRequest) as refused:
-        points.service.record(member_id, Engagement(type="review"), None)
+        points.service.record(member_id, activity, None)
 
     assert refused.value.field == "Idempotency-Key"
+    assert points.entries(member_id) == []
 
 
 def test_a_purchase_for_an_unknown_member_is_not_found_and_records_no_order(points: Points) -> None:
@@ -334,6 +340,7 @@ def test_a_refused_redemption_is_remembered_and_replays_as_the_same_refusal(
     assert (replay.status, replay.body, replay.replayed) == (status, refused.body, True)
     assert fresh.status == 201  # a new key is a new request, judged now
     assert [e["kind"] for e in points.entries(member_id)].count("redeem") == 1
+    assert points.available(member_id) == int(D(bought)) + 500 - 100  # the refused request debited nothing
 
 
 def test_an_insufficient_points_refusal_says_what_was_available_and_needed(points: Points) -> None:
@@ -357,6 +364,7 @@ def test_a_reward_added_after_the_catalog_was_cached_is_found_before_a_refusal_i
     memory.put_reward(Reward(reward_id="new-treat", name="New", kind=RewardKind.FREE_PRODUCT, cost_points=10))
 
     assert points.redeem(member_id, "new-treat", "key-1").status == 201
+    assert points.available(member_id) == 90
 
 
 def test_the_catalog_lists_active_rewards_cheapest_first(points: Points) -> None:
