@@ -5,6 +5,8 @@ behaves as the DynamoDB one does is tests/integration/test_points_store_contract
 from __future__ import annotations
 
 import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -543,6 +545,25 @@ def test_a_refund_whose_order_keeps_moving_is_a_503_and_writes_nothing_of_its_ow
     assert contention.value.status == 503
     assert moving.writes == REFUND_ATTEMPTS
     assert points.refund("web-1", "50", "rf-1").status == 201  # retried with the same identity, it goes through
+
+
+# ---- many callers at once: the in-memory store is atomic per write, as a transaction is ----------------------
+
+
+def test_concurrent_redemptions_and_refunds_on_the_in_memory_store_keep_the_ledger_true(points: Points) -> None:
+    member_id = points.enroll()
+    points.buy(member_id, "100.00", order_id="web-1")
+    points.buy(member_id, "100.00", order_id="web-2")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        redeemed = list(pool.map(lambda i: points.redeem(member_id, "ten-points", f"key-{i}"), range(30)))
+        refunded = list(pool.map(lambda i: points.refund("web-2", "10", f"rf-{i}"), range(12)))
+
+    assert sum(r.status == 201 for r in redeemed) == 20  # 200 points: twenty 10-point rewards, then refusals
+    assert Counter(r.status for r in refunded) == {201: 10, 409: 2}
+    assert sum(r.body["points_due"] for r in refunded if r.status == 201) == 100
+    assert points.available(member_id) == 0
+    points.assert_ledger_is_true(member_id)
 
 
 # ---- enrolment --------------------------------------------------------------------------------------------
