@@ -93,6 +93,7 @@ class Backend:
 
 
 BACKENDS = ["moto", pytest.param("dynamodb-local", marks=pytest.mark.dynamodb_local)]
+STORE_BACKENDS = ["memory", *BACKENDS]  # the in-memory points store, held to the same contract as DynamoDB
 
 
 def open_backend(request: pytest.FixtureRequest, name: str) -> Iterator[Backend]:
@@ -110,6 +111,16 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """A DynamoDB client: moto in-process, or DynamoDB Local (skipped only where Java is missing). Module-scoped:
     each test still gets its own table (see `loyalty`), only the mock and the client are shared."""
     yield from open_backend(request, request.param)
+
+
+@pytest.fixture(scope="module", params=STORE_BACKENDS)
+def store_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """`backend`, and the in-memory store as a third (its client None): for tests that hold every points store
+    to one contract (tests/integration/test_points_store_contract.py)."""
+    if request.param == "memory":
+        yield Backend("memory", None)
+    else:
+        yield from open_backend(request, request.param)
 
 
 # ---- the system under test --------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Enrollment against real DynamoDB semantics: once per external id, even when two requests race."""
+"""Enrollment against real DynamoDB semantics: once per external id, even when two requests race. Referrals (a code
+named, an unknown code, a code drawn again) are the service's rules: tests/unit/test_points_service.py, with the
+store's refusal of a code already held in tests/integration/test_points_store_contract.py."""
 
 from __future__ import annotations
 
@@ -8,8 +10,7 @@ from datetime import date
 import pytest
 
 from loyalty.adapters.dynamodb.table import KEY_ATTRIBUTES, TTL_ATTRIBUTE
-from loyalty.core import ids
-from loyalty.core.errors import InvalidRequest, MemberNotFound
+from loyalty.core.errors import MemberNotFound
 from loyalty.core.idempotency import Outcome
 from loyalty.points.members import Consent, Enrollment, Profile
 from tests.integration.conftest import Loyalty, loyalty_table_properties
@@ -80,36 +81,6 @@ def test_two_threads_enrolling_the_same_external_id_make_one_member(loyalty: Loy
         assert sorted(outcome.status for outcome in outcomes) == [200, 201]
         members = [i for i in loyalty.all_items() if i["SK"] == "MEMBER" and i["external_id"] == external_id]
         assert len(members) == 1
-
-
-def test_a_referral_names_the_referring_member(loyalty: Loyalty) -> None:
-    referrer = loyalty.service.member(loyalty.enroll())
-
-    referred = loyalty.service.enroll(Enrollment(external_id="cust-friend", referred_by=referrer.referral_code))
-
-    assert referred.body["referred_by"] == referrer.member_id
-
-
-def test_a_referral_code_already_taken_is_drawn_again(loyalty: Loyalty, monkeypatch: pytest.MonkeyPatch) -> None:
-    taken = loyalty.service.member(loyalty.enroll()).referral_code
-    draws = iter([taken, taken, "WXYZ-2345"])
-    monkeypatch.setattr(ids, "referral_code", lambda: next(draws))
-
-    outcome = loyalty.service.enroll(Enrollment(external_id="cust-unlucky"))
-
-    assert outcome.status == 201
-    assert outcome.body["referral_code"] == "WXYZ-2345"
-    referral = loyalty.item(f"REFERRAL#{taken}", "REFERRAL")
-    assert referral is not None
-    assert referral["member_id"] != outcome.body["member_id"]  # the first holder keeps their code
-
-
-def test_an_unknown_referral_code_is_refused_and_enrolls_no_one(loyalty: Loyalty) -> None:
-    with pytest.raises(InvalidRequest) as refused:
-        loyalty.service.enroll(Enrollment(external_id="cust-friend", referred_by="ZZZZ-ZZZZ"))
-
-    assert refused.value.field == "referred_by"
-    assert loyalty.store.member_id_for_external("cust-friend") is None
 
 
 def test_an_unknown_member_is_not_found(loyalty: Loyalty) -> None:

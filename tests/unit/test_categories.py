@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loyalty.adapters.dynamodb.points_store import LoyaltyStore, PurchaseFacts
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore
 from loyalty.points.activities import LineItem
 from loyalty.points.categories import (
     MAX_CATEGORIES,
@@ -22,6 +22,7 @@ from loyalty.points.categories import (
     taken_from_member,
 )
 from loyalty.points.ledger import EntryKind, LedgerEntry
+from loyalty.points.ports import PurchaseFacts
 
 D = Decimal
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from loyalty.adapters.dynamodb.points_store import Claim, LoyaltyStore
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore
 from loyalty.adapters.dynamodb.table import from_item
 from loyalty.core.events import SOURCE, EventType, domain_event_from_item
+from loyalty.core.idempotency import Claim
 from loyalty.points.activities import ActivityType
 from loyalty.points.ledger import EntryKind, LedgerEntry
 from loyalty.points.members import Consent, Member, Profile

@@ -23,6 +23,7 @@ from loyalty.points.categories import CATEGORY_MAP, OTHER_CATEGORIES
 from loyalty.points.members import Member
 
 MONTHS_KEPT: Final = 24  # the monthly maps cover the current month and the 23 before it (at least)
+PRUNE_SPAN: Final = 12  # each purchase removes this many months beyond the window
 
 # ---- attribute names ---------------------------------------------------------------------------------------------
 

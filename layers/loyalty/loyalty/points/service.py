@@ -1,5 +1,8 @@
 """The loyalty application service: what the handlers call. It decides; the store writes atomically.
 
+It depends on its store through a port (loyalty.points.ports.PointsStore): the composition root (loyalty.runtime)
+hands it the DynamoDB store, unit tests an in-memory one.
+
 Idempotency (docs/idempotency.md): every write names a claim key. Purchases are keyed by order id, whichever
 door they come through (API or EventBridge); refunds by refund id; other API writes by the caller's
 Idempotency-Key header, scoped to the operation and member; events by their EventBridge id. A claim holds a
@@ -9,25 +12,32 @@ fingerprint of the request and the first answer, written in the same transaction
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from loyalty.adapters.dynamodb.points_store import Claim, LoyaltyStore, PurchaseFacts, ReferralCodeTaken, Replay
 from loyalty.core import ids
 from loyalty.core.caching import TtlCache
-from loyalty.core.errors import InsufficientPoints, InvalidRequest, LoyaltyError, RefundExceedsOrder, RewardNotFound
-from loyalty.core.idempotency import Outcome, fingerprint
+from loyalty.core.errors import (
+    InsufficientPoints,
+    InvalidRequest,
+    LoyaltyError,
+    OrderNotFound,
+    RefundExceedsOrder,
+    RewardNotFound,
+    StoreContention,
+)
+from loyalty.core.idempotency import Claim, Outcome, Replay, fingerprint
 from loyalty.core.instants import EARLIEST
 from loyalty.points.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
-from loyalty.points.categories import order_categories
-from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord, RefundPlan
+from loyalty.points.categories import OrderCategories, order_categories, refund_shares, taken_from_member
+from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord, plan_refund
 from loyalty.points.members import Enrollment, Member
+from loyalty.points.ports import ExternalIdTaken, PointsStore, ReferralCodeTaken, RefundBasisMoved, Reversal
 from loyalty.points.program import ProgramConfig, activity_points, purchase_points
 from loyalty.points.rewards import Reward
 
-T = TypeVar("T")
 CLOCK_SKEW = timedelta(minutes=5)
+REFUND_ATTEMPTS = 12  # plans of one refund, each from fresh reads, before a 503 (concurrent refunds of its order)
 
 
 def _occurred(at: datetime | None, now: datetime) -> datetime:
@@ -43,7 +53,7 @@ def _occurred(at: datetime | None, now: datetime) -> datetime:
 class LoyaltyService:
     def __init__(
         self,
-        store: LoyaltyStore,
+        store: PointsStore,
         *,
         cache_seconds: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -64,7 +74,7 @@ class LoyaltyService:
                 raise InvalidRequest("no member has this referral code", field="referred_by")
         existing = self.store.member_id_for_external(enrollment.external_id)
         if existing is not None:
-            return Outcome(200, self.store.get_member(existing).public(), replayed=True)
+            return self._enrolled_already(existing)
         for _ in range(5):
             member = Member(
                 member_id=ids.member_id(),
@@ -78,11 +88,19 @@ class LoyaltyService:
                 enrolled_at=self._clock(),
             )
             try:
-                stored, created = self.store.create_member(member)
+                self.store.create_member(member)
             except ReferralCodeTaken:
                 continue
-            return Outcome(201 if created else 200, stored.public(), replayed=not created)
+            except ExternalIdTaken:  # a concurrent enrolment of the same external id got there first
+                existing = self.store.member_id_for_external(enrollment.external_id)
+                if existing is None:
+                    raise StoreContention("enrollment raced with an erasure; retry") from None
+                return self._enrolled_already(existing)
+            return Outcome(201, member.public())
         raise InvalidRequest("could not draw a unique referral code; retry")  # 30^8 codes: never in practice
+
+    def _enrolled_already(self, member_id: str) -> Outcome:
+        return Outcome(200, self.store.get_member(member_id).public(), replayed=True)
 
     def member(self, member_id: str) -> Member:
         return self.store.get_member(member_id)
@@ -167,43 +185,69 @@ class LoyaltyService:
             fingerprint(member_id, purchase.amount, purchase.currency),
             201,
             {"entry": entry.public()},
-            order=order,
+            expires=False,
         )
-        return self._post(entry, claim, PurchaseFacts(occurred_at, purchase.amount, categories))
+        return self._post(entry, claim, order)
 
     def refund(self, refund: Refund, *, member_id: str | None = None) -> Outcome:
         """Reverse a refund's share of its order's points. The refund's identity is (order id, refund id), whichever
-        door it comes through, so the same refund sent again, by a retried call or a second event, reverses once."""
-        refund_id = refund.refund_id
-        claim_key = f"refund:{refund.order_id}:{refund_id}"
-        claim_fingerprint = fingerprint(refund.order_id, refund.amount)
+        door it comes through, so the same refund sent again, by a retried call or a second event, reverses once.
 
-        def respond(entry: LedgerEntry, plan: RefundPlan) -> tuple[int, dict[str, Any]]:
-            return 201, {
+        Planned here from what the store reads (the order, the member's balance and category spend), written by the
+        store pinned to those reads; if either moved meanwhile, planned again from fresh reads (docs/ledger.md)."""
+        claim = Claim(
+            f"refund:{refund.order_id}:{refund.refund_id}",
+            fingerprint(refund.order_id, refund.amount),
+            0,
+            {},
+            expires=False,  # a refund's identity is kept as long as its order
+        )
+        now = self._clock()
+        for _ in range(REFUND_ATTEMPTS):
+            replay = self.store.replay(claim)
+            if replay is not None:
+                return _replayed(replay)
+            order = self.store.get_order(refund.order_id)
+            if order is None or (member_id is not None and order.member_id != member_id):
+                raise OrderNotFound(f"order {refund.order_id} not found", field="order_id")
+            holdings = self.store.holdings(order.member_id)
+            try:
+                plan = plan_refund(order, refund.amount, holdings.available)
+            except RefundExceedsOrder as refusal:
+                return self._refuse(claim, refusal, now)
+            entry = LedgerEntry(
+                entry_id=ids.ulid(),
+                member_id=order.member_id,
+                kind=EntryKind.REVERSAL,
+                points=-plan.reverse,
+                created_at=now,
+                order_id=order.order_id,
+                refund_id=refund.refund_id,
+                unrecovered=plan.unrecovered,
+            )
+            body = {
                 "entry": entry.public(),
                 "points_due": plan.due,
                 "points_reversed": plan.reverse,
                 "points_unrecovered": plan.unrecovered,
             }
-
-        now = self._clock()
-        try:
-            result = self.store.refund(
-                refund.order_id,
-                refund_id,
-                refund.amount,
-                claim_key,
-                claim_fingerprint,
-                now,
-                respond,
-                member_id=member_id,
+            ordered = OrderCategories(order.category_totals, order.other_categories_total)
+            shares = refund_shares(ordered, order.amount, order.refunded_amount, refund.amount)
+            by_name, other = taken_from_member(shares, holdings.spend_by_category, holdings.spend_other_categories)
+            reversal = Reversal(
+                entry=entry,
+                claim=claim.answering(201, body),
+                order=order,
+                amount=refund.amount,
+                due=plan.due,
+                taken=OrderCategories(by_name, other),
             )
-        except RefundExceedsOrder as refusal:
-            return self._refuse(Claim(claim_key, claim_fingerprint, 0, {}, expires=False), refusal, now)
-        if isinstance(result, Replay):
-            return Outcome(result.status, result.body, replayed=True)
-        entry, plan = result
-        return Outcome(*respond(entry, plan))
+            try:
+                replay = self.store.reverse(reversal)
+            except RefundBasisMoved:
+                continue
+            return _replayed(replay) if replay is not None else Outcome(201, body)
+        raise StoreContention("the order kept changing during the refund; retry")
 
     # ---- rewards ------------------------------------------------------------------------------------------
 
@@ -232,20 +276,24 @@ class LoyaltyService:
         body = {"entry": entry.public(), "voucher_code": entry.voucher_code, "reward": reward.public()}
         return self._post(entry, Claim(key, claim_fingerprint, 201, body))
 
-    def _post(self, entry: LedgerEntry, claim: Claim, purchase: PurchaseFacts | None = None) -> Outcome:
+    def _post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Outcome:
         try:
-            replay = self.store.post(entry, claim, purchase)
+            replay = self.store.post(entry, claim, order)
         except InsufficientPoints as refusal:
             return self._refuse(claim, refusal, entry.created_at)
         if replay is not None:
-            return Outcome(replay.status, replay.body, replayed=True)
+            return _replayed(replay)
         return Outcome(claim.status, claim.body)
 
     def _refuse(self, claim: Claim, refusal: LoyaltyError, now: datetime) -> Outcome:
         """A business refusal is an answer like a success (docs/idempotency.md): it is stored under the request's
         key, so a replay gets the same status and body whatever happened since, and changes nothing."""
-        answer = replace(claim, status=refusal.status, body=refusal.body(), order=None)
+        answer = claim.answering(refusal.status, refusal.body())
         replay = self.store.remember(answer, now)
         if replay is not None:
-            return Outcome(replay.status, replay.body, replayed=True)
+            return _replayed(replay)
         return Outcome(answer.status, answer.body)
+
+
+def _replayed(replay: Replay) -> Outcome:
+    return Outcome(replay.status, replay.body, replayed=True)

@@ -4,6 +4,10 @@ Every balance change is ONE TransactWriteItems: the member item (counters and wr
 conditions), the append-only ledger entry, and the idempotency claim (the order item for purchases). No read
 comes before it on the earn and redeem paths, so a change costs one round trip, and a replay is answered from the
 claim that the failed condition hands back in the same round trip.
+
+It implements loyalty.points.ports.PointsStore: it writes what the service decided, under the conditions that keep
+it true, and turns failed conditions into the port's exceptions; it plans nothing (a refund is planned by the
+service, from what this store read, and written here pinned to those reads).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -30,15 +33,12 @@ from loyalty.adapters.dynamodb.table import (
     to_item,
 )
 from loyalty.core.errors import (
-    IdempotencyKeyReused,
-    InsufficientPoints,
     InvalidRequest,
     LoyaltyError,
     MemberNotFound,
-    OrderConflict,
-    OrderNotFound,
     StoreContention,
 )
+from loyalty.core.idempotency import Claim, Replay, key_reused
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import (
     CATEGORY_MAP,
@@ -47,23 +47,15 @@ from loyalty.points.categories import (
     OrderCategories,
     fits,
     place,
-    refund_shares,
-    taken_from_member,
 )
-from loyalty.points.ledger import (
-    EVENT_OF_KIND,
-    EntryKind,
-    LedgerEntry,
-    OrderRecord,
-    RefundPlan,
-    plan_refund,
-)
+from loyalty.points.ledger import EVENT_OF_KIND, EntryKind, LedgerEntry, OrderRecord
 from loyalty.points.member_record import (
     FIRST_PURCHASE_AT,
     LAST_PURCHASE_AT,
     MONTHLY_MAPS,
     MONTHS_KEPT,
     POINTS_BY_MONTH,
+    PRUNE_SPAN,
     PURCHASE_COUNT,
     PURCHASES_BY_MONTH,
     REVISION,
@@ -75,11 +67,20 @@ from loyalty.points.member_record import (
     new_member_item,
 )
 from loyalty.points.members import Member
+from loyalty.points.ports import (
+    ExternalIdTaken,
+    MemberHoldings,
+    PurchaseFacts,
+    ReferralCodeTaken,
+    RefundBasisMoved,
+    Reversal,
+    insufficient_points,
+    order_conflict,
+)
 from loyalty.points.program import ProgramConfig
 from loyalty.points.rewards import Reward
 
 ROSTER_INDEX = "MemberRoster"  # sparse GSI over member items only (their roster_id): the refresh scans it
-_PRUNE_SPAN = 12  # each purchase removes this many months beyond the window
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
 
 
@@ -87,51 +88,31 @@ def member_key(member_id: str) -> dict[str, Any]:
     return key(f"MEMBER#{member_id}", "MEMBER")
 
 
-@dataclass(frozen=True)
-class Claim:
-    """An idempotency claim written with the change it guards, holding the answer to give on a replay."""
-
-    key: str
-    fingerprint: str
-    status: int
-    body: dict[str, Any]
-    order: OrderRecord | None = None  # purchases: the claim is the order item, keyed by order id
-    expires: bool = True  # header keys expire (IDEMPOTENCY_TTL_SECONDS); natural ids (refund ids) are kept
-
-    def item_key(self) -> dict[str, Any]:
-        if self.order is not None:
-            return key(f"ORDER#{self.order.order_id}", "ORDER")
-        return key(f"IDEMPOTENCY#{self.key}", "IDEMPOTENCY")
-
-    def item(self, now: datetime) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "fingerprint": self.fingerprint,
-            "response": json.dumps({"status": self.status, "body": self.body}),
-        }
-        if self.order is not None:
-            values.update(self.order.model_dump())
-        else:
-            values["claim_key"] = self.key
-            if self.expires:
-                values[TTL_ATTRIBUTE] = int(now.timestamp()) + IDEMPOTENCY_TTL_SECONDS
-        return {**self.item_key(), **to_item(values)}
+def order_key(order_id: str) -> dict[str, Any]:
+    return key(f"ORDER#{order_id}", "ORDER")
 
 
-@dataclass(frozen=True)
-class Replay:
-    """The first answer to a request that has already been carried out."""
+def claim_key(claim: Claim, order: OrderRecord | None = None) -> dict[str, Any]:
+    """Where a claim lives: a purchase's is its order item, keyed by order id; any other, its own item."""
+    if order is not None:
+        return order_key(order.order_id)
+    return key(f"IDEMPOTENCY#{claim.key}", "IDEMPOTENCY")
 
-    status: int
-    body: dict[str, Any]
 
-
-@dataclass(frozen=True)
-class PurchaseFacts:
-    """What a purchase adds to the member's write-time aggregates."""
-
-    occurred_at: datetime
-    amount: Decimal
-    categories: OrderCategories = field(default_factory=OrderCategories)
+def claim_item(claim: Claim, now: datetime, order: OrderRecord | None = None) -> dict[str, Any]:
+    """The claim's item: its fingerprint and answer; the order's facts for a purchase; an expiry
+    (IDEMPOTENCY_TTL_SECONDS) for a key that expires."""
+    values: dict[str, Any] = {
+        "fingerprint": claim.fingerprint,
+        "response": json.dumps({"status": claim.status, "body": claim.body}),
+    }
+    if order is not None:
+        values.update(order.model_dump())
+    else:
+        values["claim_key"] = claim.key
+        if claim.expires:
+            values[TTL_ATTRIBUTE] = int(now.timestamp()) + IDEMPOTENCY_TTL_SECONDS
+    return {**claim_key(claim, order), **to_item(values)}
 
 
 def ledger_cursor(last_key: dict[str, Any] | None) -> str | None:
@@ -176,24 +157,20 @@ class LoyaltyStore:
 
     # ---- transactions -------------------------------------------------------------------------------------
 
-    def _replay(self, claim: Claim, old: dict[str, Any] | None) -> Replay:
-        stored = old if old is not None else self._io.get(claim.item_key())
+    def _replay(self, claim: Claim, old: dict[str, Any] | None, order: OrderRecord | None = None) -> Replay:
+        stored = old if old is not None else self._io.get(claim_key(claim, order))
         if stored is None:  # the condition failed, so the claim existed; it can only vanish by TTL
             raise StoreContention("idempotency record changed during the request; retry")
         if stored.get("fingerprint") != claim.fingerprint:
-            if claim.order is not None:
-                raise OrderConflict(
-                    f"order {claim.order.order_id} is already recorded with a different member, amount or currency",
-                    field="order_id",
-                )
-            raise IdempotencyKeyReused("this Idempotency-Key was used for a different request", field="Idempotency-Key")
+            raise order_conflict(order.order_id) if order is not None else key_reused()
         response = json.loads(stored["response"])
         return Replay(status=int(response["status"]), body=response["body"])
 
     # ---- members --------------------------------------------------------------------------------------------
 
-    def create_member(self, member: Member) -> tuple[Member, bool]:
-        """Enroll, or return the member this external id already enrolled. (member, created)"""
+    def create_member(self, member: Member) -> None:
+        """Enroll: the member item, and the external id and referral code each claimed for this member alone.
+        Raises ExternalIdTaken or ReferralCodeTaken (nothing written)."""
         values = new_member_item(member)
         items = [
             {
@@ -226,15 +203,11 @@ class LoyaltyStore:
         ]
         try:
             self._io.transact(items)
-            return member, True
         except Cancelled as cancelled:
             if cancelled.failed(1):
-                existing = self.member_id_for_external(member.external_id)
-                if existing is None:
-                    raise StoreContention("enrollment raced with an erasure; retry") from None
-                return self.get_member(existing), False
+                raise ExternalIdTaken(member.external_id) from None
             if cancelled.failed(2):  # referral code collision: the caller draws another code
-                raise _ReferralCodeTaken from None
+                raise ReferralCodeTaken from None
             raise
 
     def member_id_for_external(self, external_id: str) -> str | None:
@@ -320,7 +293,7 @@ class LoyaltyStore:
                 update.sets.append(f"{first} = {update.value(at)}")
                 update.conditions.append(f"{first} = {update.value(seen_first)}")
         now = self._clock()
-        for back in range(MONTHS_KEPT + 1, MONTHS_KEPT + 1 + _PRUNE_SPAN):
+        for back in range(MONTHS_KEPT + 1, MONTHS_KEPT + 1 + PRUNE_SPAN):
             month = months_before(now, back)
             for aggregate in MONTHLY_MAPS:
                 update.removes.append(f"{update.name(aggregate)}.{update.name(month)}")
@@ -374,11 +347,11 @@ class LoyaltyStore:
             }
         }
 
-    def _claim_put(self, claim: Claim, now: datetime) -> dict[str, Any]:
+    def _claim_put(self, claim: Claim, now: datetime, order: OrderRecord | None = None) -> dict[str, Any]:
         return {
             "Put": {
                 "TableName": self._table,
-                "Item": claim.item(now),
+                "Item": claim_item(claim, now, order),
                 "ConditionExpression": "attribute_not_exists(PK)",
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
@@ -391,7 +364,7 @@ class LoyaltyStore:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=claim.item(now),
+                Item=claim_item(claim, now),
                 ConditionExpression="attribute_not_exists(PK)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -403,12 +376,18 @@ class LoyaltyStore:
             old = response.get("Item")
             return self._replay(claim, from_item(old) if old else None)
 
-    def post(self, entry: LedgerEntry, claim: Claim, purchase: PurchaseFacts | None = None) -> Replay | None:
+    def replay(self, claim: Claim) -> Replay | None:
+        """The first answer under the claim's key, if the key is taken (one consistent read)."""
+        stored = self._io.get(claim_key(claim))
+        return self._replay(claim, stored) if stored is not None else None
+
+    def post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Replay | None:
         """Apply one ledger entry atomically. Returns None when applied, or the first answer on a replay.
 
         Raises MemberNotFound, InsufficientPoints (debits), OrderConflict / IdempotencyKeyReused (a key reused
         for another request).
         """
+        purchase = PurchaseFacts.of(order) if order is not None else None
         out_of_order: dict[str, Any] | None = None
         categories_seen: dict[str, Any] | None = None
         for _ in range(4):
@@ -416,14 +395,14 @@ class LoyaltyStore:
             items = [
                 update.request(self._table, member_key(entry.member_id)),
                 self._entry_put(entry),
-                self._claim_put(claim, entry.created_at),
+                self._claim_put(claim, entry.created_at, order),
             ]
             try:
                 self._io.transact(items)
                 return None
             except Cancelled as cancelled:
                 if cancelled.failed(2):
-                    return self._replay(claim, cancelled.old_item(2))
+                    return self._replay(claim, cancelled.old_item(2), order)
                 if not cancelled.failed(0):
                     raise LoyaltyError("ledger entry id collision") from None
                 member = cancelled.old_item(0)
@@ -434,14 +413,11 @@ class LoyaltyStore:
                 # The member exists: either a replay whose claim the cancellation did not report, a debit the
                 # balance does not cover, an older purchase arriving after a newer one, or a purchase whose
                 # categories do not all fit the member's map.
-                stored = self._io.get(claim.item_key())
+                stored = self._io.get(claim_key(claim, order))
                 if stored is not None:
-                    return self._replay(claim, stored)
+                    return self._replay(claim, stored, order)
                 if entry.points < 0 and int(member.get("available", 0)) < -entry.points:
-                    raise InsufficientPoints(
-                        f"{-entry.points} points needed, {int(member.get('available', 0))} available",
-                        details={"available": int(member.get("available", 0)), "needed": -entry.points},
-                    ) from None
+                    raise insufficient_points(-entry.points, int(member.get("available", 0))) from None
                 if purchase is not None:
                     # An older purchase arriving after a newer one, and/or category names that do not all fit
                     # the member's map: both are planned from the item the cancellation handed back.
@@ -454,98 +430,71 @@ class LoyaltyStore:
                 out_of_order = categories_seen = None
         raise StoreContention("the member kept changing during the request; retry")
 
-    def refund(
-        self,
-        order_id: str,
-        refund_id: str,
-        amount: Decimal,
-        claim_key: str,
-        fingerprint: str,
-        now: datetime,
-        respond: Callable[[LedgerEntry, RefundPlan], tuple[int, dict[str, Any]]],
-        *,
-        member_id: str | None = None,
-    ) -> Replay | tuple[LedgerEntry, RefundPlan]:
-        """Reverse the points a share of an order earned (policy: loyalty.points.ledger.plan_refund).
+    # ---- refunds: the service plans (loyalty.points.service), the store writes what was planned --------------
 
-        Reads the order and the member, then writes order, member, entry and claim in one transaction whose
-        conditions pin what was read (the order's refund totals, the balance it takes from); a concurrent change
-        makes the transaction fail and the refund is planned again from fresh reads.
-        """
-        claim_probe = Claim(key=claim_key, fingerprint=fingerprint, status=0, body={})
-        for _ in range(self._io.max_attempts):
-            stored = self._io.get(claim_probe.item_key())
-            if stored is not None:
-                return self._replay(claim_probe, stored)
-            order_item = self._io.get(key(f"ORDER#{order_id}", "ORDER"))
-            if order_item is None or (member_id is not None and order_item["member_id"] != member_id):
-                raise OrderNotFound(f"order {order_id} not found", field="order_id")
-            order = OrderRecord.model_validate(order_item)
-            member = self._io.get(member_key(order.member_id))
-            if member is None:
-                raise MemberNotFound(f"member {order.member_id} not found", field="member_id")
-            plan = plan_refund(order, amount, int(member.get("available", 0)))
-            entry = LedgerEntry(
-                entry_id=_new_entry_id(),
-                member_id=order.member_id,
-                kind=EntryKind.REVERSAL,
-                points=-plan.reverse,
-                created_at=now,
-                order_id=order_id,
-                refund_id=refund_id,
-                unrecovered=plan.unrecovered,
-            )
-            status, body = respond(entry, plan)
-            claim = Claim(key=claim_key, fingerprint=fingerprint, status=status, body=body, expires=False)
+    def get_order(self, order_id: str) -> OrderRecord | None:
+        item = self._io.get(order_key(order_id))
+        return OrderRecord.model_validate(item) if item is not None else None
 
-            order_update = Update()
-            order_update.conditions.append(
-                f"{order_update.name('refunded_amount')} = {order_update.value(order.refunded_amount)}"
-            )
-            order_update.conditions.append(
-                f"{order_update.name('reversal_due')} = {order_update.value(order.reversal_due)}"
-            )
-            order_update.adds.append(f"{order_update.name('refunded_amount')} {order_update.value(amount)}")
-            order_update.adds.append(f"{order_update.name('reversal_due')} {order_update.value(plan.due)}")
+    def holdings(self, member_id: str) -> MemberHoldings:
+        item = self._io.get(member_key(member_id))
+        if item is None:
+            raise MemberNotFound(f"member {member_id} not found", field="member_id")
+        spend = item.get(CATEGORY_MAP)
+        return MemberHoldings(
+            member_id=member_id,
+            available=int(item.get("available", 0)),
+            spend_by_category=None if spend is None else {name: Decimal(v) for name, v in spend.items()},
+            spend_other_categories=Decimal(item.get(OTHER_CATEGORIES, 0)),
+        )
 
-            member_update = self._member_update(entry, None)
-            for aggregate, delta in (("spend_by_month", -amount), ("points_by_month", -plan.due)):
-                if delta:
-                    self._add_to_month(member_update, aggregate, order.occurred_at, delta)
-            self._take_categories(member_update, order, amount, member)
-            items = [
-                order_update.request(self._table, key(f"ORDER#{order_id}", "ORDER"), return_old=False),
-                member_update.request(self._table, member_key(order.member_id), return_old=False),
-                self._entry_put(entry),
-                self._claim_put(claim, now),
-            ]
-            try:
-                self._io.transact(items)
-                return entry, plan
-            except Cancelled as cancelled:
-                if cancelled.failed(3):
-                    return self._replay(claim, cancelled.old_item(3))
-                continue  # the order or the balance moved since the reads: plan again
-        raise StoreContention("the order kept changing during the refund; retry")
+    def reverse(self, reversal: Reversal) -> Replay | None:
+        """Write order + member + entry + claim in one transaction whose conditions pin what the plan was made
+        from: the order's refund totals as read, the balance the entry takes from, the category spend it takes
+        back (nothing below 0). A failed pin is RefundBasisMoved; a taken claim, the first answer."""
+        entry, order, claim = reversal.entry, reversal.order, reversal.claim
+        order_update = Update()
+        order_update.conditions.append(
+            f"{order_update.name('refunded_amount')} = {order_update.value(order.refunded_amount)}"
+        )
+        order_update.conditions.append(
+            f"{order_update.name('reversal_due')} = {order_update.value(order.reversal_due)}"
+        )
+        order_update.adds.append(f"{order_update.name('refunded_amount')} {order_update.value(reversal.amount)}")
+        order_update.adds.append(f"{order_update.name('reversal_due')} {order_update.value(reversal.due)}")
 
-    def _take_categories(self, update: Update, order: OrderRecord, amount: Decimal, member: dict[str, Any]) -> None:
-        """Take the refund's share of each of the order's categories back out of the member's category spend
-        (loyalty.points.categories.refund_shares), each subtraction guarded so that nothing goes below 0: a concurrent
-        refund of another order that got there first fails the transaction, and the refund is planned again."""
-        ordered = OrderCategories(order.category_totals, order.other_categories_total)
-        if not ordered.totals and not ordered.other:
-            return
-        shares = refund_shares(ordered, order.amount, order.refunded_amount, amount)
-        by_name, other = taken_from_member(shares, member.get(CATEGORY_MAP), member.get(OTHER_CATEGORIES))
-        spend = update.name(CATEGORY_MAP) if by_name else ""  # DynamoDB refuses a placeholder the update leaves unused
-        for category, take in by_name.items():
+        member_update = self._member_update(entry, None)
+        for aggregate, delta in (("spend_by_month", -reversal.amount), ("points_by_month", -reversal.due)):
+            if delta:
+                self._add_to_month(member_update, aggregate, order.occurred_at, delta)
+        self._take_categories(member_update, reversal.taken)
+        items = [
+            order_update.request(self._table, order_key(order.order_id), return_old=False),
+            member_update.request(self._table, member_key(entry.member_id), return_old=False),
+            self._entry_put(entry),
+            self._claim_put(claim, entry.created_at),
+        ]
+        try:
+            self._io.transact(items)
+            return None
+        except Cancelled as cancelled:
+            if cancelled.failed(3):
+                return self._replay(claim, cancelled.old_item(3))
+            raise RefundBasisMoved(order.order_id) from None  # (or the entry id was taken: planned afresh too)
+
+    @staticmethod
+    def _take_categories(update: Update, taken: OrderCategories) -> None:
+        """Take a refund's share back out of the member's category spend, each subtraction guarded so that nothing
+        goes below 0 (a concurrent refund of another order that got there first fails the transaction)."""
+        spend = update.name(CATEGORY_MAP) if taken.totals else ""  # DynamoDB refuses a placeholder left unused
+        for category, take in taken.totals.items():
             path, value = f"{spend}.{update.name(category)}", update.value(take)
             update.sets.append(f"{path} = {path} - {value}")
             update.conditions.append(f"{path} >= {value}")
-        if other:
+        if taken.other:
             name = update.name(OTHER_CATEGORIES)
-            update.adds.append(f"{name} {update.value(-other)}")
-            update.conditions.append(f"{name} >= {update.value(other)}")
+            update.adds.append(f"{name} {update.value(-taken.other)}")
+            update.conditions.append(f"{name} >= {update.value(taken.other)}")
 
     # ---- catalog and program ------------------------------------------------------------------------------
 
@@ -581,19 +530,6 @@ class LoyaltyStore:
                 **to_item({"version": program.version, "document": program.model_dump_json()}),
             },
         )
-
-
-class _ReferralCodeTaken(Exception):
-    pass
-
-
-ReferralCodeTaken = _ReferralCodeTaken
-
-
-def _new_entry_id() -> str:
-    from loyalty.core.ids import ulid
-
-    return ulid()
 
 
 def member_from_item(item: dict[str, Any]) -> Member:

@@ -1,0 +1,337 @@
+"""An in-memory points store (loyalty.points.ports.PointsStore), for the service's tests: same conditions, same
+answers, same counters and write-time aggregates as the DynamoDB store, in microseconds and without an emulator.
+
+One lock makes every method atomic, as one DynamoDB transaction is, so concurrent callers see the same outcomes
+(a debit the balance no longer covers, a refund whose order moved). It reuses the domain's rules (entry counters,
+category placement), the member item's codec (the months the aggregates keep: loyalty.points.member_record) and
+the cursor's form, so the two cannot disagree; tests/integration/test_points_store_contract.py runs the same
+behaviours against both.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from loyalty.adapters.dynamodb.table import decode_cursor, encode_cursor
+from loyalty.core.errors import InvalidRequest, LoyaltyError, MemberNotFound
+from loyalty.core.idempotency import Claim, Replay, key_reused
+from loyalty.core.instants import timestamp
+from loyalty.points.categories import OrderCategories, place
+from loyalty.points.ledger import Balance, EntryKind, LedgerEntry, OrderRecord
+from loyalty.points.member_record import MONTHS_KEPT, PRUNE_SPAN, is_kept, month_key, months_before
+from loyalty.points.members import Member, PurchaseStats
+from loyalty.points.ports import (
+    ExternalIdTaken,
+    MemberHoldings,
+    PointsStore,
+    PurchaseFacts,
+    ReferralCodeTaken,
+    RefundBasisMoved,
+    Reversal,
+    insufficient_points,
+    order_conflict,
+)
+from loyalty.points.program import ProgramConfig
+from loyalty.points.rewards import Reward
+
+_COUNTERS = tuple(Balance.model_fields)
+_MONTHLY = ("spend_by_month", "purchases_by_month", "points_by_month")
+_LEDGER = "LEDGER#"  # a cursor holds a position in the ledger, as the DynamoDB store's does
+
+
+@dataclass(frozen=True)
+class _Answer:
+    fingerprint: str
+    replay: Replay
+
+
+@dataclass
+class _Order:
+    record: OrderRecord
+    answer: _Answer
+
+
+@dataclass
+class _Member:
+    """A member as enrolled, and what the ledger keeps on the member item: counters and write-time aggregates."""
+
+    member: Member
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
+    purchase_count: int = 0
+    first_purchase_at: datetime | None = None
+    last_purchase_at: datetime | None = None
+    monthly: dict[str, dict[str, Decimal]] = field(default_factory=lambda: {name: {} for name in _MONTHLY})
+    spend_by_category: dict[str, Decimal] | None = field(default_factory=dict)
+    spend_other_categories: Decimal = Decimal(0)
+    revision: int = 1
+
+
+class MemoryPointsStore:
+    """The points store in a process's memory. Thread-safe; nothing survives the process."""
+
+    def __init__(self, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._clock = clock  # the monthly aggregates' window moves with it
+        self._lock = threading.RLock()
+        self._members: dict[str, _Member] = {}
+        self._external: dict[str, str] = {}
+        self._referral: dict[str, str] = {}
+        self._ledgers: dict[str, dict[str, LedgerEntry]] = {}
+        self._orders: dict[str, _Order] = {}
+        self._claims: dict[str, _Answer] = {}
+        self._program: ProgramConfig | None = None
+        self._rewards: dict[str, Reward] = {}
+
+    # ---- members ----------------------------------------------------------------------------------------
+
+    def create_member(self, member: Member) -> None:
+        with self._lock:
+            if member.external_id in self._external:
+                raise ExternalIdTaken(member.external_id)
+            if member.referral_code in self._referral:
+                raise ReferralCodeTaken
+            if member.member_id in self._members:
+                raise LoyaltyError("member id collision")
+            enrolled = member.model_copy(update={"balance": Balance(), "purchases": PurchaseStats()}, deep=True)
+            self._members[member.member_id] = _Member(enrolled)
+            self._external[member.external_id] = member.member_id
+            self._referral[member.referral_code] = member.member_id
+            self._ledgers[member.member_id] = {}
+
+    def member_id_for_external(self, external_id: str) -> str | None:
+        with self._lock:
+            return self._external.get(external_id)
+
+    def member_id_for_referral(self, code: str) -> str | None:
+        with self._lock:
+            return self._referral.get(code)
+
+    def get_member(self, member_id: str) -> Member:
+        with self._lock:
+            state = self._member(member_id)
+            return state.member.model_copy(
+                update={
+                    "balance": Balance(**state.counters),
+                    "purchases": PurchaseStats(
+                        first_purchase_at=state.first_purchase_at,
+                        last_purchase_at=state.last_purchase_at,
+                        purchase_count=state.purchase_count,
+                    ),
+                },
+                deep=True,
+            )
+
+    def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
+        position = _position(cursor) if cursor else None
+        with self._lock:
+            ids = sorted(self._ledgers.get(member_id, {}), reverse=True)
+            if position is not None:
+                ids = [entry_id for entry_id in ids if _LEDGER + entry_id < position]
+            page = [self._ledgers[member_id][entry_id] for entry_id in ids[:limit]]
+        # As DynamoDB does: a page that reached the limit has a next cursor, even if nothing follows it.
+        next_cursor = encode_cursor({"sk": _LEDGER + page[-1].entry_id}) if len(page) == limit else None
+        return page, next_cursor
+
+    def member_item(self, member_id: str) -> dict[str, Any]:
+        """The member's counters and write-time aggregates under the DynamoDB member item's attribute names
+        (instants as its timestamps), for tests that compare the two stores."""
+        with self._lock:
+            state = self._member(member_id)
+            item: dict[str, Any] = {
+                **state.counters,
+                "purchase_count": state.purchase_count,
+                **{name: dict(months) for name, months in state.monthly.items()},
+                "spend_other_categories": state.spend_other_categories,
+                "revision": state.revision,
+            }
+            if state.spend_by_category is not None:
+                item["spend_by_category"] = dict(state.spend_by_category)
+            if state.first_purchase_at is not None:
+                item["first_purchase_at"] = timestamp(state.first_purchase_at)
+            if state.last_purchase_at is not None:
+                item["last_purchase_at"] = timestamp(state.last_purchase_at)
+            return item
+
+    # ---- ledger writes ----------------------------------------------------------------------------------
+
+    def post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Replay | None:
+        with self._lock:
+            if order is not None:
+                recorded = self._orders.get(order.order_id)
+                taken = recorded.answer if recorded is not None else None
+            else:
+                taken = self._claims.get(claim.key)
+            if taken is not None:
+                return _replay(claim, taken, order)
+            state = self._member(entry.member_id)
+            if entry.entry_id in self._ledgers[entry.member_id]:
+                raise LoyaltyError("ledger entry id collision")
+            if entry.points < 0 and state.counters["available"] < -entry.points:
+                raise insufficient_points(-entry.points, state.counters["available"])
+            purchase = PurchaseFacts.of(order) if order is not None else None
+            self._apply(state, entry)
+            if entry.kind in (EntryKind.EARN, EntryKind.BONUS) and entry.points:
+                when = purchase.occurred_at if purchase else entry.created_at
+                self._add_to_month(state, "points_by_month", when, Decimal(entry.points))
+            if purchase is not None:
+                self._record_purchase(state, purchase)
+            answer = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
+            if order is not None:
+                self._orders[order.order_id] = _Order(order.model_copy(deep=True), answer)
+            else:
+                self._claims[claim.key] = answer
+            return None
+
+    def remember(self, claim: Claim, now: datetime) -> Replay | None:
+        with self._lock:
+            taken = self._claims.get(claim.key)
+            if taken is not None:
+                return _replay(claim, taken)
+            self._claims[claim.key] = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
+            return None
+
+    def replay(self, claim: Claim) -> Replay | None:
+        with self._lock:
+            taken = self._claims.get(claim.key)
+            return _replay(claim, taken) if taken is not None else None
+
+    def get_order(self, order_id: str) -> OrderRecord | None:
+        with self._lock:
+            stored = self._orders.get(order_id)
+            return stored.record.model_copy(deep=True) if stored is not None else None
+
+    def holdings(self, member_id: str) -> MemberHoldings:
+        with self._lock:
+            state = self._member(member_id)
+            spend = None if state.spend_by_category is None else dict(state.spend_by_category)
+            return MemberHoldings(member_id, state.counters["available"], spend, state.spend_other_categories)
+
+    def reverse(self, reversal: Reversal) -> Replay | None:
+        entry, read, claim = reversal.entry, reversal.order, reversal.claim
+        with self._lock:
+            taken = self._claims.get(claim.key)
+            if taken is not None:
+                return _replay(claim, taken)
+            stored = self._orders.get(read.order_id)
+            state = self._members.get(entry.member_id)
+            if (
+                stored is None
+                or (stored.record.refunded_amount, stored.record.reversal_due)
+                != (read.refunded_amount, read.reversal_due)
+                or state is None
+                or (entry.points < 0 and state.counters["available"] < -entry.points)
+                or not _can_take(state, reversal.taken)
+                or entry.entry_id in self._ledgers[entry.member_id]
+            ):
+                raise RefundBasisMoved(read.order_id)
+            stored.record = stored.record.model_copy(
+                update={
+                    "refunded_amount": stored.record.refunded_amount + reversal.amount,
+                    "reversal_due": stored.record.reversal_due + reversal.due,
+                }
+            )
+            self._apply(state, entry)
+            for aggregate, delta in (("spend_by_month", -reversal.amount), ("points_by_month", Decimal(-reversal.due))):
+                if delta:
+                    self._add_to_month(state, aggregate, read.occurred_at, delta)
+            if reversal.taken.totals:
+                assert state.spend_by_category is not None  # _can_take checked it
+                for name, take in reversal.taken.totals.items():
+                    state.spend_by_category[name] -= take
+            state.spend_other_categories -= reversal.taken.other
+            self._claims[claim.key] = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
+            return None
+
+    # ---- catalog and program ----------------------------------------------------------------------------
+
+    def get_program(self) -> ProgramConfig | None:
+        with self._lock:
+            return self._program
+
+    def put_program(self, program: ProgramConfig) -> None:
+        with self._lock:
+            self._program = program
+
+    def list_rewards(self) -> list[Reward]:
+        with self._lock:
+            return [reward.model_copy() for reward in self._rewards.values()]
+
+    def put_reward(self, reward: Reward) -> None:
+        with self._lock:
+            self._rewards[reward.reward_id] = reward.model_copy()
+
+    # ---- the member item's projection of the ledger ---------------------------------------------------------
+
+    def _member(self, member_id: str) -> _Member:
+        state = self._members.get(member_id)
+        if state is None:
+            raise MemberNotFound(f"member {member_id} not found", field="member_id")
+        return state
+
+    def _apply(self, state: _Member, entry: LedgerEntry) -> None:
+        state.revision += 1
+        for counter, delta in entry.counters().items():
+            state.counters[counter] += delta
+        self._ledgers[entry.member_id][entry.entry_id] = entry
+
+    def _add_to_month(self, state: _Member, aggregate: str, when: datetime, amount: Decimal) -> None:
+        if not is_kept(month_key(when), self._clock()):
+            return  # older than the window the aggregates keep
+        months = state.monthly[aggregate]
+        months[month_key(when)] = months.get(month_key(when), Decimal(0)) + amount
+
+    def _record_purchase(self, state: _Member, purchase: PurchaseFacts) -> None:
+        at = purchase.occurred_at.astimezone(UTC)
+        self._add_to_month(state, "spend_by_month", at, purchase.amount)
+        self._add_to_month(state, "purchases_by_month", at, Decimal(1))
+        state.purchase_count += 1
+        if state.first_purchase_at is None or at < state.first_purchase_at:
+            state.first_purchase_at = at
+        if state.last_purchase_at is None or at >= state.last_purchase_at:
+            state.last_purchase_at = at
+        now = self._clock()
+        for back in range(MONTHS_KEPT + 1, MONTHS_KEPT + 1 + PRUNE_SPAN):
+            for aggregate in _MONTHLY:
+                state.monthly[aggregate].pop(months_before(now, back), None)
+        self._add_categories(state, purchase.categories)
+
+    @staticmethod
+    def _add_categories(state: _Member, order: OrderCategories) -> None:
+        other = order.other
+        if order.totals:
+            placement = place(order, state.spend_by_category)
+            if placement.create or state.spend_by_category is None:
+                state.spend_by_category = {}
+            for name, amount in placement.kept.items():
+                state.spend_by_category[name] = state.spend_by_category.get(name, Decimal(0)) + amount
+            other = placement.other
+        state.spend_other_categories += other
+
+
+def _can_take(state: _Member, taken: OrderCategories) -> bool:
+    """Whether the member still holds every share the refund takes (nothing may go below 0)."""
+    spend = state.spend_by_category or {}
+    if any(name not in spend or spend[name] < take for name, take in taken.totals.items()):
+        return False
+    return not taken.other or state.spend_other_categories >= taken.other
+
+
+def _replay(claim: Claim, taken: _Answer, order: OrderRecord | None = None) -> Replay:
+    if taken.fingerprint != claim.fingerprint:
+        raise order_conflict(order.order_id) if order is not None else key_reused()
+    return taken.replay
+
+
+def _position(cursor: str) -> str:
+    sk = decode_cursor(cursor).get("sk")
+    if not isinstance(sk, str) or not sk.startswith(_LEDGER):
+        raise InvalidRequest("cursor is not one this API returned", field="cursor")
+    return sk
+
+
+if TYPE_CHECKING:  # the type checker holds the fake to the port
+    _conforms: PointsStore = MemoryPointsStore()

@@ -1,0 +1,157 @@
+"""What the points service needs from its store, as a port (PointsStore), and the types that cross it.
+
+The service decides (what a purchase earns, what a refund takes back, which answer a request gets); the store
+persists what it is handed, all or nothing, under conditions that keep the ledger true, and says which condition
+failed. Adapters: loyalty.adapters.dynamodb.points_store (the table), loyalty.adapters.memory.points_store (an
+in-memory fake for tests). tests/integration/test_points_store_contract.py holds both to the same behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from loyalty.core.errors import InsufficientPoints, OrderConflict
+from loyalty.core.idempotency import Claim, Replay
+from loyalty.points.categories import OrderCategories
+from loyalty.points.ledger import LedgerEntry, OrderRecord
+from loyalty.points.members import Member
+from loyalty.points.program import ProgramConfig
+from loyalty.points.rewards import Reward
+
+
+class ReferralCodeTaken(Exception):
+    """Enrolment: another member holds the referral code drawn for this one. Nothing was written; draw another."""
+
+
+class ExternalIdTaken(Exception):
+    """Enrolment: a member with this external id exists already. Nothing was written."""
+
+
+class RefundBasisMoved(Exception):
+    """A refund's write found the order or the member no longer as the plan read them (another refund, a
+    redemption, ...). Nothing was written; plan again from fresh reads."""
+
+
+def insufficient_points(needed: int, available: int) -> InsufficientPoints:
+    """The refusal of a debit the balance does not cover, with what the member had: remembered as the answer."""
+    return InsufficientPoints(
+        f"{needed} points needed, {available} available", details={"available": available, "needed": needed}
+    )
+
+
+def order_conflict(order_id: str) -> OrderConflict:
+    """The refusal of an order id already recorded with another member, amount or currency."""
+    return OrderConflict(
+        f"order {order_id} is already recorded with a different member, amount or currency", field="order_id"
+    )
+
+
+@dataclass(frozen=True)
+class PurchaseFacts:
+    """What a purchase adds to the member's write-time aggregates."""
+
+    occurred_at: datetime
+    amount: Decimal
+    categories: OrderCategories = field(default_factory=OrderCategories)
+
+    @classmethod
+    def of(cls, order: OrderRecord) -> PurchaseFacts:
+        categories = OrderCategories(dict(order.category_totals), order.other_categories_total)
+        return cls(order.occurred_at, order.amount, categories)
+
+
+@dataclass(frozen=True)
+class MemberHoldings:
+    """What a member holds that a refund can take back, as read: the points available and the category spend
+    (`spend_by_category` None on a member enrolled before category affinity was kept)."""
+
+    member_id: str
+    available: int
+    spend_by_category: Mapping[str, Decimal] | None
+    spend_other_categories: Decimal
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """A refund as the service planned it, with what it was planned from, for the store to write in one go.
+
+    The store adds `amount` and `due` to the order's refund totals on condition that they are still those of
+    `order` (as read); debits the member's `entry.points` on condition that the balance covers them; takes `taken`
+    from the member's category spend on condition that nothing goes below 0; takes the refunded spend and the due
+    points out of the order's month in the write-time aggregates; appends `entry`; and writes `claim`. A failed
+    condition on the order or the member is RefundBasisMoved."""
+
+    entry: LedgerEntry
+    claim: Claim
+    order: OrderRecord
+    amount: Decimal
+    due: int
+    taken: OrderCategories
+
+
+class PointsStore(Protocol):
+    """The points service's store. Every write is one atomic change guarded by conditions (docs/ledger.md)."""
+
+    # ---- members ----
+
+    def create_member(self, member: Member) -> None:
+        """Enroll `member` (counters at 0, aggregates empty). Raises ExternalIdTaken or ReferralCodeTaken."""
+        ...
+
+    def member_id_for_external(self, external_id: str) -> str | None: ...
+
+    def member_id_for_referral(self, code: str) -> str | None: ...
+
+    def get_member(self, member_id: str) -> Member:
+        """Raises MemberNotFound."""
+        ...
+
+    def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
+        """Newest first; the cursor is opaque and reads only ever inside this member's ledger. Raises
+        InvalidRequest (field `cursor`) for a cursor this store did not make."""
+        ...
+
+    # ---- ledger writes ----
+
+    def post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Replay | None:
+        """Apply one entry with its claim (for a purchase, `order`, remembered under the order id, is the claim).
+        None when applied; the first answer when the claim's key was taken by the same request.
+
+        Raises MemberNotFound, InsufficientPoints (a debit the balance does not cover), OrderConflict (the order id
+        recorded with another fingerprint), IdempotencyKeyReused (the key taken by another request),
+        StoreContention (concurrent changes past the retry budget)."""
+        ...
+
+    def remember(self, claim: Claim, now: datetime) -> Replay | None:
+        """Keep a refusal's answer under its key. None when kept; the first answer when the key was taken.
+        Raises IdempotencyKeyReused."""
+        ...
+
+    def replay(self, claim: Claim) -> Replay | None:
+        """The first answer under `claim`'s key, or None if it is not taken. Raises IdempotencyKeyReused."""
+        ...
+
+    def get_order(self, order_id: str) -> OrderRecord | None: ...
+
+    def holdings(self, member_id: str) -> MemberHoldings:
+        """Raises MemberNotFound."""
+        ...
+
+    def reverse(self, reversal: Reversal) -> Replay | None:
+        """Write a planned refund (see Reversal). None when written; the first answer when its claim was taken.
+        Raises RefundBasisMoved, IdempotencyKeyReused, StoreContention."""
+        ...
+
+    # ---- configuration ----
+
+    def get_program(self) -> ProgramConfig | None: ...
+
+    def list_rewards(self) -> list[Reward]: ...
+
+    def put_program(self, program: ProgramConfig) -> None: ...
+
+    def put_reward(self, reward: Reward) -> None: ...

@@ -1,0 +1,591 @@
+"""One contract for every points store (loyalty.points.ports.PointsStore): the same behaviours, run against the
+in-memory store, the DynamoDB store on moto and the DynamoDB store on DynamoDB Local, so the fake the service's
+unit tests use cannot drift from the store that runs in production.
+
+Each test calls the port directly (no service): every method, every condition (insufficient points, order
+conflicts, idempotency key reuse, referral code and external id taken, a refund's pins), the replays of answers
+and of remembered refusals, ledger pages and cursors, and the counters and write-time aggregates the member keeps.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore, month_key, months_before
+from loyalty.adapters.dynamodb.table import from_item
+from loyalty.adapters.memory.points_store import MemoryPointsStore
+from loyalty.core import ids
+from loyalty.core.errors import IdempotencyKeyReused, InsufficientPoints, InvalidRequest, MemberNotFound, OrderConflict
+from loyalty.core.idempotency import Claim, Replay
+from loyalty.core.instants import timestamp
+from loyalty.points.categories import MAX_CATEGORIES, OrderCategories
+from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord
+from loyalty.points.members import Consent, Member, Profile
+from loyalty.points.ports import (
+    ExternalIdTaken,
+    MemberHoldings,
+    PointsStore,
+    ReferralCodeTaken,
+    RefundBasisMoved,
+    Reversal,
+)
+from loyalty.points.program import ProgramConfig
+from loyalty.points.rewards import Reward, RewardKind
+from tests.integration.conftest import Backend, create_loyalty_table
+
+D = Decimal
+START = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+COUNTERS = ("available", "pending", "lifetime_earned", "redeemed", "reversed", "expired", "unrecovered")
+AGGREGATES = (
+    *COUNTERS,
+    "purchase_count",
+    "first_purchase_at",
+    "last_purchase_at",
+    "spend_by_month",
+    "purchases_by_month",
+    "points_by_month",
+    "spend_by_category",
+    "spend_other_categories",
+    "revision",
+)
+
+
+@dataclass
+class Clock:
+    now: datetime = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Subject:
+    """A points store under contract, and how to read back what the member item keeps."""
+
+    backend: str
+    store: PointsStore
+    clock: Clock
+    read_member_item: Callable[[str], dict[str, Any]]
+    members: list[str] = field(default_factory=list)
+
+    def aggregates(self, member_id: str) -> dict[str, Any]:
+        item = self.read_member_item(member_id)
+        return {name: item[name] for name in AGGREGATES if name in item}
+
+    # -- acting through the port --
+
+    def enroll(self) -> str:
+        member = new_member()
+        self.store.create_member(member)
+        return member.member_id
+
+    def credit(self, member_id: str, points: int = 50, key: str | None = None, fingerprint: str = "f") -> Claim:
+        claim = Claim(key or f"activity:{uuid.uuid4().hex}", fingerprint, 201, {"points": points})
+        assert self.store.post(entry(member_id, EntryKind.BONUS, points), claim) is None
+        return claim
+
+    def buy(
+        self,
+        member_id: str,
+        amount: str,
+        *,
+        at: datetime | None = None,
+        categories: OrderCategories | None = None,
+        order_id: str | None = None,
+    ) -> OrderRecord:
+        order = purchase_order(member_id, D(amount), at or self.clock.now, categories, order_id)
+        claim = Claim(f"order:{order.order_id}", f"{member_id}:{amount}", 201, {"order": order.order_id})
+        assert self.store.post(entry(member_id, EntryKind.EARN, order.points), claim, order) is None
+        return order
+
+    def snapshot(self, member_id: str) -> tuple[Any, ...]:
+        """What a refused write must leave as it was: the member's item, ledger and balance."""
+        entries, _ = self.store.ledger_page(member_id, 100, None)
+        return self.aggregates(member_id), [e.entry_id for e in entries], self.store.get_member(member_id)
+
+
+def new_member() -> Member:
+    return Member(
+        member_id=ids.member_id(),
+        external_id=f"cust-{uuid.uuid4().hex[:12]}",
+        profile=Profile(first_name="Ada"),
+        consent=Consent(email=True),
+        referral_code=ids.referral_code(),
+        tier="Insider",
+        enrolled_at=START,
+    )
+
+
+def entry(member_id: str, kind: EntryKind, points: int, **facts: Any) -> LedgerEntry:
+    return LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=kind, points=points, created_at=START, **facts)
+
+
+def purchase_order(
+    member_id: str, amount: Decimal, at: datetime, categories: OrderCategories | None, order_id: str | None
+) -> OrderRecord:
+    ordered = categories or OrderCategories()
+    return OrderRecord(
+        order_id=order_id or f"web-{uuid.uuid4().hex[:10]}",
+        member_id=member_id,
+        amount=amount,
+        currency="USD",
+        points=int(amount),
+        occurred_at=at,
+        category_totals=ordered.totals,
+        other_categories_total=ordered.other,
+    )
+
+
+@pytest.fixture
+def subject(store_backend: Backend) -> Iterator[Subject]:
+    clock = Clock()
+    if store_backend.name == "memory":
+        memory = MemoryPointsStore(clock=clock)
+        yield Subject("memory", memory, clock, memory.member_item)
+        return
+    client = store_backend.client
+    table = create_loyalty_table(client)
+
+    def read_member_item(member_id: str) -> dict[str, Any]:
+        key = {"PK": {"S": f"MEMBER#{member_id}"}, "SK": {"S": "MEMBER"}}
+        return from_item(client.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"])
+
+    yield Subject(store_backend.name, LoyaltyStore(client, table, clock=clock), clock, read_member_item)
+    client.delete_table(TableName=table)
+
+
+# ---- members ------------------------------------------------------------------------------------------------
+
+
+def test_an_enrolled_member_reads_back_at_zero_with_its_external_id_and_referral_code(subject: Subject) -> None:
+    member = new_member()
+
+    subject.store.create_member(member)
+
+    assert subject.store.get_member(member.member_id) == member
+    assert subject.store.member_id_for_external(member.external_id) == member.member_id
+    assert subject.store.member_id_for_referral(member.referral_code) == member.member_id
+    assert subject.aggregates(member.member_id) == {
+        **dict.fromkeys(COUNTERS, 0),
+        "purchase_count": 0,
+        "spend_by_month": {},
+        "purchases_by_month": {},
+        "points_by_month": {},
+        "spend_by_category": {},
+        "spend_other_categories": 0,
+        "revision": 1,
+    }
+
+
+@pytest.mark.parametrize("taken", ["external_id", "referral_code"])
+def test_an_external_id_or_referral_code_already_held_refuses_the_enrolment_and_writes_nothing(
+    subject: Subject, taken: str
+) -> None:
+    holder = new_member()
+    subject.store.create_member(holder)
+    other = new_member().model_copy(update={taken: getattr(holder, taken)})
+
+    with pytest.raises(ExternalIdTaken if taken == "external_id" else ReferralCodeTaken):
+        subject.store.create_member(other)
+
+    with pytest.raises(MemberNotFound):
+        subject.store.get_member(other.member_id)
+    assert subject.store.member_id_for_external(holder.external_id) == holder.member_id
+    assert subject.store.member_id_for_referral(holder.referral_code) == holder.member_id
+    if taken == "external_id":
+        assert subject.store.member_id_for_referral(other.referral_code) is None
+    else:
+        assert subject.store.member_id_for_external(other.external_id) is None
+
+
+def test_an_unknown_member_is_not_found_and_unknown_ids_name_no_one(subject: Subject) -> None:
+    with pytest.raises(MemberNotFound) as missing:
+        subject.store.get_member("m_unknown")
+    with pytest.raises(MemberNotFound):
+        subject.store.holdings("m_unknown")
+
+    assert (missing.value.status, missing.value.field) == (404, "member_id")
+    assert subject.store.member_id_for_external("cust-nobody") is None
+    assert subject.store.member_id_for_referral("ZZZZ-ZZZZ") is None
+
+
+# ---- posting entries ----------------------------------------------------------------------------------------
+
+
+def test_a_credit_moves_the_counters_and_the_months_points_and_its_replay_changes_nothing(subject: Subject) -> None:
+    member_id = subject.enroll()
+
+    claim = subject.credit(member_id, 50)
+    before = subject.snapshot(member_id)
+    replay = subject.store.post(entry(member_id, EntryKind.BONUS, 50), claim)
+
+    assert replay == Replay(201, {"points": 50})
+    assert subject.snapshot(member_id) == before
+    item = subject.aggregates(member_id)
+    assert (item["available"], item["lifetime_earned"], item["revision"]) == (50, 50, 2)
+    assert item["points_by_month"] == {month_key(START): 50}
+    assert item["purchase_count"] == 0 and item["spend_by_month"] == {}
+
+
+def test_a_key_taken_by_another_request_is_refused_and_writes_nothing(subject: Subject) -> None:
+    member_id = subject.enroll()
+    claim = subject.credit(member_id, 50, fingerprint="first")
+    before = subject.snapshot(member_id)
+
+    with pytest.raises(IdempotencyKeyReused) as reused:
+        subject.store.post(entry(member_id, EntryKind.BONUS, 60), Claim(claim.key, "second", 201, {}))
+
+    assert (reused.value.status, reused.value.field) == (422, "Idempotency-Key")
+    assert subject.snapshot(member_id) == before
+
+
+@pytest.mark.parametrize(
+    ("kind", "counter", "extra"),
+    [(EntryKind.REDEEM, "redeemed", {}), (EntryKind.ADJUSTMENT, "reversed", {"reason": "correction"})],
+)
+def test_a_debit_the_balance_covers_is_applied_and_one_it_does_not_is_insufficient_points(
+    subject: Subject, kind: EntryKind, counter: str, extra: dict[str, Any]
+) -> None:
+    member_id = subject.enroll()
+    subject.credit(member_id, 30)
+
+    assert subject.store.post(entry(member_id, kind, -30, **extra), Claim(f"k:{uuid.uuid4()}", "f", 201, {})) is None
+    subject.credit(member_id, 20)
+    before = subject.snapshot(member_id)
+    refused = Claim(f"k:{uuid.uuid4()}", "f", 201, {})
+    with pytest.raises(InsufficientPoints) as insufficient:
+        subject.store.post(entry(member_id, kind, -21, **extra), refused)
+
+    assert insufficient.value.status == 409
+    assert insufficient.value.body()["available"] == 20 and insufficient.value.body()["needed"] == 21
+    assert subject.snapshot(member_id) == before
+    assert subject.store.replay(refused) is None  # the refusal itself is the service's to remember
+    item = subject.aggregates(member_id)
+    assert (item["available"], item[counter]) == (20, 30)
+
+
+def test_an_entry_for_an_unknown_member_is_not_found_and_its_key_stays_free(subject: Subject) -> None:
+    claim = Claim("activity:ghost", "f", 201, {})
+
+    with pytest.raises(MemberNotFound):
+        subject.store.post(entry("m_unknown", EntryKind.BONUS, 5), claim)
+
+    assert subject.store.replay(claim) is None
+
+
+# ---- purchases: the order is the claim --------------------------------------------------------------------
+
+
+def test_a_purchase_records_its_order_and_keeps_the_members_aggregates(subject: Subject) -> None:
+    member_id = subject.enroll()
+    older = START - timedelta(days=40)
+
+    first = subject.buy(member_id, "40.25", at=older)
+    subject.buy(member_id, "10.50")
+
+    assert subject.store.get_order(first.order_id) == first
+    item = subject.aggregates(member_id)
+    assert (item["available"], item["lifetime_earned"], item["purchase_count"]) == (50, 50, 2)
+    assert (item["first_purchase_at"], item["last_purchase_at"]) == (timestamp(older), timestamp(START))
+    assert item["spend_by_month"] == {month_key(older): D("40.25"), month_key(START): D("10.5")}
+    assert item["purchases_by_month"] == {month_key(older): 1, month_key(START): 1}
+    assert item["points_by_month"] == {month_key(older): 40, month_key(START): 10}
+    member = subject.store.get_member(member_id)
+    assert (member.purchases.first_purchase_at, member.purchases.last_purchase_at) == (older, START)
+
+
+def test_a_purchase_replayed_gets_its_first_answer_and_one_with_other_facts_is_an_order_conflict(
+    subject: Subject,
+) -> None:
+    member_id = subject.enroll()
+    order = subject.buy(member_id, "42", order_id="web-1")
+    claim = Claim("order:web-1", f"{member_id}:42", 201, {"order": "web-1"})
+    before = subject.snapshot(member_id)
+
+    replay = subject.store.post(entry(member_id, EntryKind.EARN, 42), claim, order)
+    with pytest.raises(OrderConflict) as conflict:
+        subject.store.post(entry(member_id, EntryKind.EARN, 43), Claim("order:web-1", "other", 201, {}), order)
+
+    assert replay == Replay(201, {"order": "web-1"})
+    assert (conflict.value.status, conflict.value.field) == (409, "order_id")
+    assert subject.snapshot(member_id) == before
+    assert subject.store.get_order("web-1") == order
+
+
+def test_a_late_purchase_moves_the_first_purchase_back_and_not_the_last(subject: Subject) -> None:
+    member_id = subject.enroll()
+    newest, middle, oldest = START - timedelta(days=2), START - timedelta(days=40), START - timedelta(days=100)
+
+    for at in (newest, middle, oldest):
+        subject.buy(member_id, "10", at=at)
+
+    item = subject.aggregates(member_id)
+    assert (item["first_purchase_at"], item["last_purchase_at"]) == (timestamp(oldest), timestamp(newest))
+    assert item["purchase_count"] == 3
+    assert sum(item["purchases_by_month"].values()) == 3
+
+
+def test_the_monthly_aggregates_keep_a_window_and_purchases_prune_what_falls_out_of_it(subject: Subject) -> None:
+    member_id = subject.enroll()
+    too_old = START - timedelta(days=31 * 25)
+    assert month_key(too_old) <= months_before(START, 24)
+
+    subject.buy(member_id, "7", at=too_old)  # counted, but not in the months the aggregates keep
+    subject.buy(member_id, "5")
+    subject.clock.now = START + timedelta(days=31 * 30)  # 30 months on: START's month is past the window
+    subject.buy(member_id, "3", at=subject.clock.now)
+
+    item = subject.aggregates(member_id)
+    assert item["purchase_count"] == 3 and item["available"] == 15
+    assert item["spend_by_month"] == {month_key(subject.clock.now): 3}
+    assert item["purchases_by_month"] == {month_key(subject.clock.now): 1}
+    assert item["points_by_month"] == {month_key(subject.clock.now): 3}
+
+
+def test_a_purchases_categories_fill_the_map_and_the_rest_goes_to_the_other_bucket(subject: Subject) -> None:
+    member_id = subject.enroll()
+    subject.buy(member_id, "48", categories=OrderCategories({f"c{i:02d}": D(1) for i in range(48)}))
+
+    order = OrderCategories({"x-large": D(9), "x-mid": D(5), "x-small": D(2), "c00": D(1)}, D("0.5"))
+    subject.buy(member_id, "17.5", categories=order)
+
+    holdings = subject.store.holdings(member_id)
+    assert holdings.spend_by_category is not None and len(holdings.spend_by_category) == MAX_CATEGORIES
+    assert {name: holdings.spend_by_category.get(name) for name in ("x-large", "x-mid", "x-small", "c00")} == {
+        "x-large": D(9),
+        "x-mid": D(5),
+        "x-small": None,
+        "c00": D(2),
+    }
+    assert holdings == MemberHoldings(member_id, 65, holdings.spend_by_category, D("2.5"))
+
+
+# ---- remembered refusals and replays ------------------------------------------------------------------------
+
+
+def test_a_remembered_refusal_is_the_answer_under_its_key_from_then_on(subject: Subject) -> None:
+    member_id = subject.enroll()
+    subject.credit(member_id, 10)
+    refusal = Claim(f"redeem:{member_id}:key-1", "f", 409, {"code": "insufficient_points"}, expires=False)
+    before = subject.snapshot(member_id)
+
+    assert subject.store.replay(refusal) is None
+    assert subject.store.remember(refusal, START) is None
+    again = subject.store.remember(refusal.answering(404, {"code": "other"}), START)
+    replay = subject.store.replay(refusal)
+    posted = subject.store.post(entry(member_id, EntryKind.REDEEM, -5), refusal.answering(201, {}))
+
+    assert again == replay == posted == Replay(409, {"code": "insufficient_points"})
+    assert subject.snapshot(member_id) == before
+    with pytest.raises(IdempotencyKeyReused):
+        subject.store.replay(Claim(refusal.key, "another request", 0, {}))
+    with pytest.raises(IdempotencyKeyReused):
+        subject.store.remember(Claim(refusal.key, "another request", 409, {}), START)
+
+
+# ---- refunds: read, planned by the service, written pinned to the reads --------------------------------------
+
+
+def reversal(
+    subject: Subject,
+    order: OrderRecord,
+    amount: str,
+    *,
+    due: int,
+    reverse: int | None = None,
+    taken: OrderCategories | None = None,
+    key: str | None = None,
+    fingerprint: str = "f",
+) -> Reversal:
+    reversed_now = due if reverse is None else reverse
+    reversal_entry = LedgerEntry(
+        entry_id=ids.ulid(),
+        member_id=order.member_id,
+        kind=EntryKind.REVERSAL,
+        points=-reversed_now,
+        created_at=subject.clock.now,
+        order_id=order.order_id,
+        refund_id="rf",
+        unrecovered=due - reversed_now,
+    )
+    claim = Claim(key or f"refund:{order.order_id}:{uuid.uuid4().hex}", fingerprint, 201, {"due": due}, expires=False)
+    return Reversal(reversal_entry, claim, order, D(amount), due, taken or OrderCategories())
+
+
+def test_unknown_orders_read_as_none(subject: Subject) -> None:
+    assert subject.store.get_order("web-never") is None
+
+
+def test_a_planned_refund_is_written_to_the_order_the_member_and_its_orders_month(subject: Subject) -> None:
+    member_id = subject.enroll()
+    placed = START - timedelta(days=70)
+    order = subject.buy(
+        member_id, "100", at=placed, categories=OrderCategories({"makeup": D(30), "skin care": D(40)}, D(10))
+    )
+    subject.buy(member_id, "5")
+    subject.credit(member_id, 3)  # 108 available
+
+    planned = reversal(
+        subject, order, "60", due=110, reverse=108, taken=OrderCategories({"makeup": D(18), "skin care": D(24)}, D(6))
+    )
+    assert subject.store.reverse(planned) is None
+    before = subject.snapshot(member_id)
+    replay = subject.store.reverse(planned)
+
+    assert replay == Replay(201, {"due": 110})
+    assert subject.snapshot(member_id) == before
+    stored = subject.store.get_order(order.order_id)
+    assert stored is not None and (stored.refunded_amount, stored.reversal_due) == (D(60), 110)
+    item = subject.aggregates(member_id)
+    assert (item["available"], item["reversed"], item["unrecovered"]) == (0, 108, 2)
+    assert item["spend_by_month"][month_key(placed)] == 40
+    assert item["points_by_month"][month_key(placed)] == 100 - 110
+    assert item["spend_by_month"][month_key(START)] == 5
+    assert item["purchases_by_month"][month_key(placed)] == 1  # a refund is not an un-purchase
+    assert subject.store.holdings(member_id) == MemberHoldings(
+        member_id, 0, {"makeup": D(12), "skin care": D(16)}, D(4)
+    )
+    entries, _ = subject.store.ledger_page(member_id, 10, None)
+    assert [e for e in entries if e.kind is EntryKind.REVERSAL] == [planned.entry]
+
+
+PINS = {
+    "order-refunded-since": lambda s, o: s.store.reverse(reversal(s, o, "10", due=10)),
+    "balance-spent-since": lambda s, o: s.store.post(
+        entry(o.member_id, EntryKind.REDEEM, -95), Claim(f"k:{uuid.uuid4()}", "f", 201, {})
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("moved", "planned"),
+    [
+        ("order-refunded-since", {"amount": "20", "due": 20}),
+        ("balance-spent-since", {"amount": "20", "due": 20}),
+        ("nothing", {"amount": "20", "due": 20, "taken": OrderCategories({"makeup": D("30.001")})}),
+        ("nothing", {"amount": "20", "due": 20, "taken": OrderCategories({"never-bought": D(1)})}),
+        ("nothing", {"amount": "20", "due": 20, "taken": OrderCategories(other=D("0.001"))}),
+        ("nothing", {"amount": "20", "due": 101}),
+    ],
+    ids=[
+        "order-moved",
+        "balance-no-longer-covers",
+        "category-below-zero",
+        "category-not-held",
+        "other-bucket-below-zero",
+        "more-than-available",
+    ],
+)
+def test_a_planned_refund_whose_reads_moved_is_refused_as_moved_and_writes_nothing(
+    subject: Subject, moved: str, planned: dict[str, Any]
+) -> None:
+    member_id = subject.enroll()
+    order = subject.buy(member_id, "100", categories=OrderCategories({"makeup": D(30)}))
+    stale = reversal(subject, order, planned["amount"], due=planned["due"], taken=planned.get("taken"))
+    if moved in PINS:
+        PINS[moved](subject, order)
+    before = subject.snapshot(member_id), subject.store.get_order(order.order_id)
+
+    with pytest.raises(RefundBasisMoved):
+        subject.store.reverse(stale)
+
+    assert (subject.snapshot(member_id), subject.store.get_order(order.order_id)) == before
+    assert subject.store.replay(stale.claim) is None
+
+
+@pytest.mark.parametrize("missing", ["order", "member"])
+def test_a_planned_refund_of_an_order_or_member_that_is_not_there_is_refused_as_moved(
+    subject: Subject, missing: str
+) -> None:
+    member_id = subject.enroll()
+    order = purchase_order(member_id, D(10), START, None, None)  # never posted
+    if missing == "member":
+        order = order.model_copy(update={"member_id": "m_unknown"})
+        subject.buy(member_id, "10", order_id=order.order_id)
+    planned = reversal(subject, order, "5", due=0)
+
+    with pytest.raises(RefundBasisMoved):
+        subject.store.reverse(planned)
+
+    assert subject.store.replay(planned.claim) is None
+
+
+def test_a_refunds_identity_taken_by_another_refund_is_refused_as_reused(subject: Subject) -> None:
+    member_id = subject.enroll()
+    order = subject.buy(member_id, "100")
+    first = reversal(subject, order, "10", due=10, key="refund:o:rf-1", fingerprint="10")
+    subject.store.reverse(first)
+    moved_on = subject.store.get_order(order.order_id)
+    assert moved_on is not None
+
+    with pytest.raises(IdempotencyKeyReused):
+        subject.store.reverse(reversal(subject, moved_on, "20", due=20, key="refund:o:rf-1", fingerprint="20"))
+
+    assert subject.aggregates(member_id)["available"] == 90
+
+
+# ---- the ledger, page by page -------------------------------------------------------------------------------
+
+
+def test_the_ledger_pages_newest_first_and_the_cursor_chain_ends_after_the_last_entry(subject: Subject) -> None:
+    member_id = subject.enroll()
+    for _ in range(7):
+        subject.credit(member_id, 1)
+
+    first, cursor = subject.store.ledger_page(member_id, 4, None)
+    assert cursor is not None
+    second, cursor = subject.store.ledger_page(member_id, 3, cursor)  # exactly what is left
+    if cursor is not None:  # DynamoDB (and the in-memory store) give a full page a cursor; moto only if more follow
+        assert subject.store.ledger_page(member_id, 3, cursor) == ([], None)
+
+    read = [e.entry_id for e in first + second]
+    assert read == sorted(read, reverse=True) and len(set(read)) == 7
+    assert subject.store.ledger_page(member_id, 2, None)[1] is not None
+    assert subject.store.ledger_page(member_id, 8, None)[1] is None
+    assert subject.store.ledger_page("m_unknown", 5, None) == ([], None)
+
+
+def test_a_cursor_reads_only_inside_the_members_own_ledger_and_a_forged_one_is_refused(subject: Subject) -> None:
+    alice, bob = subject.enroll(), subject.enroll()
+    for _ in range(4):
+        subject.credit(alice, 1)
+        subject.credit(bob, 1)
+    alices, cursor = subject.store.ledger_page(alice, 2, None)
+    assert cursor is not None
+
+    bobs, _ = subject.store.ledger_page(bob, 10, cursor)
+
+    assert {e.member_id for e in bobs} == {bob}
+    assert all(e.entry_id < alices[-1].entry_id for e in bobs)
+    for forged in ("bm90IGEgY3Vyc29y", "eyJzayI6Ik1FTUJFUiJ9", "%%%"):  # not JSON; a position outside the ledger
+        with pytest.raises(InvalidRequest) as refused:
+            subject.store.ledger_page(alice, 2, forged)
+        assert refused.value.field == "cursor"
+
+
+# ---- configuration --------------------------------------------------------------------------------------------
+
+
+def test_the_program_and_the_catalog_read_back_as_stored(subject: Subject) -> None:
+    assert subject.store.get_program() is None
+    assert subject.store.list_rewards() == []
+    program = ProgramConfig(version=2, points_per_unit={"USD": D(2)})
+    treat = Reward(reward_id="treat", name="Treat", kind=RewardKind.FREE_PRODUCT, cost_points=10)
+
+    subject.store.put_program(program)
+    subject.store.put_reward(treat)
+    subject.store.put_reward(treat.model_copy(update={"active": False}))
+    subject.store.put_reward(Reward(reward_id="off", name="Off", kind=RewardKind.DISCOUNT, cost_points=5, value=D(1)))
+
+    assert subject.store.get_program() == program
+    assert sorted(subject.store.list_rewards(), key=lambda r: r.reward_id) == [
+        Reward(reward_id="off", name="Off", kind=RewardKind.DISCOUNT, cost_points=5, value=D(1)),
+        treat.model_copy(update={"active": False}),
+    ]
