@@ -119,11 +119,17 @@ class UndocumentedAnswer(Exception):
 
 
 def as_documented(model: type[Answer], body: Mapping[str, Any], *, more_fields: bool = False) -> Answer:
+    """`body` as the route's documented model, read as _documented says."""
+    return _documented(model, body, more_fields=more_fields)[0]
+
+
+def _documented(model: type[Answer], body: Mapping[str, Any], *, more_fields: bool = False) -> tuple[Answer, Any]:
     """`body` (a JSON object as a service wrote it, or as an idempotent write stored its first answer) read as the
     route's documented model, as a client would read the JSON: every required field present, each value one the
     model takes, and no field the model does not list (`more_fields`: an error body may carry the figures behind a
     refusal). Raises UndocumentedAnswer. A value the model converts ("5" for a count) is sent as the model
-    serialises it (model_response), so what leaves has the documented types."""
+    serialises it (model_response), so what leaves has the documented types. Returns the model and that
+    serialisation."""
     text = json.dumps(body, separators=(",", ":"), default=str)
     try:
         answer = model.model_validate_json(text)
@@ -131,11 +137,12 @@ def as_documented(model: type[Answer], body: Mapping[str, Any], *, more_fields: 
         raise UndocumentedAnswer(
             model, [f"{_path(e['loc']) or 'body'}: {e['type']}" for e in invalid.errors()]
         ) from None
+    serialised = _serialised(answer)  # the fields the body gave that the model has: a field it ignored is missing
     if not more_fields:
-        extra = _undocumented(json.loads(text), answer.model_dump(mode="json", by_alias=True), "")
+        extra = _undocumented(body, serialised, "")
         if extra:
             raise UndocumentedAnswer(model, [f"{field}: not documented" for field in extra])
-    return answer
+    return answer, serialised
 
 
 def _path(location: Iterable[Any]) -> str:
@@ -148,27 +155,32 @@ def _path(location: Iterable[Any]) -> str:
 def _undocumented(sent: Any, documented: Any, path: str) -> list[str]:
     """The fields of `sent` its model's own dump of it does not have (the model ignored them)."""
     found: list[str] = []
-    if isinstance(sent, dict) and isinstance(documented, dict):
+    if isinstance(sent, Mapping) and isinstance(documented, dict):
         for key, value in sent.items():
             where = f"{path}.{key}" if path else key
             found += [where] if key not in documented else _undocumented(value, documented[key], where)
-    elif isinstance(sent, list) and isinstance(documented, list):
+    elif isinstance(sent, list | tuple) and isinstance(documented, list):
         for index, (item, kept) in enumerate(zip(sent, documented, strict=False)):
             found += _undocumented(item, kept, f"{path}[{index}]")
     return found
 
 
-def model_response(status: int, answer: BaseModel, headers: dict[str, str] | None = None) -> Response[Any]:
+def _serialised(answer: BaseModel) -> Any:
     """The answer as its model serialises it (JSON mode: an amount is a string, a moment ISO 8601), with the fields
     it was given: an optional field the answer does not have is left out, not sent as null."""
-    return json_response(status, answer.model_dump(mode="json", by_alias=True, exclude_unset=True), headers)
+    return answer.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def model_response(status: int, answer: BaseModel, headers: dict[str, str] | None = None) -> Response[Any]:
+    """A model the route built, as the model serialises it (_serialised)."""
+    return json_response(status, _serialised(answer), headers)
 
 
 def answer(
     status: int, model: type[BaseModel], body: Mapping[str, Any], headers: dict[str, str] | None = None
 ) -> Response[Any]:
-    """A route's answer: `body` as its documented `model` (as_documented), serialised by the model."""
-    return model_response(status, as_documented(model, body), headers)
+    """A route's answer: `body` as its documented `model` (as_documented), sent as the model serialises it."""
+    return json_response(status, _documented(model, body)[1], headers)
 
 
 def outcome_response(outcome: Outcome, model: type[BaseModel]) -> Response[Any]:
