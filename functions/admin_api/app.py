@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from loyalty.adapters.work_queue import WorkQueue
 from loyalty.core.errors import InvalidRequest
-from loyalty.core.http import ADMIN, Api, documented, documented_write, json_response
+from loyalty.core.http import ADMIN, Api, answer, documented, documented_write, idempotency_key, model_response
 from loyalty.core.settings import settings
 from loyalty.runtime import client, segmentation_service
 from loyalty.segments.config import SegmentationConfig
@@ -59,6 +59,7 @@ RuleSegmentSlug = Annotated[
     ),
 ]
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$", description="A refresh run id.")]
+RunKey = Annotated[str, idempotency_key("Names the run: the same key returns the run it started and starts nothing.")]
 
 _NOT_ADMIN = (403, "The token is not an admin's")
 _UNKNOWN_SEGMENT = (404, "No such segment")
@@ -193,7 +194,7 @@ def _document(config: SegmentationConfig) -> dict[str, Any]:
     responses=documented(200, SegmentCatalog, "The catalog", 401, _NOT_ADMIN),
 )
 def list_segments() -> Response[Any]:
-    return json_response(200, {"segments": segmentation_service().catalog()})
+    return answer(200, SegmentCatalog, {"segments": segmentation_service().catalog()})
 
 
 @api.get(
@@ -206,7 +207,7 @@ def get_segment(
     segment_id: SegmentId,
     history: Annotated[int, Query(ge=1, le=100, description="How many refreshes of size history.")] = 30,
 ) -> Response[Any]:
-    return json_response(200, segmentation_service().segment(segment_id, history))
+    return answer(200, SegmentDetail, segmentation_service().segment(segment_id, history))
 
 
 @api.get(
@@ -221,13 +222,8 @@ def list_segment_members(
     cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page.")] = None,
 ) -> Response[Any]:
     members, next_cursor = segmentation_service().segment_members(segment_id, limit, cursor)
-    return json_response(
-        200,
-        {
-            "members": [{"member_id": m.member_id, "entered_at": m.entered_at} for m in members],
-            "next_cursor": next_cursor,
-        },
-    )
+    page = [SegmentMember(member_id=m.member_id, entered_at=m.entered_at) for m in members]
+    return model_response(200, SegmentMembersPage(members=page, next_cursor=next_cursor))
 
 
 # ---- marketer-defined segments -------------------------------------------------------------------------------
@@ -241,7 +237,7 @@ def list_segment_members(
 )
 def list_segment_definitions() -> Response[Any]:
     definitions = segmentation_service().document().rule_segments
-    return json_response(200, {"segments": [d.document() for d in definitions]})
+    return answer(200, RuleSegmentList, {"segments": [d.document() for d in definitions]})
 
 
 @api.put(
@@ -270,7 +266,7 @@ def put_segment_definition(
     document = {**definition.model_dump(exclude={"segment_id"}), "segment_id": segment_id}
     stored, created = segmentation_service().put_rule_segment(document)
     location = {"Location": f"/v1/admin/segment-definitions/{segment_id}"}
-    return json_response(201 if created else 200, stored.document(), headers=location if created else None)
+    return answer(201 if created else 200, SegmentDefinition, stored.document(), location if created else None)
 
 
 @api.delete(
@@ -303,7 +299,7 @@ def delete_segment_definition(segment_id: RuleSegmentSlug) -> Response[Any]:
     responses=documented(200, SegmentationConfig, "The document", 401, _NOT_ADMIN),
 )
 def get_segmentation() -> Response[Any]:
-    return json_response(200, _document(segmentation_service().document()))
+    return answer(200, SegmentationConfig, _document(segmentation_service().document()))
 
 
 @api.put(
@@ -335,7 +331,7 @@ def put_segmentation(
     # Handed over as the model dumps itself, which is how the store writes it: a document the store could not read
     # back fails the service's validation instead of being stored.
     replaced = segmentation_service().replace_document(document.model_dump(mode="json"), if_match)
-    return json_response(200, _document(replaced))
+    return answer(200, SegmentationConfig, _document(replaced))
 
 
 # ---- refresh runs ------------------------------------------------------------------------------------------------
@@ -363,16 +359,7 @@ def put_segmentation(
     },
 )
 def start_refresh(
-    idempotency_key: Annotated[
-        str,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=255,
-            pattern=r"^[\x21-\x7e]+$",
-            description="Names the run: the same key returns the run it started and starts nothing.",
-        ),
-    ],
+    idempotency_key: RunKey,
     request: Annotated[RefreshRequest | None, Body()] = None,
 ) -> Response[Any]:
     caller = api.caller()
@@ -388,7 +375,7 @@ def start_refresh(
     headers = {"Location": f"/v1/admin/segment-refreshes/{run['run_id']}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return json_response(202 if created else 200, run, headers=headers)
+    return answer(202 if created else 200, RefreshRun, run, headers)
 
 
 @api.get(
@@ -398,7 +385,7 @@ def start_refresh(
     responses=documented(200, RefreshRunList, "Runs", 401, _NOT_ADMIN, 422),
 )
 def list_refreshes(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response[Any]:
-    return json_response(200, {"runs": segmentation_service().refresh_runs(limit)})
+    return answer(200, RefreshRunList, {"runs": segmentation_service().refresh_runs(limit)})
 
 
 @api.get(
@@ -408,7 +395,7 @@ def list_refreshes(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response[
     responses=documented(200, RefreshRun, "The run", 401, _NOT_ADMIN, (404, "No such run"), 422),
 )
 def get_refresh(run_id: RunId) -> Response[Any]:
-    return json_response(200, segmentation_service().refresh_run(run_id))
+    return answer(200, RefreshRun, segmentation_service().refresh_run(run_id))
 
 
 # ---- KPIs ----------------------------------------------------------------------------------------------------
@@ -421,7 +408,7 @@ def get_refresh(run_id: RunId) -> Response[Any]:
     responses=documented(200, Analytics, "The KPIs", 401, _NOT_ADMIN),
 )
 def get_analytics() -> Response[Any]:
-    return json_response(200, segmentation_service().analytics())
+    return answer(200, Analytics, segmentation_service().analytics())
 
 
 @api.get(

@@ -12,10 +12,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.types import TypeDeserializer
 
-from loyalty.adapters.eventbridge import EventPublisher
 from loyalty.core.events import DomainEvent, domain_event_from_item
-from loyalty.core.settings import settings
-from loyalty.runtime import client
+from loyalty.runtime import event_publisher
 
 logger = Logger()
 _deserializer = TypeDeserializer()
@@ -36,7 +34,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         domain_event = _event(record)
         if domain_event is not None:
             pending.append((record["dynamodb"]["SequenceNumber"], domain_event))
-    failed = EventPublisher(client("events"), settings().event_bus_name).publish([e for _, e in pending])
+    failed = event_publisher().publish([e for _, e in pending])
     if failed:
         logger.warning("events not accepted by EventBridge", extra={"failed": len(failed), "total": len(pending)})
     logger.info("published domain events", extra={"published": len(pending) - len(failed)})

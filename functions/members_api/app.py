@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,11 +19,13 @@ from loyalty.core.http import (
     SIGNED_IN,
     STAFF,
     Api,
+    answer,
     documented,
     documented_write,
-    json_response,
+    idempotency_key,
+    model_response,
+    outcome_response,
 )
-from loyalty.core.idempotency import Outcome
 from loyalty.points.activities import Activity, ActivityType
 from loyalty.points.ledger import LedgerEntry
 from loyalty.points.members import Enrollment, Member
@@ -47,24 +49,16 @@ api.access[("GET", "/v1/docs")] = PUBLIC
 MemberId = Annotated[str, Path(pattern=r"^m_[0-9a-z]{26}$", description="The loyalty member id.")]
 IdempotencyKey = Annotated[
     str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Makes the write safe to retry: the same key returns the first answer and changes nothing. "
-        "Required for every activity but a purchase (its order id is its key) and a refund (its refund id).",
+    idempotency_key(
+        "Makes the write safe to retry: the same key returns the first answer and changes nothing. "
+        "Required for every activity but a purchase (its order id is its key) and a refund (its refund id)."
     ),
 ]
 RequiredIdempotencyKey = Annotated[
     str,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Makes the redemption safe to retry: the same key returns the first answer, a refusal "
-        "included, and changes nothing.",
+    idempotency_key(
+        "Makes the redemption safe to retry: the same key returns the first answer, a refusal included, and "
+        "changes nothing."
     ),
 ]
 
@@ -107,12 +101,6 @@ class MemberSegments(BaseModel):
     segments: list[MemberSegment] = Field(description="Sorted by segment id.")
 
 
-def _answer(outcome: Outcome) -> Response[Any]:
-    return json_response(
-        outcome.status, outcome.body, headers={"Idempotent-Replayed": "true"} if outcome.replayed else None
-    )
-
-
 @api.post(
     "/v1/members",
     access=SIGNED_IN,
@@ -131,7 +119,7 @@ def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
         require_role(caller, Role.USER, Role.MEMBER)
         if enrollment.external_id != caller.subject:
             require_role(caller, Role.ADMIN, Role.SERVICE)  # a shopper enrolls only themselves
-    return _answer(loyalty_service().enroll(enrollment))
+    return outcome_response(loyalty_service().enroll(enrollment), Member)
 
 
 @api.get(
@@ -141,7 +129,7 @@ def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
     responses=documented(200, Member, "The member", 403, 404, 422),
 )
 def get_member(member_id: MemberId) -> Response[Any]:
-    return json_response(200, loyalty_service().member(member_id).public())
+    return answer(200, Member, loyalty_service().member(member_id).public())
 
 
 @api.post(
@@ -169,7 +157,7 @@ def record_activity(
     caller = api.caller()
     if activity.type is ActivityType.ADJUSTMENT:
         require_role(caller, Role.ADMIN)
-    return _answer(loyalty_service().record(member_id, activity, idempotency_key))
+    return outcome_response(loyalty_service().record(member_id, activity, idempotency_key), EntryResult)
 
 
 @api.get(
@@ -183,7 +171,7 @@ def list_ledger(
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Response[Any]:
-    return json_response(200, loyalty_service().ledger(member_id, limit, cursor))
+    return answer(200, LedgerPage, loyalty_service().ledger(member_id, limit, cursor))
 
 
 @api.post(
@@ -204,7 +192,7 @@ def list_ledger(
 def redeem(
     member_id: MemberId, request: Annotated[RedemptionRequest, Body()], idempotency_key: RequiredIdempotencyKey
 ) -> Response[Any]:
-    return _answer(loyalty_service().redeem(member_id, request.reward_id, idempotency_key))
+    return outcome_response(loyalty_service().redeem(member_id, request.reward_id, idempotency_key), RedemptionResult)
 
 
 @api.get(
@@ -215,13 +203,8 @@ def redeem(
 )
 def list_member_segments(member_id: MemberId) -> Response[Any]:
     memberships = segmentation_service().segments_of_member(member_id)
-    return json_response(
-        200,
-        {
-            "member_id": member_id,
-            "segments": [{"segment_id": m.segment_id, "entered_at": m.entered_at} for m in memberships],
-        },
-    )
+    segments = [MemberSegment(segment_id=m.segment_id, entered_at=m.entered_at) for m in memberships]
+    return model_response(200, MemberSegments(member_id=member_id, segments=segments))
 
 
 class MemberPredictionBody(MemberPrediction):
@@ -239,7 +222,7 @@ class MemberPredictionBody(MemberPrediction):
 )
 def get_member_prediction(member_id: MemberId) -> Response[Any]:
     prediction = segmentation_service().member_prediction(member_id)
-    return json_response(200, {"member_id": member_id, **prediction.model_dump(mode="json")})
+    return answer(200, MemberPredictionBody, {"member_id": member_id, **prediction.model_dump(mode="json")})
 
 
 @api.get(
@@ -249,7 +232,7 @@ def get_member_prediction(member_id: MemberId) -> Response[Any]:
     responses=documented(200, RewardList, "Active rewards"),
 )
 def list_rewards() -> Response[Any]:
-    return json_response(200, {"rewards": [r.public() for r in loyalty_service().rewards()]})
+    return answer(200, RewardList, {"rewards": [r.public() for r in loyalty_service().rewards()]})
 
 
 @api.get("/v1/openapi.json", access=PUBLIC, summary="This API's OpenAPI document")

@@ -57,7 +57,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     service = loyalty_service()
     if envelope.detail_type == "OrderPlaced":
         placed = OrderPlacedDetail.model_validate({**envelope.detail, "type": "purchase"})
-        member_id = placed.member_id or service.store.member_id_for_external(placed.customer_id or "")
+        member_id = placed.member_id or service.member_id_for_external(placed.customer_id or "")
         if member_id is None:
             logger.info("order from a non-member earns nothing", extra={"order_id": placed.order_id})
             return {"status": "ignored", "reason": "not a member"}

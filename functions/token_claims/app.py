@@ -25,7 +25,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if groups & {ADMIN_GROUP, SERVICE_GROUP}:
         return event
     subject = request.get("userAttributes", {}).get("sub")
-    member_id = loyalty_service().store.member_id_for_external(subject) if subject else None
+    member_id = loyalty_service().member_id_for_external(subject) if subject else None
     if member_id is not None:
         event.setdefault("response", {})["claimsOverrideDetails"] = {
             "claimsToAddOrOverride": {"custom:member_id": member_id}

@@ -23,7 +23,9 @@ from moto import mock_aws
 from pydantic import ValidationError
 
 from loyalty import runtime
+from loyalty.adapters.eventbridge import EventPublisher
 from loyalty.core.errors import MemberNotFound, OrderNotFound
+from loyalty.core.settings import settings
 from loyalty.points.activities import Adjustment, Engagement, Purchase, Refund
 from loyalty.points.members import Enrollment, Profile
 from loyalty.points.service import LoyaltyService
@@ -255,7 +257,7 @@ def test_a_record_eventbridge_refuses_is_reported_for_retry_by_its_sequence_numb
     refused_item = items[11]
     refused_id = refused_item.get("entry_id") or refused_item["member_id"]
     events = RefusingEvents({refused_id})
-    monkeypatch.setattr(publisher, "client", lambda service: events)
+    monkeypatch.setattr(publisher, "event_publisher", lambda: EventPublisher(events, settings().event_bus_name))
 
     result = publisher.lambda_handler(event, LambdaContext())
 
@@ -270,7 +272,8 @@ def test_when_a_whole_put_events_call_fails_every_record_of_that_call_is_reporte
     _, items = many_changes(aws, 12)
     event = stream_event(items)
     in_second_call = items[12].get("entry_id") or items[12]["member_id"]
-    monkeypatch.setattr(publisher, "client", lambda service: RefusingEvents(set(), fail_call_with={in_second_call}))
+    events = RefusingEvents(set(), fail_call_with={in_second_call})
+    monkeypatch.setattr(publisher, "event_publisher", lambda: EventPublisher(events, settings().event_bus_name))
 
     result = publisher.lambda_handler(event, LambdaContext())
 

@@ -14,6 +14,7 @@ from loyalty.core.settings import settings
 from loyalty.points.service import LoyaltyService
 
 if TYPE_CHECKING:
+    from loyalty.adapters.eventbridge import EventPublisher
     from loyalty.segments.service import SegmentationService
 
 
@@ -48,9 +49,18 @@ def segmentation_service() -> SegmentationService:
     return SegmentationService(store, cache_seconds=config.config_cache_seconds)
 
 
+@lru_cache(maxsize=1)
+def event_publisher() -> EventPublisher:
+    """Domain events out, on the program's bus (only the stream's publisher imports it)."""
+    from loyalty.adapters.eventbridge import EventPublisher
+
+    return EventPublisher(client("events"), settings().event_bus_name)
+
+
 def reset() -> None:
     """Forget clients and services (tests and the local stack call this after changing the environment)."""
     client.cache_clear()
     loyalty_service.cache_clear()
     segmentation_service.cache_clear()
+    event_publisher.cache_clear()
     settings.cache_clear()

@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from loyalty.core.access import Caller, Role, caller_from_request_context
 from loyalty.core.errors import Forbidden, InvalidRequest, LoyaltyError
+from loyalty.core.idempotency import Outcome
 from loyalty.core.request_body import MAX_BODY_BYTES, parse_json, read_body
 from loyalty.core.settings import settings
 
@@ -81,6 +83,17 @@ def documented_write(
     return documented(success, model, description, *(e for e in BODY_ERRORS if e not in explained), *errors)
 
 
+def idempotency_key(description: str) -> Any:
+    """The Idempotency-Key header of a write, described as the route uses it: printable ASCII, 1-255 characters."""
+    return Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description=description,
+    )
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(
         status_code=status,
@@ -90,15 +103,102 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     )
 
 
+# ---- answers as documented ---------------------------------------------------------------------------------------
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+class UndocumentedAnswer(Exception):
+    """A route built an answer its documented model does not describe: a defect here, never the caller's. It is
+    answered 500 internal_error and logged with the field paths at fault, never sent."""
+
+    def __init__(self, model: type[BaseModel], problems: list[str]):
+        super().__init__(f"{model.__name__}: {'; '.join(problems)}")
+        self.model = model.__name__
+        self.problems = problems
+
+
+def as_documented(model: type[Answer], body: Mapping[str, Any], *, more_fields: bool = False) -> Answer:
+    """`body` as the route's documented model, read as _documented says."""
+    return _documented(model, body, more_fields=more_fields)[0]
+
+
+def _documented(model: type[Answer], body: Mapping[str, Any], *, more_fields: bool = False) -> tuple[Answer, Any]:
+    """`body` (a JSON object as a service wrote it, or as an idempotent write stored its first answer) read as the
+    route's documented model, as a client would read the JSON: every required field present, each value one the
+    model takes, and no field the model does not list (`more_fields`: an error body may carry the figures behind a
+    refusal). Raises UndocumentedAnswer. A value the model converts ("5" for a count) is sent as the model
+    serialises it (model_response), so what leaves has the documented types. Returns the model and that
+    serialisation."""
+    text = json.dumps(body, separators=(",", ":"), default=str)
+    try:
+        answer = model.model_validate_json(text)
+    except ValidationError as invalid:
+        raise UndocumentedAnswer(
+            model, [f"{_path(e['loc']) or 'body'}: {e['type']}" for e in invalid.errors()]
+        ) from None
+    serialised = _serialised(answer)  # the fields the body gave that the model has: a field it ignored is missing
+    if not more_fields:
+        extra = _undocumented(body, serialised, "")
+        if extra:
+            raise UndocumentedAnswer(model, [f"{field}: not documented" for field in extra])
+    return answer, serialised
+
+
+def _path(location: Iterable[Any]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _undocumented(sent: Any, documented: Any, path: str) -> list[str]:
+    """The fields of `sent` its model's own dump of it does not have (the model ignored them)."""
+    found: list[str] = []
+    if isinstance(sent, Mapping) and isinstance(documented, dict):
+        for key, value in sent.items():
+            where = f"{path}.{key}" if path else key
+            found += [where] if key not in documented else _undocumented(value, documented[key], where)
+    elif isinstance(sent, list | tuple) and isinstance(documented, list):
+        for index, (item, kept) in enumerate(zip(sent, documented, strict=False)):
+            found += _undocumented(item, kept, f"{path}[{index}]")
+    return found
+
+
+def _serialised(answer: BaseModel) -> Any:
+    """The answer as its model serialises it (JSON mode: an amount is a string, a moment ISO 8601), with the fields
+    it was given: an optional field the answer does not have is left out, not sent as null."""
+    return answer.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def model_response(status: int, answer: BaseModel, headers: dict[str, str] | None = None) -> Response[Any]:
+    """A model the route built, as the model serialises it (_serialised)."""
+    return json_response(status, _serialised(answer), headers)
+
+
+def answer(
+    status: int, model: type[BaseModel], body: Mapping[str, Any], headers: dict[str, str] | None = None
+) -> Response[Any]:
+    """A route's answer: `body` as its documented `model` (as_documented), sent as the model serialises it."""
+    return json_response(status, _documented(model, body)[1], headers)
+
+
+def outcome_response(outcome: Outcome, model: type[BaseModel]) -> Response[Any]:
+    """An idempotent write's answer, first or replayed: a success as the route's documented `model`, a refusal
+    (remembered like a success) as an ErrorBody; a replay says so in Idempotent-Replayed."""
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
+    if outcome.status >= 400:
+        as_documented(ErrorBody, outcome.body, more_fields=True)
+        return json_response(outcome.status, outcome.body, headers)  # the figures behind the refusal included
+    return answer(outcome.status, model, outcome.body, headers)
+
+
 def _field(location: tuple[Any, ...]) -> str:
     """("body", "line_items", 0, "amount") -> "line_items[0].amount"; ("header", "idempotency-key") ->
     "Idempotency-Key" (headers arrive lower-cased; the error names them as documented)."""
     if len(location) == 2 and location[0] == "header":
         return "-".join(part.capitalize() for part in str(location[1]).split("-"))
-    path = ""
-    for part in location[1:] if len(location) > 1 else location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or str(location[0])
+    return _path(location[1:] if len(location) > 1 else location) or str(location[0])
 
 
 def _tags(expected: str) -> list[str]:
@@ -175,6 +275,15 @@ def build_resolver(variants: frozenset[str] = frozenset()) -> APIGatewayRestReso
     @app.not_found
     def _not_found(_: Exception) -> Response[Any]:
         return json_response(404, {"code": "route_not_found", "message": "no such route", "errors": []})
+
+    @app.exception_handler(UndocumentedAnswer)
+    def _undocumented_answer(error: UndocumentedAnswer) -> Response[Any]:
+        event = app.current_event
+        logger.error(
+            "answer does not match its documented model",
+            extra={"route": f"{event.http_method} {event.resource}", "model": error.model, "problems": error.problems},
+        )
+        return json_response(500, {"code": "internal_error", "message": "internal error", "errors": []})
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[Any]:

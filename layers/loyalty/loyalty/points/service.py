@@ -294,6 +294,12 @@ class LoyaltyService:
             return _replayed(replay)
         return Outcome(answer.status, answer.body)
 
+    # ---- lookups for the event handlers -------------------------------------------------------------------
+
+    def member_id_for_external(self, external_id: str) -> str | None:
+        """The member enrolled under the commerce system's or the identity provider's id; None for a non-member."""
+        return self.store.member_id_for_external(external_id)
+
 
 def _replayed(replay: Replay) -> Outcome:
     return Outcome(replay.status, replay.body, replayed=True)
