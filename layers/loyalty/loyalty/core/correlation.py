@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 ATTRIBUTE = "correlation_id"  # on the items a correlated change writes, and in the domain event's detail
-_VALID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")  # a request id, an event id or a caller's UUID
+_VALID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")  # a request id, an event id or a caller's UUID
 
 _current: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -23,7 +23,7 @@ _current: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 def valid(value: object) -> str | None:
     """`value` if it can be a correlation id (1-128 characters of ids: letters, digits, . _ : / -), else None: a
     caller's header never puts arbitrary text into logs and items."""
-    return value if isinstance(value, str) and _VALID.match(value) else None
+    return value if isinstance(value, str) and _VALID.fullmatch(value) else None
 
 
 def current() -> str | None:

@@ -175,13 +175,15 @@ def record_api_answer(event: Mapping[str, Any], answer: Mapping[str, Any]) -> No
     operation = API_OPERATIONS.get((str(event.get("httpMethod") or "").upper(), str(event.get("resource") or "")))
     if operation is None:
         return
-    headers = {str(name).lower(): value for name, value in (answer.get("headers") or {}).items()}
+    headers = {str(name).lower(): str(value) for name, value in (answer.get("headers") or {}).items()}
+    for name, values in (answer.get("multiValueHeaders") or {}).items():  # where Powertools' REST resolver puts them
+        headers.setdefault(str(name).lower(), str(values[0]) if values else "")
     try:
         body = json.loads(answer.get("body") or "{}")
     except (TypeError, ValueError):
         return
     if isinstance(body, dict):
-        replayed = str(headers.get("idempotent-replayed", "")).lower() == "true"
+        replayed = headers.get("idempotent-replayed", "").lower() == "true"
         record_outcome(operation, Outcome(int(answer.get("statusCode") or 0), body, replayed))
 
 
