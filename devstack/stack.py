@@ -171,6 +171,8 @@ class LocalStack:
                 # moto copies the whole table on every transaction, under one lock: with the table a session
                 # builds up, a burst of concurrent writes queues for longer than the functions' 5 s read timeout.
                 "AWS_READ_TIMEOUT_SECONDS": "60" if self.dynamodb_backend == "moto" else "5",
+                # No X-Ray daemon here: the API functions' Tracer stays off (docs/observability.md).
+                "POWERTOOLS_TRACE_DISABLED": "true",
             }
         )
         for name in _UNSET:

@@ -7,17 +7,16 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from loyalty.adapters.work_queue import WorkQueue
 from loyalty.core.errors import InvalidRequest
 from loyalty.core.http import ADMIN, Api, answer, documented, documented_write, idempotency_key, model_response
+from loyalty.core.observability import api_tracer, from_api_request, invocation, metrics, record_api_answer
 from loyalty.core.settings import settings
 from loyalty.runtime import client, segmentation_service
 from loyalty.segments.config import SegmentationConfig
@@ -26,7 +25,7 @@ from loyalty.segments.prediction import PredictionModel
 from loyalty.segments.rules import SegmentDefinition
 from loyalty.segments.service import manual_run_id
 
-logger = Logger()
+tracer = api_tracer()
 api = Api()
 app = api.app
 app.configure_openapi(
@@ -421,6 +420,10 @@ def openapi_document() -> Response[Any]:
     return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)  # answers carry members' data: never in a trace
+@metrics.log_metrics(capture_cold_start_metric=True)
+@invocation(correlation_id=from_api_request)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return api.handle(event, context)
+    response = api.handle(event, context)
+    record_api_answer(event, response)
+    return response

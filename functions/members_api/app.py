@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +24,7 @@ from loyalty.core.http import (
     model_response,
     outcome_response,
 )
+from loyalty.core.observability import api_tracer, from_api_request, invocation, metrics, record_api_answer
 from loyalty.points.activities import Activity, ActivityType
 from loyalty.points.ledger import LedgerEntry
 from loyalty.points.members import Enrollment, Member
@@ -33,7 +32,7 @@ from loyalty.points.rewards import Reward
 from loyalty.runtime import loyalty_service, segmentation_service
 from loyalty.segments.prediction import MemberPrediction
 
-logger = Logger()
+tracer = api_tracer()
 api = Api(variants=frozenset(ActivityType))
 app = api.app
 app.configure_openapi(
@@ -240,6 +239,10 @@ def openapi_document() -> Response[Any]:
     return Response(status_code=200, content_type="application/json", body=app.get_openapi_json_schema())
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)  # answers carry members' data: never in a trace
+@metrics.log_metrics(capture_cold_start_metric=True)
+@invocation(correlation_id=from_api_request)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return api.handle(event, context)
+    response = api.handle(event, context)
+    record_api_answer(event, response)
+    return response

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from loyalty.core.observability import from_bus_event, invocation, logger, metrics, record_outcome
 from loyalty.points.activities import Purchase, Refund
 from loyalty.runtime import loyalty_service
-
-logger = Logger()
 
 
 class _Customer(BaseModel):
@@ -51,7 +49,8 @@ class CommerceEvent(BaseModel):
     detail: dict[str, Any]
 
 
-@logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
+@invocation(correlation_id=from_bus_event)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     envelope = CommerceEvent.model_validate(event)
     service = loyalty_service()
@@ -66,6 +65,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     else:
         refund = OrderRefundedDetail.model_validate({**envelope.detail, "type": "refund"})
         outcome = service.refund(Refund.model_validate(refund.model_dump(include=set(Refund.model_fields))))
+    record_outcome("purchase" if envelope.detail_type == "OrderPlaced" else "refund", outcome)
     if outcome.status >= 400:
         logger.warning(
             "order event refused",

@@ -13,21 +13,24 @@ a change of the member's facts made after its image (SupersededImage) is acknowl
 comes later, with the newer image, and re-evaluates the member. That race is expected and logged at INFO. Any other
 failure is an ERROR, reported, and Lambda retries from it (ReportBatchItemFailures), then parks it in the dead-letter
 queue.
+
+Each record is handled under the correlation id of the change that wrote its image, which its log lines and the
+SegmentEntered / SegmentLeft items it writes carry on (docs/observability.md).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from boto3.dynamodb.types import TypeDeserializer
 
+from loyalty.core import correlation
+from loyalty.core.observability import carrying, invocation, logger, metrics, record_segment_changes
 from loyalty.points.member_record import is_settled, revision_of
 from loyalty.runtime import segmentation_service
 from loyalty.segments.service import SupersededImage
 
-logger = Logger()
 _deserializer = TypeDeserializer()
 
 
@@ -40,13 +43,14 @@ def _member_of(record: dict[str, Any]) -> dict[str, Any] | None:
     return member if "member_id" in member else None
 
 
-@logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
+@invocation()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     service = segmentation_service()
     records = event.get("Records", [])
     members = [_member_of(record) for record in records]
     last_record_of = {str(member["member_id"]): index for index, member in enumerate(members) if member is not None}
-    changed = settled = superseded = 0
+    changed = settled = superseded = entered = left = 0
     for index, (record, member) in enumerate(zip(records, members, strict=True)):
         if member is None:
             continue
@@ -57,26 +61,35 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if is_settled(member):
             settled += 1
             continue
-        try:
-            applied = service.reevaluate(member, later_changes_follow=True)
-        except SupersededImage as race:
-            superseded += 1
+        with carrying(member.get(correlation.ATTRIBUTE)):
+            try:
+                applied = service.reevaluate(member, later_changes_follow=True)
+            except SupersededImage as race:
+                superseded += 1
+                logger.info(
+                    "segment re-evaluation superseded by a later change of the member",
+                    extra={
+                        "member_id": member_id,
+                        "record_revision": race.image_revision,
+                        "current_revision": race.current_revision,
+                    },
+                )
+                continue
+            except Exception:
+                logger.exception(
+                    "segment re-evaluation failed",
+                    extra={"member_id": member_id, "record_revision": revision_of(member)},
+                )
+                record_segment_changes(entered, left)
+                return {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
             logger.info(
-                "segment re-evaluation superseded by a later change of the member",
-                extra={
-                    "member_id": member_id,
-                    "record_revision": race.image_revision,
-                    "current_revision": race.current_revision,
-                },
+                "member re-evaluated",
+                extra={"member_id": member_id, "entered": list(applied.entered), "left": list(applied.left)},
             )
-            continue
-        except Exception:
-            logger.exception(
-                "segment re-evaluation failed",
-                extra={"member_id": member_id, "record_revision": revision_of(member)},
-            )
-            return {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
         changed += applied.changes
+        entered += len(applied.entered)
+        left += len(applied.left)
+    record_segment_changes(entered, left)
     logger.info(
         "members re-evaluated",
         extra={"records": len(records), "settled": settled, "superseded": superseded, "changes": changed},

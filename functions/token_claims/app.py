@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loyalty.core.access import ADMIN_GROUP, SERVICE_GROUP
+from loyalty.core.observability import invocation
 from loyalty.runtime import loyalty_service
 
-logger = Logger()
 
-
-@logger.inject_lambda_context
+@invocation()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = event.get("request", {})
     groups = set(request.get("groupConfiguration", {}).get("groupsToOverride") or [])

@@ -515,3 +515,90 @@ def path_of(module: ModuleType) -> Path:
 def test_each_handler_is_loaded_from_its_own_function_folder(publisher: ModuleType, orders: ModuleType) -> None:
     assert path_of(publisher) == ROOT / "functions" / "event_publisher" / "app.py"
     assert path_of(orders) == ROOT / "functions" / "order_events" / "app.py"
+
+
+# ---- the correlation id, from where a change came in to the events it published -------------------------------
+
+
+@pytest.fixture(scope="module")
+def members_api() -> ModuleType:
+    return load_handler("members_api")
+
+
+def api_purchase(member_id: str, order_id: str, correlation_header: str) -> dict[str, Any]:
+    """A staff caller's POST of a purchase activity (events/members_api_enroll.json's admin), with X-Correlation-Id."""
+    event = sample_event("members_api_enroll.json")
+    path = f"/v1/members/{member_id}/activities"
+    headers = {"Content-Type": "application/json", "X-Correlation-Id": correlation_header}
+    event.update(
+        resource="/v1/members/{member_id}/activities",
+        path=path,
+        pathParameters={"member_id": member_id},
+        headers=headers,
+        multiValueHeaders={name: [value] for name, value in headers.items()},
+        body=json.dumps({"type": "purchase", "order_id": order_id, "amount": "42.00", "currency": "USD"}),
+    )
+    event["requestContext"].update(resourcePath=event["resource"], path=f"/prod{path}")
+    return event
+
+
+def written_by(aws: Aws, member_id: str) -> dict[str, dict[str, Any]]:
+    """The member's items by sort key prefix (MEMBER, LEDGER, SEGEVENT, ...), the last of each."""
+    return {str(item["SK"]).split("#")[0]: item for item in aws.items(f"MEMBER#{member_id}")}
+
+
+def test_a_commerce_events_id_is_on_every_item_it_wrote_and_on_the_domain_event_published(
+    aws: Aws, orders: ModuleType, publisher: ModuleType, customer: str
+) -> None:
+    event = order_placed()
+    # When the commerce system's OrderPlaced earns points
+    orders.lambda_handler(event, LambdaContext())
+    # Then the ledger entry, the member item and the order (the purchase's claim) carry the event's id
+    written = written_by(aws, customer)
+    assert written["LEDGER"]["correlation_id"] == written["MEMBER"]["correlation_id"] == event["id"]
+    assert aws.items("ORDER#web-5531")[0]["correlation_id"] == event["id"]
+    # And the stream publisher puts it in the PointsEarned event's detail
+    publisher.lambda_handler(stream_event([written["LEDGER"]]), LambdaContext())
+    (published,) = aws.published()
+    assert (published["detail-type"], published["detail"]["correlation_id"]) == ("PointsEarned", event["id"])
+
+
+def test_an_api_callers_correlation_id_reaches_the_domain_event_published(
+    aws: Aws, members_api: ModuleType, publisher: ModuleType, customer: str
+) -> None:
+    answer = members_api.lambda_handler(api_purchase(customer, "web-8100", "checkout-7f3a9c"), LambdaContext())
+
+    assert answer["statusCode"] == 201
+    assert "X-Correlation-Id" not in (answer.get("multiValueHeaders") or {})  # the answer is the documented one
+    ledger = written_by(aws, customer)["LEDGER"]
+    publisher.lambda_handler(stream_event([ledger]), LambdaContext())
+    (published,) = aws.published()
+    assert published["detail"]["correlation_id"] == "checkout-7f3a9c"
+    assert published["detail"]["entry_id"] == json.loads(answer["body"])["entry"]["entry_id"]
+
+
+def test_a_segment_change_carries_the_correlation_id_of_the_purchase_that_caused_it(
+    aws: Aws, orders: ModuleType, segment_reevaluation: ModuleType, publisher: ModuleType, customer: str
+) -> None:
+    event = order_placed()
+    orders.lambda_handler(event, LambdaContext())
+    # When the stream delivers the member item the purchase changed, and the re-evaluation moves the member
+    segment_reevaluation.lambda_handler(member_modified(aws, customer, 3000), LambdaContext())
+    segment_events = [i for i in aws.items(f"MEMBER#{customer}") if str(i["SK"]).startswith("SEGEVENT#")]
+    assert segment_events
+    # Then each SegmentEntered item carries the purchase's correlation id, and so does the event published from it
+    assert {item["correlation_id"] for item in segment_events} == {event["id"]}
+    publisher.lambda_handler(stream_event(segment_events), LambdaContext())
+    published = aws.published()
+    assert {e["detail-type"] for e in published} == {"SegmentEntered"}
+    assert {e["detail"]["correlation_id"] for e in published} == {event["id"]}
+
+
+def test_a_change_made_under_no_correlation_id_publishes_none(aws: Aws, publisher: ModuleType) -> None:
+    member_id = aws.service.enroll(Enrollment(external_id="cust-quiet")).body["member_id"]
+
+    publisher.lambda_handler(stream_event(aws.items(f"MEMBER#{member_id}")), LambdaContext())
+
+    (published,) = aws.published()
+    assert published["detail-type"] == "MemberEnrolled"
+    assert "correlation_id" not in published["detail"]

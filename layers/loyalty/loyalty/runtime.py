@@ -10,12 +10,16 @@ import boto3
 from botocore.config import Config
 
 from loyalty.adapters.dynamodb.points_store import LoyaltyStore
+from loyalty.adapters.dynamodb.table import on_conflict_retried
+from loyalty.core.observability import count_conflict_retried
 from loyalty.core.settings import settings
 from loyalty.points.service import LoyaltyService
 
 if TYPE_CHECKING:
     from loyalty.adapters.eventbridge import EventPublisher
     from loyalty.segments.service import SegmentationService
+
+on_conflict_retried(count_conflict_retried)  # every transaction retried on a conflict is counted (a metric)
 
 
 @cache

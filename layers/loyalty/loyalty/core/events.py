@@ -2,7 +2,8 @@
 
 An item that is the record of a domain event carries `event_type`; the stream filter in template.yaml passes only
 INSERTs of such items to the publisher. The event's id is the record's own id, so consumers can drop duplicates
-(the stream and EventBridge deliver at least once). Details carry ids and amounts, never personal data.
+(the stream and EventBridge deliver at least once). Details carry ids and amounts, never personal data, and the
+correlation id of the request or event that caused the change when it had one (docs/observability.md).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
+
+from loyalty.core import correlation
 
 SOURCE = "serverless-loyalty"
 
@@ -37,6 +40,7 @@ class DomainEvent(BaseModel):
     occurred_at: str
     member_id: str
     detail: dict[str, Any]
+    correlation_id: str | None = None
 
     def entry(self, bus_name: str) -> dict[str, Any]:
         """An EventBridge PutEvents entry."""
@@ -48,6 +52,8 @@ class DomainEvent(BaseModel):
             "member_id": self.member_id,
             **self.detail,
         }
+        if self.correlation_id is not None:
+            body[correlation.ATTRIBUTE] = self.correlation_id
         return {
             "Source": SOURCE,
             "DetailType": self.event_type.value,
@@ -66,6 +72,7 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
     if not raw_type:
         return None
     event_type = EventType(raw_type)
+    correlation_id = correlation.valid(item.get(correlation.ATTRIBUTE))
     if event_type is EventType.MEMBER_ENROLLED:
         return DomainEvent(
             event_id=item["member_id"],
@@ -73,6 +80,7 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
             occurred_at=item["enrolled_at"],
             member_id=item["member_id"],
             detail={"tier": item.get("tier")},
+            correlation_id=correlation_id,
         )
     if event_type in (EventType.SEGMENT_ENTERED, EventType.SEGMENT_LEFT):
         return DomainEvent(
@@ -81,6 +89,7 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
             occurred_at=item["occurred_at"],
             member_id=item["member_id"],
             detail={"segment_id": item["segment_id"], "source": item.get("source")},
+            correlation_id=correlation_id,
         )
     detail = {name: _number(item[name]) for name in _LEDGER_FIELDS if item.get(name) is not None}
     if event_type is EventType.POINTS_REVERSED:  # a reversal always says what it could not take back
@@ -91,4 +100,5 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
         occurred_at=item["created_at"],
         member_id=item["member_id"],
         detail={"entry_id": item["entry_id"], **detail},
+        correlation_id=correlation_id,
     )

@@ -20,6 +20,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from loyalty.core import correlation
 from loyalty.core.errors import InvalidRequest, StoreContention
 from loyalty.core.instants import timestamp
 
@@ -127,6 +128,58 @@ class Update:
         return {"Update": request}
 
 
+def _listen_to_nothing() -> None:
+    pass
+
+
+_conflict_retried: Callable[[], None] = _listen_to_nothing
+
+
+def on_conflict_retried(listener: Callable[[], None] | None) -> None:
+    """Call `listener` each time a transaction is retried after a TransactionConflict (None: nobody). The
+    composition root connects the conflict metric here, so the toolkit counts without knowing how it is reported."""
+    global _conflict_retried
+    _conflict_retried = listener or _listen_to_nothing
+
+
+def correlated_items(items: list[dict[str, Any]], correlation_id: str | None) -> list[dict[str, Any]]:
+    """The transaction's items with the correlation id on every item it writes: a Put carries it as an attribute,
+    an Update sets it (docs/observability.md). Deletes and condition checks write nothing and stay as they are; so
+    does an Update whose expression already sets the attribute, or has a SET clause elsewhere than first."""
+    if correlation_id is None:
+        return items
+    value = {"S": correlation_id}
+    stamped: list[dict[str, Any]] = []
+    for item in items:
+        if "Put" in item and correlation.ATTRIBUTE not in item["Put"]["Item"]:
+            put = item["Put"]
+            item = {**item, "Put": {**put, "Item": {**put["Item"], correlation.ATTRIBUTE: value}}}
+        elif "Update" in item:
+            item = {**item, "Update": _set_correlation(item["Update"], value)}
+        stamped.append(item)
+    return stamped
+
+
+def _set_correlation(update: dict[str, Any], value: dict[str, str]) -> dict[str, Any]:
+    expression = str(update.get("UpdateExpression", ""))
+    clause = "#correlation_id = :correlation_id"
+    names = update.get("ExpressionAttributeNames") or {}
+    if "#correlation_id" in names or ":correlation_id" in (update.get("ExpressionAttributeValues") or {}):
+        return update
+    if expression.startswith("SET "):
+        expression = f"SET {clause}, {expression[4:]}"
+    elif " SET " in f" {expression} ".upper():
+        return update
+    else:
+        expression = f"SET {clause} {expression}".strip()
+    return {
+        **update,
+        "UpdateExpression": expression,
+        "ExpressionAttributeNames": {**names, "#correlation_id": correlation.ATTRIBUTE},
+        "ExpressionAttributeValues": {**(update.get("ExpressionAttributeValues") or {}), ":correlation_id": value},
+    }
+
+
 def encode_cursor(position: dict[str, Any]) -> str:
     """A page's position as an opaque, URL-safe token."""
     return base64.urlsafe_b64encode(json.dumps(position, separators=(",", ":")).encode()).decode().rstrip("=")
@@ -158,7 +211,9 @@ class Table:
 
     def transact(self, items: list[dict[str, Any]]) -> None:
         """Write all or nothing. TransactionConflict (another transaction on the same item) is retried with
-        jittered backoff; a failed condition is raised as Cancelled for the caller to interpret, never retried."""
+        jittered backoff; a failed condition is raised as Cancelled for the caller to interpret, never retried.
+        The items carry the correlation id of the change being made, if any (correlated_items)."""
+        items = correlated_items(items, correlation.current())
         for attempt in range(self.max_attempts):
             try:
                 self.client.transact_write_items(TransactItems=items)
@@ -169,6 +224,8 @@ class Table:
                 reasons: list[dict[str, Any]] = list(error.response.get("CancellationReasons") or [])  # type: ignore[arg-type]
                 codes = {r.get("Code") for r in reasons}
                 if "TransactionConflict" in codes or not reasons:
+                    if attempt + 1 < self.max_attempts:  # the last conflict is not retried: StoreContention
+                        _conflict_retried()
                     self.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
                     continue
                 raise Cancelled(reasons) from error
