@@ -27,6 +27,7 @@ from loyalty.core.settings import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMBER_ID = "m_01m83p8nz4nsv851aw9hcrayax"
+REWARD = {"reward_id": "sample-trio", "name": "Sample trio", "kind": "free_product", "cost_points": 100}
 ENTRY = {"entry_id": "01M83P8P1WRPWN7H1NJYT2SE3Q", "member_id": MEMBER_ID, "created_at": "2026-11-20T14:03:12Z"}
 
 
@@ -173,7 +174,7 @@ def test_a_redemption_refused_for_insufficient_points_is_counted_by_its_reason(
 def test_a_redemption_counts_the_points_it_spent(
     members_api: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    body = {"entry": {**ENTRY, "kind": "redeem", "points": -100}, "voucher_code": "ABCD-EFGH-JKMN", "reward": {}}
+    body = {"entry": {**ENTRY, "kind": "redeem", "points": -100}, "voucher_code": "ABCD-EFGH-JKMN", "reward": REWARD}
     monkeypatch.setattr(members_api, "loyalty_service", lambda: StandInService(Outcome(201, body)))
 
     members_api.lambda_handler(redemption_request(), Context())
