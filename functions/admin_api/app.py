@@ -15,7 +15,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from loyalty.adapters.work_queue import WorkQueue
+from loyalty.adapters.step_functions import JobExecutions
 from loyalty.core.errors import InvalidRequest
 from loyalty.core.http import ADMIN, Api, documented, documented_write, json_response
 from loyalty.core.settings import settings
@@ -174,8 +174,8 @@ class Analytics(BaseModel):
 
 
 @cache
-def _refresh_queue() -> WorkQueue:
-    return WorkQueue(client("sqs"), settings().refresh_queue_url)
+def _refresh_executions() -> JobExecutions:
+    return JobExecutions(client("stepfunctions"), settings().refresh_state_machine_arn)
 
 
 def _document(config: SegmentationConfig) -> dict[str, Any]:
@@ -379,7 +379,7 @@ def start_refresh(
     request = request or RefreshRequest()
     service = segmentation_service()
     run, created = service.start_refresh(
-        _refresh_queue(),
+        _refresh_executions(),
         manual_run_id(idempotency_key),
         service.manual_as_of(request.as_of),
         request.workers or settings().refresh_workers,
@@ -398,7 +398,7 @@ def start_refresh(
     responses=documented(200, RefreshRunList, "Runs", 401, _NOT_ADMIN, 422),
 )
 def list_refreshes(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response[Any]:
-    return json_response(200, {"runs": segmentation_service().refresh_runs(limit)})
+    return json_response(200, {"runs": segmentation_service().refresh_runs(limit, _refresh_executions())})
 
 
 @api.get(
@@ -408,7 +408,7 @@ def list_refreshes(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response[
     responses=documented(200, RefreshRun, "The run", 401, _NOT_ADMIN, (404, "No such run"), 422),
 )
 def get_refresh(run_id: RunId) -> Response[Any]:
-    return json_response(200, segmentation_service().refresh_run(run_id))
+    return json_response(200, segmentation_service().refresh_run(run_id, _refresh_executions()))
 
 
 # ---- KPIs ----------------------------------------------------------------------------------------------------
