@@ -153,3 +153,69 @@ def wait_for_execution(stepfunctions: Any, execution_arn: str, timeout: float = 
         if time.monotonic() > deadline:
             raise TimeoutError(f"execution {execution_arn} still running after {timeout} s")
         time.sleep(0.05)
+
+
+class StepFunctionsServer:
+    """A moto server (a thread of this process) that executes state machines, for tests and the bench: what the
+    local stack sets up, without the rest of the stack. Sets MOTO_PORT while it runs."""
+
+    def __init__(self, region: str = "us-east-1") -> None:
+        import os
+
+        import boto3
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self._saved_port = os.environ.get("MOTO_PORT")
+        os.environ["MOTO_PORT"] = str(port)  # where the interpreter's tasks call Lambda
+        enable_execution(self.endpoint)
+        self.client = boto3.client(
+            "stepfunctions",
+            region_name=region,
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - the emulator's fake credentials
+        )
+
+    def stop(self) -> None:
+        import os
+
+        if self._saved_port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = self._saved_port
+        self._server.stop()
+
+
+class TemplateJob:
+    """One state machine of a template, made in a StepFunctionsServer under a stack name of its own, its Lambda
+    tasks run by the handlers given per function logical id."""
+
+    def __init__(
+        self,
+        server: StepFunctionsServer,
+        template: Any,
+        state_machine: str,
+        handlers: Mapping[str, Handler],
+        stack_name: str,
+    ):
+        self.server = server
+        resolver = Resolver(template, stack_name=stack_name)
+        self.state_machine_arn = create_state_machines(resolver, server.client)[state_machine]
+        self._routes = {resolver.physical_name(logical_id): handler for logical_id, handler in handlers.items()}
+        route_lambda_invocations(self._routes)
+
+    def wait(self, execution_arn: str, timeout: float = 300.0) -> dict[str, Any]:
+        """Wait for the execution; its description. Raises if it did not succeed."""
+        described = wait_for_execution(self.server.client, execution_arn, timeout)
+        if described["status"] != "SUCCEEDED":
+            raise AssertionError(
+                f"{execution_arn} {described['status']}: {described.get('error')} {described.get('cause')}"
+            )
+        return described
+
+    def close(self) -> None:
+        unroute_lambda_invocations(self._routes)

@@ -19,8 +19,8 @@ from loyalty.segments.refresh import SegmentRefresh
 logger = Logger()
 
 
-@cache
 def refresh() -> SegmentRefresh:
+    """Light: the service and its clients are built once per container (loyalty.runtime)."""
     config = settings()
     return SegmentRefresh(
         segmentation_service(), page_size=config.refresh_page_size, reserve_seconds=config.refresh_reserve_seconds

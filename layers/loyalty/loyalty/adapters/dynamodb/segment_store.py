@@ -334,9 +334,7 @@ class SegmentStore:
 
     # ---- refresh runs ------------------------------------------------------------------------------------------
 
-    def create_run(
-        self, run: dict[str, Any], *, still_running: Callable[[str], bool]
-    ) -> tuple[dict[str, Any], bool]:
+    def create_run(self, run: dict[str, Any], *, still_running: Callable[[str], bool]) -> tuple[dict[str, Any], bool]:
         """Record a new run and take the one-run-at-a-time slot (`SEGMENTS` / `ACTIVE_REFRESH`, naming the run and
         its execution), or return the run already recorded under this id (created False).
 
@@ -468,9 +466,7 @@ class SegmentStore:
         suffix = "DONE" if step is None else f"{step:06d}"
         return key(f"REFRESH#{run_id}", f"PART#{pass_number}#{worker:04d}#{suffix}")
 
-    def put_share_state(
-        self, run_id: str, pass_number: int, worker: int, step: int, state: str, now: datetime
-    ) -> None:
+    def put_share_state(self, run_id: str, pass_number: int, worker: int, step: int, state: str, now: datetime) -> None:
         """A share's state after `step` steps, for its continuation. One item per step: a task retried after writing
         it writes the same step again, and never overwrites the state its own input points at."""
         values = {"run_id": run_id, "state": state, TTL_ATTRIBUTE: int(now.timestamp()) + SHARE_STATE_TTL_SECONDS}
