@@ -12,8 +12,8 @@
     run A     table A, a full refresh with 1 worker (a first run: every member gets a segment set), profiled
     baseline  in table A after run A: a bare TransactWriteItems of what a membership change writes, from 1 and from
               4 threads
-    run B     table B (the same items), a full refresh with 4 workers running concurrently: threads taking messages
-              from one shared queue, as concurrent Lambda invocations take them off the SQS queue
+    run B     table B (the same items), a full refresh with 4 shares running concurrently: the refresh's state machine
+              on moto's ASL interpreter in this process, its Distributed Maps running the shares' tasks at once
     run C     table B again, no fact changed: must write nothing
     run D     table B after ~1% of members bought once more (an UpdateItem as the ledger's: the month's maps,
               purchase_count, last_purchase_at, counters, revision + 1): must write exactly the members whose
@@ -22,8 +22,8 @@
               sample, assignment, KPIs, membership transactions
 
 Per run: wall time, members/s, roster items read per member per pass (Items returned by Scans of MemberRoster),
-DynamoDB calls by operation and their mean latency, work messages sent, membership transactions attempted and
-committed. Every run is checked (exactly 1 roster item per member per pass, 2W messages, members counted once, one
+DynamoDB calls by operation and their mean latency, the state machine's tasks run, membership transactions attempted
+and committed. Every run is checked (exactly 1 roster item per member per pass, 2W + 3 tasks, members counted once, one
 committed transaction per changed member, none cancelled) and its memberships against the pure core (features_of +
 summarize + segments_of over every member item read back from the table, with the run's prediction model); failed
 checks are listed at the end and make the exit status 1. Counts and ratios carry over to AWS; absolute times are
@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -72,7 +72,7 @@ from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
 from loyalty.segments.prediction import PredictionModel
 from loyalty.segments.rfm import RfmCutPoints, summarize
-from loyalty.segments.service import SegmentationService, WorkMessage
+from loyalty.segments.service import SegmentationService
 
 ROOT = Path(__file__).resolve().parents[1]
 CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
@@ -371,58 +371,63 @@ class Meter:
         return getattr(self._client, name)
 
 
-class SharedQueue:
-    """The work queue as Lambda's SQS event source serves it: W concurrent invocations (threads), each taking the
-    next message as soon as it is free. Messages pass through JSON, as they would through SQS."""
+class RefreshTasks:
+    """The refresh's state machine (template.yaml) on moto's ASL interpreter in this process, its Lambda tasks run
+    here by the refresh's steps: the Distributed Maps run the W shares of a pass concurrently (threads of the moto
+    server), as Step Functions runs them as concurrent Lambda invocations. Counts the tasks run, by step, and their
+    own CPU (thread time: Python, never the emulator's Java)."""
 
-    def __init__(self) -> None:
-        self._messages: deque[str] = deque()
-        self._ready = threading.Condition()
-        self._busy = 0
-        self.sent = 0
-        self.delivered = 0
-        self.cpu_seconds = 0.0  # the invocations' own CPU (thread time): Python, never the emulator's Java
+    def __init__(self, refresh: Any) -> None:
+        from devstack.states import TemplateJob
+        from loyalty.adapters.step_functions import JobExecutions
 
-    def send(self, messages: Sequence[Mapping[str, Any]]) -> None:
-        with self._ready:
-            self._messages.extend(json.dumps(dict(message)) for message in messages)
-            self.sent += len(messages)
-            self._ready.notify_all()
+        self.refresh = refresh
+        self.steps: Counter[str] = Counter()
+        self.cpu_seconds = 0.0
+        self._lock = threading.Lock()
+        self.errors: list[BaseException] = []
+        server = _step_functions()
+        self.job = TemplateJob(
+            server,
+            load_template(ROOT / "template.yaml"),
+            "SegmentRefreshStateMachine",
+            {"SegmentRefreshFunction": self._task},
+            stack_name=f"bench-{uuid.uuid4().hex[:8]}",
+        )
+        self.executions = JobExecutions(server.client, self.job.state_machine_arn)
 
-    def run(self, work: Callable[[WorkMessage], None], concurrency: int) -> None:
-        errors: list[BaseException] = []
+    def _task(self, task: dict[str, Any]) -> Any:
+        cpu = time.thread_time()
+        try:
+            return self.refresh.handle(task, workers=1, still_running=self.executions.is_running)
+        except BaseException as error:  # a bug here: the definition would retry it, the bench reports it
+            self.errors.append(error)
+            raise
+        finally:
+            with self._lock:
+                self.steps[str(task["step"])] += 1
+                self.cpu_seconds += time.thread_time() - cpu
 
-        def invocation() -> None:
-            cpu = time.thread_time()
-            try:
-                while True:
-                    with self._ready:
-                        while not self._messages and self._busy:
-                            self._ready.wait()
-                        if not self._messages:
-                            return  # nothing queued and nobody working: the run is over
-                        body = self._messages.popleft()
-                        self._busy += 1
-                        self.delivered += 1
-                    try:
-                        work(WorkMessage.parse(body))
-                    except BaseException as error:  # a bug here: SQS would redeliver, the bench stops
-                        errors.append(error)
-                    finally:
-                        with self._ready:
-                            self._busy -= 1
-                            self._ready.notify_all()
-            finally:
-                with self._ready:
-                    self.cpu_seconds += time.thread_time() - cpu
+    def run(self, run_id: str, as_of: datetime, workers: int) -> None:
+        self.refresh.service.start_refresh(self.executions, run_id, as_of, workers, "bench")
+        try:
+            self.job.wait(self.executions.execution_arn(run_id), timeout=24 * 3600)
+        finally:
+            self.job.close()
+        if self.errors:
+            raise self.errors[0]
 
-        threads = [threading.Thread(target=invocation, name=f"invocation-{n}") for n in range(concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
+
+_server: Any = None
+
+
+def _step_functions() -> Any:
+    global _server
+    if _server is None:
+        from devstack.states import StepFunctionsServer
+
+        _server = StepFunctionsServer()
+    return _server
 
 
 @dataclass
@@ -437,8 +442,7 @@ class RunResult:
     transactions: int  # membership transactions attempted (TransactWriteItems calls, each billed)
     committed: int  # of them, committed
     transaction_items: int
-    sent: int  # work messages sent, start included
-    delivered: int
+    tasks: Counter[str]  # the state machine's tasks run, by step
     latency: Counter[str]  # seconds in each operation's calls, all threads
 
     @property
@@ -455,18 +459,13 @@ class RunResult:
         print(self.label)
         print(
             f"  wall {self.seconds:7.1f} s  {members / self.seconds:6.0f} members/s  |  roster items read per member "
-            f"per pass {per_pass:.3f} ({self.roster_items:,} in 2 passes)  |  work messages sent {self.sent} "
-            f"(expected {2 * self.workers}), delivered {self.delivered}"
+            f"per pass {per_pass:.3f} ({self.roster_items:,} in 2 passes)  |  tasks run "
+            f"{sum(self.tasks.values())} ({', '.join(f'{k} {v}' for k, v in sorted(self.tasks.items()))}; "
+            f"expected 2W + 3 = {2 * self.workers + 3})"
         )
         calls = ", ".join(f"{name} {self.calls.get(name, 0):,}" for name in OPERATIONS)
         other = sum(n for name, n in self.calls.items() if name not in OPERATIONS)
         print(f"  DynamoDB calls: {calls}" + (f", other {other}" if other else ""))
-        if self.sent > 2 * self.workers:
-            print(
-                f"  note: {self.sent - 2 * self.workers} pass-two messages sent more than once (workers finishing pass "
-                "one together each saw every part done and no pass2_sent); duplicates that ran beside the original "
-                "re-read its share and raced its transactions"
-            )
         mean = {name: self.latency[name] / self.calls[name] * 1e3 for name in self.calls if self.calls[name]}
         print(
             f"  mean call latency: Scan page {mean.get('Scan', 0):.0f} ms, TransactWriteItems "
@@ -493,16 +492,15 @@ def refresh_run(
     from loyalty.segments.refresh import SegmentRefresh
 
     service = SegmentationService(SegmentStore(LoyaltyStore(meter, table)), cache_seconds=0)
-    queue = SharedQueue()
-    refresh = SegmentRefresh(service, queue)  # type: ignore[arg-type]
+    refresh = SegmentRefresh(service)
+    tasks = RefreshTasks(refresh)
     run_id = f"bench-{uuid.uuid4().hex[:10]}"
     gc.collect()
     gc.freeze()  # the bench's own checks hold every item; a worker holds one page (see main)
     meter.reset()
     start = time.perf_counter()
     with profile.attached(refresh, meter) if profile else _nothing():
-        refresh.start(run_id, as_of, workers, "bench")
-        queue.run(refresh.work, workers)
+        tasks.run(run_id, as_of, workers)
     seconds = time.perf_counter() - start
     run = service.segments.get_run(run_id)
     if run is None or run["status"] != "complete":
@@ -511,15 +509,14 @@ def refresh_run(
         label,
         workers,
         seconds,
-        queue.cpu_seconds,
+        tasks.cpu_seconds,
         run,
         Counter(meter.calls),
         meter.roster_items,
         meter.membership_transactions,
         meter.membership_committed,
         meter.membership_items,
-        queue.sent,
-        queue.delivered,
+        tasks.steps,
         Counter(meter.latency),
     )
 
@@ -796,7 +793,8 @@ class Checks:
             result.roster_items == 2 * members,
             f"{label}: {result.roster_items:,} roster items read, not 2 x {members:,}",
         )
-        self(result.sent == 2 * result.workers, f"{label}: {result.sent} work messages sent, not 2 x {result.workers}")
+        expected_tasks = {"begin": 1, "scan": result.workers, "merge": 1, "score": result.workers, "finish": 1}
+        self(dict(result.tasks) == expected_tasks, f"{label}: tasks run {dict(result.tasks)}, not {expected_tasks}")
         self(int(run["members"]) == int(run["members_read"]) == members, f"{label}: members counted {run['members']}")
         self(result.committed == changed, f"{label}: {result.committed:,} committed transactions, {changed:,} changed")
         self(

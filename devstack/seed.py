@@ -113,6 +113,9 @@ def seed(stack: Any = None) -> dict[str, str]:
     for external_id, member_id in members.items():
         print(f"  {external_id:<12} {member_id}", file=sys.stderr)
     if stack is not None:  # the nightly refresh, now, so segment sizes and KPIs are there from the start
-        started = stack.fire_schedule("SegmentRefreshFunction", "Nightly")
-        print(f"started segment refresh {started['run_id']} (GET /v1/admin/segment-refreshes)", file=sys.stderr)
+        started = stack.fire_schedule("SegmentRefreshStateMachine", "Nightly")
+        print(
+            f"started the segment refresh's execution {started['executionArn']} (GET /v1/admin/segment-refreshes)",
+            file=sys.stderr,
+        )
     return members

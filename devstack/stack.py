@@ -3,8 +3,9 @@
     with LocalStack(root=repo, dynamodb="auto", port=0) as stack:
         requests.get(stack.api_url + "/v1/rewards", headers={"Authorization": "Bearer dev:admin:me"})
 
-moto (server mode, in a thread) serves SQS, SNS, SES, EventBridge and, on the "moto" backend, DynamoDB; AWS's
-DynamoDB Local serves DynamoDB (and its streams) on the "local" backend. Handlers create plain boto3 clients, so
+moto (server mode, in a thread) serves SQS, SNS, SES, EventBridge, Step Functions (its ASL interpreter executes the
+state machines, their Lambda tasks routed to the in-process handlers: devstack.states) and, on the "moto" backend,
+DynamoDB; AWS's DynamoDB Local serves DynamoDB (and its streams) on the "local" backend. Handlers create plain boto3 clients, so
 the stack points the whole process at the emulators through environment variables: one stack per process at a time.
 """
 
@@ -17,6 +18,7 @@ import sys
 import threading
 import traceback
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +27,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from devstack import dynamodb_local
+from devstack import dynamodb_local, states
 from devstack.functions import FunctionHost, add_layers_to_path, reset_layer_runtimes
 from devstack.gateway import ADMIN_GROUP, SERVICE_GROUP, Gateway, GatewayResponses, LocalRoutes, Route
 from devstack.moto_isolation import isolate_moto_dynamodb
@@ -100,6 +102,8 @@ class LocalStack:
         self.dynamodb_endpoint = ""
         self.resources = CreatedResources()
         self.functions: FunctionHost | None = None
+        self.state_machines: dict[str, str] = {}  # logical id -> ARN
+        self._lambda_routes: dict[str, Callable[[Any], Any]] = {}
         self.pollers: list[Poller] = []
         self.tap: EventTap | None = None
         self.gateway: Gateway | None = None
@@ -165,6 +169,7 @@ class LocalStack:
         self._set_env(
             {
                 **FAKE_CREDENTIALS,
+                "MOTO_PORT": str(port),  # where moto's state machine tasks call the services they name
                 "AWS_ENDPOINT_URL": self.moto_endpoint,
                 "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint,
                 "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.dynamodb_endpoint,
@@ -188,6 +193,12 @@ class LocalStack:
 
         names = {fid: self.resolver.physical_name(fid) for fid in self.template.functions}
         self.functions = FunctionHost(self.template, names, self.max_containers)
+        if self.template.state_machines:
+            states.enable_execution(self.moto_endpoint)
+            self.state_machines = states.create_state_machines(self.resolver, self.client("stepfunctions"))
+            self._set_env(self.function_environment())  # now with the state machines' ARNs as moto made them
+        self._lambda_routes = {name: self._invoker(fid) for fid, name in names.items()}
+        states.route_lambda_invocations(self._lambda_routes)
         self.pollers = self._make_pollers()
         for poller in self.pollers:
             poller.setup()
@@ -240,6 +251,7 @@ class LocalStack:
         steps: list[tuple[str, Callable[[], None]]] = [
             ("gateway", self._stop_gateway),
             ("pollers", self._stop_pollers),
+            ("Lambda routes", lambda: states.unroute_lambda_invocations(self._lambda_routes)),
             ("moto", self._stop_moto),
             ("DynamoDB Local", self._stop_dynamodb_local),
             ("layer runtimes", lambda: reset_layer_runtimes(self.template) and None),
@@ -279,6 +291,15 @@ class LocalStack:
         if self._dynamodb_local is not None:
             self._dynamodb_local.stop()
             self._dynamodb_local = None
+
+    def _invoker(self, logical_id: str) -> Callable[[Any], Any]:
+        """What moto's Lambda Invoke of this function runs: the handler, in its container pool."""
+
+        def invoke(event: Any) -> Any:
+            assert self.functions is not None
+            return self.functions.invoke(logical_id, event)
+
+        return invoke
 
     # --- environment
 
@@ -545,9 +566,12 @@ class LocalStack:
         return found
 
     def fire_schedule(self, function_logical_id: str, event_name: str) -> Any:
-        """Run a `Schedule`/`ScheduleV2` event now, with the payload its schedule would send."""
-        function = self.template.function(function_logical_id)
-        schedules = {e.name: e for e in self.template.schedule_events if e.function == function.logical_id}
+        """Run a `Schedule`/`ScheduleV2` event now, with the payload its schedule would send: a function's handler
+        is invoked (its answer returned); a state machine's execution is started ({executionArn, startDate})."""
+        target = function_logical_id
+        schedules = {e.name: e for e in self.template.schedule_events if e.function == target}
+        if not schedules and target not in self.state_machines:
+            target = self.template.function(function_logical_id).logical_id
         if event_name not in schedules:
             raise KeyError(
                 f"{function_logical_id} has no schedule event {event_name!r}; it has: "
@@ -560,7 +584,6 @@ class LocalStack:
         elif schedule.type == "ScheduleV2":
             payload = {}  # EventBridge Scheduler sends the target's Input, and none was given
         else:
-            import uuid
             from datetime import UTC, datetime
 
             payload = {
@@ -576,7 +599,13 @@ class LocalStack:
                 ],
                 "detail": {},
             }
-        return self.invoke(function.logical_id, payload)
+        if schedule.state_machine:
+            # EventBridge names the execution itself (a fresh name each time) and passes the event as its input.
+            started = self.client("stepfunctions").start_execution(
+                stateMachineArn=self.state_machines[target], name=str(uuid.uuid4()), input=json.dumps(payload)
+            )
+            return {"executionArn": started["executionArn"], "startDate": started["startDate"].isoformat()}
+        return self.invoke(target, payload)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -592,6 +621,7 @@ class LocalStack:
                 "queues": self.resources.queues,
                 "topics": self.resources.topics,
                 "buses": self.resources.buses,
+                "state_machines": self.state_machines,
             },
             "routes": [
                 {

@@ -27,6 +27,7 @@ PARTITION = "aws"
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 API_TYPES = ("AWS::Serverless::Api", "AWS::ApiGateway::RestApi")
 LAYER_TYPES = ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion")
+STATE_MACHINE_TYPES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
 
 
 # --- YAML with CloudFormation short tags -------------------------------------------------------------------------
@@ -168,12 +169,13 @@ class SqsEvent:
 
 @dataclass(frozen=True)
 class ScheduleEvent:
-    function: str
+    function: str  # the logical id of what the schedule starts: a function, or a state machine
     name: str
     type: str  # Schedule (EventBridge rule) or ScheduleV2 (EventBridge Scheduler)
     expression: Any
     input: Any  # raw JSON string or None
     enabled: bool = True
+    state_machine: bool = False  # the target is a state machine: the schedule starts an execution
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,10 @@ class Template:
     def apis(self) -> list[Resource]:
         return self.of_type(*API_TYPES)
 
+    @property
+    def state_machines(self) -> list[Resource]:
+        return self.of_type(*STATE_MACHINE_TYPES)
+
     def _events(self, kind: type) -> list[Any]:
         return [e for f in self.functions.values() for e in f.events if isinstance(e, kind)]
 
@@ -277,7 +283,25 @@ class Template:
 
     @property
     def schedule_events(self) -> list[ScheduleEvent]:
-        return self._events(ScheduleEvent)
+        """The schedules of functions, then those of state machines (SAM gives both a `Schedule` event)."""
+        machines = [
+            ScheduleEvent(
+                function=resource.logical_id,
+                name=name,
+                type=str(spec.get("Type")),
+                expression=(spec.get("Properties") or {}).get(
+                    "Schedule", (spec.get("Properties") or {}).get("ScheduleExpression")
+                ),
+                input=(spec.get("Properties") or {}).get("Input"),
+                enabled=(spec.get("Properties") or {}).get("Enabled", True) is not False
+                and (spec.get("Properties") or {}).get("State", "ENABLED") != "DISABLED",
+                state_machine=True,
+            )
+            for resource in self.state_machines
+            for name, spec in (resource.properties.get("Events") or {}).items()
+            if (spec or {}).get("Type") in ("Schedule", "ScheduleV2")
+        ]
+        return self._events(ScheduleEvent) + machines
 
     def function(self, logical_id: str) -> Function:
         try:
@@ -600,7 +624,12 @@ class Resolver:
             return placeholder(f"Ref {name}")
         if resource.type == "AWS::SQS::Queue":
             return self.queue_url(name)
-        if resource.type in ("AWS::SNS::Topic", "AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
+        if resource.type in (
+            "AWS::SNS::Topic",
+            "AWS::Serverless::LayerVersion",
+            "AWS::Lambda::LayerVersion",
+            *STATE_MACHINE_TYPES,
+        ):
             return self.arn(name)
         if resource.type == "AWS::Cognito::UserPool":
             return self.user_pool_id(name)

@@ -4,7 +4,6 @@ segmentation service, map the result: no business rules here."""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -13,12 +12,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from loyalty.adapters.work_queue import WorkQueue
 from loyalty.core.errors import InvalidRequest
 from loyalty.core.http import ADMIN, Api, answer, documented, documented_write, idempotency_key, model_response
 from loyalty.core.observability import api_tracer, from_api_request, invocation, metrics, record_api_answer
 from loyalty.core.settings import settings
-from loyalty.runtime import client, segmentation_service
+from loyalty.runtime import refresh_executions, segmentation_service
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.ids import FAMILIES, MAX_SLUG_LENGTH
 from loyalty.segments.prediction import PredictionModel
@@ -171,11 +169,6 @@ class Analytics(BaseModel):
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
-
-
-@cache
-def _refresh_queue() -> WorkQueue:
-    return WorkQueue(client("sqs"), settings().refresh_queue_url)
 
 
 def _document(config: SegmentationConfig) -> dict[str, Any]:
@@ -365,7 +358,7 @@ def start_refresh(
     request = request or RefreshRequest()
     service = segmentation_service()
     run, created = service.start_refresh(
-        _refresh_queue(),
+        refresh_executions(),
         manual_run_id(idempotency_key),
         service.manual_as_of(request.as_of),
         request.workers or settings().refresh_workers,
@@ -384,7 +377,7 @@ def start_refresh(
     responses=documented(200, RefreshRunList, "Runs", 401, _NOT_ADMIN, 422),
 )
 def list_refreshes(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response[Any]:
-    return answer(200, RefreshRunList, {"runs": segmentation_service().refresh_runs(limit)})
+    return answer(200, RefreshRunList, {"runs": segmentation_service().refresh_runs(limit, refresh_executions())})
 
 
 @api.get(
@@ -394,7 +387,7 @@ def list_refreshes(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> Response[
     responses=documented(200, RefreshRun, "The run", 401, _NOT_ADMIN, (404, "No such run"), 422),
 )
 def get_refresh(run_id: RunId) -> Response[Any]:
-    return answer(200, RefreshRun, segmentation_service().refresh_run(run_id))
+    return answer(200, RefreshRun, segmentation_service().refresh_run(run_id, refresh_executions()))
 
 
 # ---- KPIs ----------------------------------------------------------------------------------------------------

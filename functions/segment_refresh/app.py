@@ -1,55 +1,41 @@
-"""The segment refresh: the nightly schedule starts a run; each SQS message is one worker's share of one pass.
-
-What a run does, and why it is safe to retry at any point: loyalty.segments.refresh and docs/refresh.md.
+"""The segment refresh's tasks: every task of the state machine statemachines/segment_refresh.asl.json invokes this
+function with the step to run (`{"step": "begin" | "scan" | "merge" | "score" | "finish", ...}`); the answer is the
+task's output. What each step does, and why each is safe to run again: loyalty.segments.refresh, docs/refresh.md.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from functools import cache
+from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from loyalty.adapters.work_queue import WorkQueue
+from loyalty.core.observability import invocation, metrics, record_refresh_run
 from loyalty.core.settings import settings
-from loyalty.runtime import client, segmentation_service
-from loyalty.segments.refresh import SegmentRefresh, WorkMessage
-from loyalty.segments.service import scheduled_run_id
-
-logger = Logger()
+from loyalty.runtime import refresh_executions, segment_refresh, segmentation_service
 
 
-@cache
-def refresh() -> SegmentRefresh:
-    return SegmentRefresh(segmentation_service(), WorkQueue(client("sqs"), settings().refresh_queue_url))
-
-
-def _start(event: dict[str, Any]) -> dict[str, Any]:
-    """The schedule's event: one run per UTC day, as of the moment the schedule fired."""
-    fired = datetime.fromisoformat(str(event.get("time") or datetime.now(UTC).isoformat()).replace("Z", "+00:00"))
-    run, created = refresh().start(scheduled_run_id(fired), fired, settings().refresh_workers, "schedule")
-    logger.info(
-        "segment refresh started" if created else "segment refresh already recorded", extra={"run": run["run_id"]}
+def _run_figures(run_id: str) -> None:
+    """A completed run's duration and members per second, counted once by the finish that completed it (a retried
+    finish of a completed run counts it again: a rare duplicate a dashboard's maximum ignores)."""
+    run = segmentation_service().refresh_run(run_id)
+    if run.get("status") != "complete" or not run.get("started_at") or not run.get("completed_at"):
+        return
+    started, completed = (
+        datetime.fromisoformat(str(run[k]).replace("Z", "+00:00")) for k in ("started_at", "completed_at")
     )
-    return {"run_id": run["run_id"], "created": created}
+    record_refresh_run(int(run.get("members") or 0), (completed - started).total_seconds())
 
 
-def _work(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    failures = []
-    for record in event["Records"]:
-        message = WorkMessage.parse(record["body"])
-        try:
-            refresh().work(message, time_left=lambda: context.get_remaining_time_in_millis() / 1000)
-        except Exception:
-            logger.exception("refresh work failed; SQS delivers it again", extra=message.body())
-            failures.append({"itemIdentifier": record["messageId"]})
-    return {"batchItemFailures": failures}
-
-
-@logger.inject_lambda_context
+@metrics.log_metrics
+@invocation(correlation_id=lambda event: str(event.get("run_id") or "") or None)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "Records" in event:
-        return _work(event, context)
-    return _start(event)
+    answer = segment_refresh().handle(
+        event,
+        workers=settings().refresh_workers,
+        still_running=lambda arn: refresh_executions().is_running(arn),
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
+    if event.get("step") == "finish" and answer.get("status") == "complete":
+        _run_figures(str(answer["run_id"]))
+    return answer

@@ -1,10 +1,11 @@
-"""The segment refresh end to end on the store: two passes over N workers, checkpoints, redeliveries, crashes.
+"""The segment refresh end to end: its state machine (template.yaml) executed by moto's interpreter, its tasks run
+by the refresh's steps on the store, two passes over N shares, continuations, repeated invocations, crashes.
 
 Every test compares with an independent computation: each member's segments straight from the pure core
 (`features_of` + `segments_of` with cut points from one whole-population summary), sizes counted from those, and
 the table's own membership and event items read back directly.
 
-On DynamoDB Local only: moto copies every table of its backend on each TransactWriteItems (for its rollback), so
+The data is on DynamoDB Local only: moto copies every table of its backend on each TransactWriteItems (for its rollback), so
 populating these tables costs 150-200 ms per purchase there, minutes per test. The store's semantics on moto are
 covered by the store tests; the refresh is a client of the same operations.
 """
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,22 +28,13 @@ from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
 from loyalty.segments.refresh import SegmentRefresh
 from loyalty.segments.rfm import summarize
-from loyalty.segments.service import SegmentationService, WorkMessage
+from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client
+from tests.integration.refresh_job import RefreshJob, StepFunctionsServer, step_functions
+
+__all__ = ["step_functions"]  # the fixture, for the modules that import this one's harness
 
 AS_OF = datetime.now(UTC).replace(microsecond=0)
-
-
-class ListQueue:
-    """The work queue as a list: the test decides the order, duplicates and losses of deliveries."""
-
-    def __init__(self) -> None:
-        self.messages: deque[dict[str, Any]] = deque()
-        self.sent = 0
-
-    def send(self, messages: Sequence[Mapping[str, Any]]) -> None:
-        self.messages.extend(dict(m) for m in messages)
-        self.sent += len(messages)
 
 
 class CountingClient:
@@ -106,36 +98,69 @@ def _segment_events(loyalty: Loyalty) -> Counter[tuple[str, str, str]]:
 
 
 class Harness:
-    def __init__(self, loyalty: Loyalty, **options: Any):
+    """The refresh's state machine on moto, its tasks run by a SegmentRefresh on the test's table. `invocations`
+    lists every task the function ran, in order (the step, the share's pass and worker); `repeat` runs each
+    invocation that many times (Lambda and Step Functions deliver at least once), answering the last result."""
+
+    def __init__(self, loyalty: Loyalty, server: StepFunctionsServer, *, repeat: int = 1, **options: Any):
         self.loyalty = loyalty
         self.client = CountingClient(loyalty.client)
         from loyalty.adapters.dynamodb.points_store import LoyaltyStore
 
         store = LoyaltyStore(self.client, loyalty.table)
         self.service = SegmentationService(SegmentStore(store), cache_seconds=0)
-        self.queue = ListQueue()
-        self.refresh = SegmentRefresh(self.service, self.queue, **options)  # type: ignore[arg-type]
+        self.refresh = SegmentRefresh(self.service, **options)
+        self.repeat = repeat
+        self.invocations: list[tuple[str, int, int]] = []
+        self.failures = 0
+        self._lock = threading.Lock()
+        self.before: Callable[[dict[str, Any]], None] = lambda task: None  # runs before each task (a crash, say)
+        self.job = RefreshJob(server, self._task)
 
-    def start(self, run_id: str, workers: int, as_of: datetime = AS_OF) -> None:
-        self.refresh.start(run_id, as_of, workers, "test")
+    def _task(self, task: dict[str, Any]) -> Any:
+        share = task.get("share") or {}
+        with self._lock:
+            self.invocations.append((str(task["step"]), int(share.get("pass", 0)), int(share.get("worker", -1))))
+        try:
+            self.before(task)
+            result: Any = None
+            for _ in range(self.repeat):
+                result = self.refresh.handle(task, workers=4, still_running=self.job.executions.is_running)
+            return result
+        except Exception:
+            with self._lock:
+                self.failures += 1
+            raise
 
-    def drain(self, *, duplicate: bool = False, shuffle: random.Random | None = None) -> int:
-        delivered = 0
-        while self.queue.messages:
-            if shuffle is not None:
-                items = list(self.queue.messages)
-                shuffle.shuffle(items)
-                self.queue.messages = deque(items)
-            message = WorkMessage.parse(self.queue.messages.popleft())
-            for _ in range(2 if duplicate else 1):
-                self.refresh.work(message)
-                delivered += 1
-        return delivered
+    def start(self, run_id: str, workers: int, as_of: datetime = AS_OF) -> str:
+        """Record the run and start its execution, as the admin API does. Returns the execution's ARN."""
+        self.service.start_refresh(self.job.executions, run_id, as_of, workers, "test")
+        return self.job.executions.execution_arn(run_id)
+
+    def run_to_end(self, run_id: str, workers: int, as_of: datetime = AS_OF) -> dict[str, Any]:
+        self.job.wait(self.start(run_id, workers, as_of))
+        return self.run(run_id)
+
+    def steps(self, step: str) -> list[tuple[str, int, int]]:
+        return [invocation for invocation in self.invocations if invocation[0] == step]
 
     def run(self, run_id: str) -> dict[str, Any]:
         run = SegmentStore(self.service.segments._store).get_run(run_id)
         assert run is not None
         return run
+
+
+@pytest.fixture
+def harnesses(step_functions: StepFunctionsServer) -> Iterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(loyalty: Loyalty, **options: Any) -> Harness:
+        made.append(Harness(loyalty, step_functions, **options))
+        return made[-1]
+
+    yield make
+    for harness in made:
+        harness.job.close()
 
 
 @pytest.fixture(scope="module", params=[pytest.param("dynamodb-local", marks=pytest.mark.dynamodb_local)])
@@ -148,15 +173,15 @@ def population(loyalty: Loyalty) -> tuple[Loyalty, list[str]]:
     return loyalty, _populate(loyalty, 40)
 
 
-def test_a_refresh_gives_every_member_the_segments_of_the_pure_core(population: tuple[Loyalty, list[str]]) -> None:
+def test_a_refresh_gives_every_member_the_segments_of_the_pure_core(
+    population: tuple[Loyalty, list[str]], harnesses: Callable[..., Harness]
+) -> None:
     # Given 40 members with varied histories
     loyalty, ids = population
-    harness = Harness(loyalty, page_size=7)
-    # When a refresh runs over 4 workers
-    harness.start("run-1", workers=4)
-    harness.drain()
+    harness = harnesses(loyalty, page_size=7)
+    # When a refresh's execution runs over 4 shares
+    run = harness.run_to_end("run-1", workers=4)
     # Then the run completed, every member was read once per pass, and memberships are what the core computes
-    run = harness.run("run-1")
     assert run["status"] == "complete"
     assert int(run["pass1_done"]) == int(run["pass2_done"]) == 4
     assert int(run["members"]) == int(run["members_read"]) == len(ids)
@@ -173,33 +198,36 @@ def test_a_refresh_gives_every_member_the_segments_of_the_pure_core(population: 
     events = _segment_events(loyalty)
     assert sum(events.values()) == sum(sizes.values())
     assert all(count == 1 and kind == "SegmentEntered" for (_, _, kind), count in events.items())
+    # And the one-run slot is free again
+    assert harness.service.segments.active_run() is None
 
 
-def test_a_second_refresh_on_the_same_facts_writes_nothing(population: tuple[Loyalty, list[str]]) -> None:
+def test_a_second_refresh_on_the_same_facts_writes_nothing(
+    population: tuple[Loyalty, list[str]], harnesses: Callable[..., Harness]
+) -> None:
     loyalty, _ids = population
-    harness = Harness(loyalty)
-    harness.start("run-1", workers=3)
-    harness.drain()
+    harness = harnesses(loyalty)
+    harness.run_to_end("run-1", workers=3)
     events_before = _segment_events(loyalty)
     # When the refresh runs again as of the same moment
-    harness.start("run-2", workers=2)
-    harness.drain()
+    run = harness.run_to_end("run-2", workers=2)
     # Then it changed nothing and emitted nothing
-    run = harness.run("run-2")
     assert run["status"] == "complete"
     assert int(run["changes"]) == 0 and int(run["changed_members"]) == 0
     assert _segment_events(loyalty) == events_before
 
 
-def test_checkpoints_redeliveries_and_any_order_give_the_same_result(population: tuple[Loyalty, list[str]]) -> None:
-    # Given workers that checkpoint after every page of 3, every message delivered twice, in random order
+def test_continuations_repeated_invocations_and_any_order_give_the_same_result(
+    population: tuple[Loyalty, list[str]], harnesses: Callable[..., Harness]
+) -> None:
+    # Given shares that hand on a continuation after every page of 3, and every task invocation run twice (at least
+    # once delivery), the shares running concurrently in whatever order the Map runs them
     loyalty, ids = population
-    harness = Harness(loyalty, page_size=3, max_pages=1)
-    harness.start("run-1", workers=3)
-    delivered = harness.drain(duplicate=True, shuffle=random.Random(3))
-    # Then it took many steps, yet every worker was counted once and every change written once
-    run = harness.run("run-1")
-    assert delivered > 2 * 2 * 3
+    harness = harnesses(loyalty, page_size=3, max_pages=1, repeat=2)
+    run = harness.run_to_end("run-1", workers=3)
+    # Then the Choice looped each share back many times, yet every share was counted once and every change
+    # written once
+    assert len(harness.steps("scan")) > 3 and len(harness.steps("score")) > 3
     assert run["status"] == "complete"
     assert int(run["pass1_done"]) == int(run["pass2_done"]) == 3
     assert int(run["members"]) == int(run["members_read"]) == len(ids)
@@ -211,35 +239,30 @@ def test_checkpoints_redeliveries_and_any_order_give_the_same_result(population:
     assert sum(events.values()) == sum(len(s) for s in expected.values())
 
 
-def test_a_worker_that_dies_mid_page_is_retried_without_double_counting(
-    population: tuple[Loyalty, list[str]],
+def test_a_worker_that_dies_mid_page_is_retried_by_the_definition_without_double_counting(
+    population: tuple[Loyalty, list[str]], harnesses: Callable[..., Harness]
 ) -> None:
     loyalty, ids = population
-    harness = Harness(loyalty, page_size=50)
+    harness = harnesses(loyalty, page_size=50)
     store = harness.service.segments
     real_apply = store.apply
     calls = {"n": 0}
+    lock = threading.Lock()
 
     def dying_apply(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 5:
+        with lock:
+            calls["n"] += 1
+            dies = calls["n"] == 5
+        if dies:
             raise ConnectionError("worker lost mid-page")
         return real_apply(*args, **kwargs)
 
     store.apply = dying_apply  # type: ignore[method-assign]
-    harness.start("run-1", workers=2)
-    # When one delivery dies after writing four members' changes, and SQS delivers it again
-    failures = 0
-    while harness.queue.messages:
-        body = harness.queue.messages.popleft()
-        try:
-            harness.refresh.work(WorkMessage.parse(body))
-        except ConnectionError:
-            failures += 1
-            harness.queue.messages.append(body)
+    # When one invocation dies after writing four members' changes, and the definition's Retry runs its task again
+    run = harness.run_to_end("run-1", workers=2)
     # Then the run completes with each member counted once and each change written once
-    assert failures == 1
-    run = harness.run("run-1")
+    assert harness.failures == 1
+    assert len(harness.steps("score")) == 2 + 1
     assert run["status"] == "complete"
     assert int(run["members"]) == len(ids)
     expected = _expected(loyalty, ids, AS_OF, SegmentationConfig())
@@ -249,30 +272,27 @@ def test_a_worker_that_dies_mid_page_is_retried_without_double_counting(
 
 
 def test_a_member_who_changes_during_the_refresh_is_evaluated_on_fresh_facts(
-    population: tuple[Loyalty, list[str]],
+    population: tuple[Loyalty, list[str]], harnesses: Callable[..., Harness]
 ) -> None:
     loyalty, ids = population
-    harness = Harness(loyalty, page_size=100)
-    harness.start("run-1", workers=1)
-    # Given pass one is done (the cut points are fixed) ...
-    message = WorkMessage.parse(harness.queue.messages.popleft())
-    harness.refresh.work(message)
-    assert harness.run("run-1")["status"] == "scoring"
-    # ... and a member buys after the scan of pass two read them
+    harness = harnesses(loyalty, page_size=100)
     target = ids[0]
-    original_scan = harness.service.segments.scan_roster
+    store = harness.service.segments
+    original_scan = store.scan_roster
 
+    # Given pass one is done (the cut points are fixed), a member buys after the scan of pass two read them
     def scan_then_buy(*args: Any, **kwargs: Any) -> Any:
         page = original_scan(*args, **kwargs)
-        loyalty.buy(target, "700", order_id="during-refresh", occurred_at=AS_OF - timedelta(hours=1))
-        harness.service.segments.scan_roster = original_scan  # type: ignore[method-assign]
+        if store.get_run("run-1")["status"] == "scoring":  # type: ignore[index]
+            loyalty.buy(target, "700", order_id="during-refresh", occurred_at=AS_OF - timedelta(hours=1))
+            store.scan_roster = original_scan  # type: ignore[method-assign]
         return page
 
-    harness.service.segments.scan_roster = scan_then_buy  # type: ignore[method-assign]
-    harness.drain()
+    store.scan_roster = scan_then_buy  # type: ignore[method-assign]
+    run = harness.run_to_end("run-1", workers=1)
     # Then the member's segments are those of their facts after the purchase, with the run's cut points
-    run = harness.run("run-1")
     assert run["status"] == "complete"
+    assert "during-refresh" in str(loyalty.ledger(target))
     from loyalty.segments.rfm import RfmCutPoints
 
     cut_points = RfmCutPoints.model_validate_json(run["cut_points"])
@@ -308,29 +328,91 @@ def test_concurrent_reevaluations_of_one_member_emit_each_change_once(loyalty: L
     assert {segment for (_, segment, _) in events} == _memberships(loyalty, member_id) == set(entered[0].entered)
 
 
-def test_two_last_finishers_of_pass_one_send_pass_two_once(population: tuple[Loyalty, list[str]]) -> None:
-    # Given two workers whose pass-one parts finish at the same moment
+def test_pass_two_starts_once_after_every_share_of_pass_one(
+    population: tuple[Loyalty, list[str]], harnesses: Callable[..., Harness]
+) -> None:
+    # Given two shares whose pass-one tasks finish at the same moment
     loyalty, _ = population
-    harness = Harness(loyalty)
-    harness.start("run-1", workers=2)
-    store = harness.service.segments
-    real_finish = store.finish_part
+    harness = harnesses(loyalty)
     barrier = threading.Barrier(2)
 
-    def finish_together(*args: Any, **kwargs: Any) -> bool:
-        finished = real_finish(*args, **kwargs)
-        if args[1] == 1:
-            barrier.wait(timeout=30)  # both parts are counted before either moves the run on
-        return finished
+    def finish_together(task: dict[str, Any]) -> None:
+        if task["step"] == "scan":
+            barrier.wait(timeout=30)
 
-    store.finish_part = finish_together  # type: ignore[method-assign]
-    messages = [WorkMessage.parse(harness.queue.messages.popleft()) for _ in range(2)]
-    threads = [threading.Thread(target=harness.refresh.work, args=(m,)) for m in messages]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    # Then pass two's messages were sent once, not once per finisher
-    assert sorted((m["pass"], m["worker"]) for m in harness.queue.messages) == [(2, 0), (2, 1)]
-    harness.drain()
-    assert harness.run("run-1")["status"] == "complete"
+    harness.before = finish_together
+    run = harness.run_to_end("run-1", workers=2)
+    # Then the merge ran once, after both, and pass two's shares were handed out once, each run once
+    assert run["status"] == "complete"
+    steps = [step for step, _, _ in harness.invocations]
+    assert steps.count("begin") == steps.count("merge") == steps.count("finish") == 1
+    assert sorted(harness.steps("scan")) == [("scan", 1, 0), ("scan", 1, 1)]
+    assert sorted(harness.steps("score")) == [("score", 2, 0), ("score", 2, 1)]
+    assert steps.index("merge") > max(i for i, step in enumerate(steps) if step == "scan")
+    assert steps.index("merge") < min(i for i, step in enumerate(steps) if step == "score")
+    assert steps[-1] == "finish"
+
+
+def test_a_second_run_waits_for_the_first_and_a_repeated_start_runs_nothing_twice(
+    population: tuple[Loyalty, list[str]], harnesses: Callable[..., Harness]
+) -> None:
+    loyalty, _ = population
+    harness = harnesses(loyalty)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_pass_one(task: dict[str, Any]) -> None:
+        if task["step"] == "scan":
+            held.set()
+            release.wait(timeout=60)
+
+    harness.before = hold_pass_one
+    # Given a run whose execution is in pass one
+    first = harness.start("run-1", workers=1)
+    assert held.wait(timeout=30)
+    # When another run is asked for meanwhile, it is refused, naming the running one
+    from loyalty.core.errors import RefreshInProgress
+
+    with pytest.raises(RefreshInProgress) as refused:
+        harness.service.start_refresh(harness.job.executions, "run-2", AS_OF, 1, "test")
+    assert refused.value.details == {"run_id": "run-1"}
+    # And the same run started again finds its execution: one execution, nothing run twice
+    again, created = harness.service.start_refresh(harness.job.executions, "run-1", AS_OF, 1, "test")
+    assert not created and again["run_id"] == "run-1"
+    release.set()
+    harness.job.wait(first)
+    harness.service.start_refresh(harness.job.executions, "run-1", AS_OF, 1, "test")
+    listed = harness.job.server.client.list_executions(stateMachineArn=harness.job.state_machine_arn)["executions"]
+    assert [execution["name"] for execution in listed] == ["run-1"]
+    steps = [step for step, _, _ in harness.invocations]
+    assert steps.count("begin") == steps.count("merge") == steps.count("finish") == 1
+    # And once it is over, the next run takes the slot
+    assert harness.run_to_end("run-2", workers=1)["status"] == "complete"
+
+
+def test_a_run_whose_execution_ended_unfinished_gives_way_and_shows_as_failed(
+    population: tuple[Loyalty, list[str]], harnesses: Callable[..., Harness]
+) -> None:
+    loyalty, _ = population
+    harness = harnesses(loyalty)
+
+    def crash_the_merge(task: dict[str, Any]) -> None:
+        if task["step"] == "merge":
+            raise RuntimeError("the fit keeps failing")
+
+    harness.before = crash_the_merge
+    # Given a run whose merge fails on every attempt the definition's Retry makes
+    described = harness.job.server.client.describe_execution(executionArn=harness.start("run-1", workers=2))
+    from devstack.states import wait_for_execution
+
+    ended = wait_for_execution(harness.job.server.client, described["executionArn"], timeout=120)
+    assert ended["status"] == "FAILED" and ended["error"] == "RuntimeError"
+    assert harness.steps("merge") == [("merge", 0, -1)] * 4  # the first attempt and three retries
+    # Then the run shows as failed (its record says scanning; its execution has ended)
+    assert harness.run("run-1")["status"] == "scanning"
+    assert harness.service.refresh_run("run-1", harness.job.executions)["status"] == "failed"
+    # And the next run takes the slot over, recording the abandoned run as failed
+    harness.before = lambda task: None
+    assert harness.run_to_end("run-2", workers=2)["status"] == "complete"
+    assert harness.run("run-1")["status"] == "failed"
+    assert harness.service.segments.active_run() is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -18,7 +19,9 @@ from loyalty.segments.features import features_of
 from loyalty.segments.prediction import PredictionModel, spend_row
 from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client
-from tests.integration.test_segment_refresh import AS_OF, Harness, _memberships
+from tests.integration.test_segment_refresh import AS_OF, Harness, _memberships, harnesses, step_functions
+
+__all__ = ["harnesses", "step_functions"]  # fixtures
 
 CHURN_RISK = "prediction:churn-risk"
 
@@ -73,15 +76,15 @@ def _populate(loyalty: Loyalty, members: int, seed: int = 2) -> list[str]:
         return list(pool.map(member, plans))
 
 
-def test_a_refresh_fits_the_model_and_churn_risk_is_member_predictions_verdict(loyalty: Loyalty) -> None:
+def test_a_refresh_fits_the_model_and_churn_risk_is_member_predictions_verdict(
+    loyalty: Loyalty, harnesses: Callable[..., Harness]
+) -> None:
     started = time.perf_counter()
     ids = _populate(loyalty, 150)
     populated = time.perf_counter()
-    harness = Harness(loyalty, page_size=25)
-    # When a refresh runs over 4 workers
-    harness.start("run-predict", workers=4)
-    harness.drain()
-    run = harness.run("run-predict")
+    harness = harnesses(loyalty, page_size=25)
+    # When a refresh runs over 4 shares
+    run = harness.run_to_end("run-predict", workers=4)
     refreshed = time.perf_counter()
     assert run["status"] == "complete"
     # Then the run fitted a model on the whole population (150 members are under the sample's cap) ...

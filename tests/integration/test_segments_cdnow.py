@@ -43,9 +43,9 @@ import importlib.util
 import os
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, localcontext
@@ -68,8 +68,11 @@ from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import MemberFeatures, features_of
 from loyalty.segments.refresh import SegmentRefresh
 from loyalty.segments.rfm import RfmCutPoints, money_bucket, score
-from loyalty.segments.service import SegmentationService, WorkMessage
+from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import create_loyalty_table, dynamodb_client
+from tests.integration.refresh_job import RefreshJob, StepFunctionsServer, step_functions
+
+__all__ = ["step_functions"]  # the fixture
 
 _spec = importlib.util.find_spec("lifetimes")
 if _spec is None or not _spec.submodule_search_locations:
@@ -328,40 +331,28 @@ def loaded(own_dynamodb_local: Any) -> Iterator[Loaded]:
 # ---- the refresh, its queue drained by 4 concurrent deliveries --------------------------------------------------------
 
 
-class ListQueue:
-    """The work queue as a list (as in test_segment_refresh.py), safe for concurrent senders."""
-
-    def __init__(self) -> None:
-        self.messages: deque[dict[str, Any]] = deque()
-        self.sent = 0
-        self._lock = threading.Lock()
-
-    def send(self, messages: Sequence[Mapping[str, Any]]) -> None:
-        with self._lock:
-            self.messages.extend(dict(m) for m in messages)
-            self.sent += len(messages)
-
-    def pop(self) -> dict[str, Any] | None:
-        with self._lock:
-            return self.messages.popleft() if self.messages else None
-
-
-def drain(refresh: SegmentRefresh, queue: ListQueue, concurrency: int) -> Counter[tuple[int, int, int]]:
-    """Deliver every message, `concurrency` at a time (like SQS feeding Lambda), until the queue stays empty.
-    Returns how many times each (pass, worker, step) was delivered."""
+def run_refresh(
+    server: StepFunctionsServer, refresh: SegmentRefresh, run_id: str, workers: int
+) -> Counter[tuple[int, int, int]]:
+    """Record the run and run its execution of the refresh's state machine to the end (the Map runs the shares
+    concurrently, as Lambda would). Returns how many times each share's task ran, by (pass, worker, step)."""
     delivered: Counter[tuple[int, int, int]] = Counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        running: set[Any] = set()
-        while True:
-            while (body := queue.pop()) is not None:
-                message = WorkMessage.parse(body)
-                running.add(pool.submit(refresh.work, message))
-                delivered[(message.pass_number, message.worker, message.step)] += 1
-            if not running:
-                return delivered
-            done, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                future.result()
+    lock = threading.Lock()
+
+    def task(event: dict[str, Any]) -> Any:
+        share = event.get("share")
+        if share:
+            with lock:
+                delivered[(int(share["pass"]), int(share["worker"]), int(share["step"]))] += 1
+        return refresh.handle(event, workers=workers, still_running=job.executions.is_running)
+
+    job = RefreshJob(server, task)
+    try:
+        refresh.service.start_refresh(job.executions, run_id, AS_OF, workers, "test_segments_cdnow")
+        job.wait(job.executions.execution_arn(run_id), timeout=3600)
+    finally:
+        job.close()
+    return delivered
 
 
 def _partitions(store: LoyaltyStore, members: Mapping[int, str]) -> dict[int, tuple[dict[str, Any], set[str]]]:
@@ -459,7 +450,9 @@ def test_the_cdnow_file_holds_the_documented_counts() -> None:
 @pytest.mark.dynamodb_local
 @pytest.mark.timeout(7200 if FULL else 900)
 @pytest.mark.parametrize("window_months", [19, 18], ids=["whole-history-19-months", "january-1997-outside-18-months"])
-def test_every_cdnow_member_gets_the_documented_scores_and_segments(loaded: Loaded, window_months: int) -> None:
+def test_every_cdnow_member_gets_the_documented_scores_and_segments(
+    loaded: Loaded, window_months: int, step_functions: StepFunctionsServer
+) -> None:
     customers, rows, refused_expected, never = EXPECTED_COUNTS[FULL]
     # The load: every customer enrolled, exactly the $0.00 rows refused, and only for their amount
     assert len(loaded.members) == customers and len(loaded.rows) == rows
@@ -470,16 +463,14 @@ def test_every_cdnow_member_gets_the_documented_scores_and_segments(loaded: Load
     purchased_nothing_in_window = int(((ref.fields["frequency"] == 0) & ref.fields["recency_days"].notna()).sum())
     assert purchased_nothing_in_window == (JANUARY_ONLY[FULL] if window_months == 18 else 0)
 
-    # When a refresh runs as of 1998-07-01 over 4 workers, with the RFM window of this case
+    # When a refresh's execution runs as of 1998-07-01 over 4 shares, with the RFM window of this case
     segmentation = SegmentationService(SegmentStore(loaded.store), cache_seconds=0)
     current = segmentation.document()
     segmentation.replace_document({"rfm_window_months": window_months}, if_version=current.version)
-    queue = ListQueue()
-    refresh = SegmentRefresh(segmentation, queue)  # type: ignore[arg-type]
+    refresh = SegmentRefresh(segmentation)
     run_id = f"cdnow-{window_months}m"
     started = time.perf_counter()
-    refresh.start(run_id, AS_OF, REFRESH_WORKERS, "test_segments_cdnow")
-    delivered = drain(refresh, queue, REFRESH_WORKERS)
+    delivered = run_refresh(step_functions, refresh, run_id, REFRESH_WORKERS)
     refresh_seconds = time.perf_counter() - started
 
     # Then the run completed over everyone, with the reference's cut points
@@ -532,7 +523,7 @@ def test_every_cdnow_member_gets_the_documented_scores_and_segments(loaded: Load
 
     accepted = len(loaded.accepted)
     repeated = {key: n for key, n in delivered.items() if n > 1}
-    duplicates = f"(pass, worker, step) delivered more than once: {repeated}" if repeated else "none twice"
+    duplicates = f"(pass, worker, step) run more than once: {repeated}" if repeated else "none twice"
     print(
         f"\nCDNOW {'all customers' if FULL else '1-in-10 sample (id % 10 == 1)'}, RFM window {window_months} months "
         f"({(AS_OF - timedelta(days=1)):%Y-%m} data end, as of {AS_OF:%Y-%m-%d}):\n"
@@ -540,7 +531,7 @@ def test_every_cdnow_member_gets_the_documented_scores_and_segments(loaded: Load
         f"{never} customers never purchased) in {loaded.seconds:.1f} s: "
         f"{accepted / loaded.seconds:.0f} purchases/s, {(customers + accepted) / loaded.seconds:.0f} enrolments + purchases/s "
         f"on {LOAD_THREADS} threads\n"
-        f"  refresh {run_id}: {REFRESH_WORKERS} workers, {sum(delivered.values())} deliveries ({duplicates}), "
+        f"  refresh {run_id}: {REFRESH_WORKERS} shares, {sum(delivered.values())} share tasks ({duplicates}), "
         f"{refresh_seconds:.1f} s "
         f"({customers / refresh_seconds:.0f} members/s), {int(run['changed_members']):,} members changed, "
         f"{int(run['changes']):,} membership changes; read back in {read_seconds:.1f} s\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,6 @@ def test_every_dead_letter_queue_the_functions_name_exists(emulated: dict[str, A
         "OrderEventsDeadLetterQueue",
         "EventPublisherDeadLetterQueue",
         "SegmentReevaluationDeadLetterQueue",
-        "SegmentRefreshQueue",
     }
     for logical_id in named:
         url = emulated["created"].queues[logical_id]
@@ -146,9 +146,7 @@ def test_stream_filter_passes_event_records_and_nothing_else() -> None:
     assert not passes("INSERT", {"PK": "IDEMPOTENCY#k", "SK": "IDEMPOTENCY"})
 
 
-def test_every_function_has_a_sample_event_its_handler_accepts(
-    emulated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_every_function_has_a_sample_event_its_handler_accepts(emulated: dict[str, Any]) -> None:
     """The events/ fixtures, run in the order a day would: enroll, order, refund, token, stream."""
     samples = {path.name: json.loads(path.read_text()) for path in (ROOT / "events").glob("*.json")}
     for function in FUNCTIONS:
@@ -195,11 +193,66 @@ def test_every_function_has_a_sample_event_its_handler_accepts(
     )["Item"]
     assert len([s["S"] for s in after["segments"]["L"] if s["S"].startswith("lifecycle:")]) == 1
 
-    refresh_environment = TEMPLATE.function("SegmentRefreshFunction").environment
-    queue_url = str(emulated["resolver"].resolve(refresh_environment["REFRESH_QUEUE_URL"]))
-    monkeypatch.setenv("REFRESH_QUEUE_URL", queue_url)
+    # The refresh's tasks, as its state machine invokes them: begin records the scheduled run, a share scans
     runtime.reset()
     refresh = _load("SegmentRefreshFunction")
-    started = refresh.lambda_handler(samples["segment_refresh_nightly.json"], Context())
-    assert started == {"run_id": "scheduled-2026-11-23", "created": True}
-    assert refresh.lambda_handler(samples["segment_refresh_work.json"], Context()) == {"batchItemFailures": []}
+    begun = refresh.lambda_handler(samples["segment_refresh_begin.json"], Context())
+    assert begun["run_id"] == "scheduled-2026-11-23" and begun["proceed"] is True
+    assert [share["worker"] for share in begun["shares"]] == list(range(16))
+    assert begun["shares"][0] == samples["segment_refresh_scan.json"]["share"]
+    scanned = refresh.lambda_handler(samples["segment_refresh_scan.json"], Context())
+    assert scanned == {**samples["segment_refresh_scan.json"]["share"], "done": True}
+
+
+def _tasks(states: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every Task state of a definition, those inside Map iterations included."""
+    found = []
+    for state in states.values():
+        if state["Type"] == "Task":
+            found.append(state)
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            found.extend(_tasks(processor["States"]))
+    return found
+
+
+@pytest.mark.parametrize("machine", [m.logical_id for m in TEMPLATE.state_machines])
+def test_every_task_of_a_state_machine_invokes_a_function_of_the_template_it_may_invoke(machine: str) -> None:
+    resource = TEMPLATE.resources[machine]
+    definition = json.loads((ROOT / resource.properties["DefinitionUri"]).read_text())
+    substitutions = resource.properties["DefinitionSubstitutions"]
+    invoked = set()
+    for task in _tasks(definition["States"]):
+        assert task["Resource"] == "arn:aws:states:::lambda:invoke", task
+        name = task["Parameters"]["FunctionName"]
+        assert name.startswith("${") and name.endswith("}"), name
+        target = substitutions[name[2:-1]]
+        assert target == {"Fn::GetAtt": [target["Fn::GetAtt"][0], "Arn"]}
+        assert target["Fn::GetAtt"][0] in TEMPLATE.functions
+        invoked.add(target["Fn::GetAtt"][0])
+        # A task is retried when it fails (a crashed or timed-out invocation) and bounded in time
+        assert any("States.TaskFailed" in r["ErrorEquals"] for r in task["Retry"]), task
+        assert task["TimeoutSeconds"] <= TEMPLATE.function(target["Fn::GetAtt"][0]).timeout
+    allowed = {
+        policy["LambdaInvokePolicy"]["FunctionName"]["Ref"]
+        for policy in resource.properties["Policies"]
+        if isinstance(policy, dict) and "LambdaInvokePolicy" in policy
+    }
+    assert invoked and invoked == allowed
+    # Every substitution is used, and none is left unsubstituted
+    text = json.dumps(definition)
+    assert all("${" + name + "}" in text for name in substitutions)
+    assert set(re.findall(r"\$\{([^}]+)\}", text)) <= set(substitutions)
+
+
+def test_the_nightly_refresh_is_the_state_machines_schedule_and_run_now_starts_it() -> None:
+    (nightly,) = [e for e in TEMPLATE.schedule_events if e.name == "Nightly"]
+    assert nightly.function == "SegmentRefreshStateMachine" and nightly.state_machine
+    assert nightly.expression == "cron(0 3 * * ? *)"
+    admin = TEMPLATE.function("AdminApiFunction")
+    assert admin.environment["REFRESH_STATE_MACHINE_ARN"] == {"Ref": "SegmentRefreshStateMachine"}
+    assert {
+        "StepFunctionsExecutionPolicy": {"StateMachineName": {"Fn::GetAtt": ["SegmentRefreshStateMachine", "Name"]}}
+    } in (admin.properties["Policies"])
+    # The refresh function has no event of its own: only its state machine invokes it
+    assert not TEMPLATE.function("SegmentRefreshFunction").events

@@ -83,20 +83,6 @@ def test_an_sqs_events_settings_are_all_read(sample: Template) -> None:
     assert not sample.stream_events and not sample.schedule_events and not sample.rule_events
 
 
-def test_the_segment_refresh_work_queue_is_read_from_the_real_template() -> None:
-    template = load_template(ROOT / "template.yaml")
-    work = next(e for e in template.sqs_events if e.function == "SegmentRefreshFunction")
-
-    assert work.name == "Work"
-    assert work.queue_logical_id == "SegmentRefreshQueue"
-    assert work.batch_size == 1 and work.report_batch_item_failures and work.enabled
-    assert Resolver(template).resolve(work.queue).endswith(":loyalty-local-SegmentRefreshQueue")
-    # The queue parks a message after five receives in its dead-letter queue
-    redrive = template.resources["SegmentRefreshQueue"].properties["RedrivePolicy"]
-    assert redrive["maxReceiveCount"] == 5
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["SegmentRefreshDeadLetterQueue", "Arn"]}
-
-
 def test_a_received_message_becomes_the_record_lambda_passes() -> None:
     message = {
         "MessageId": "059f36b4-87a3-44ab-83d2-661975830a7d",

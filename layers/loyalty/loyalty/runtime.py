@@ -17,6 +17,8 @@ from loyalty.points.service import LoyaltyService
 
 if TYPE_CHECKING:
     from loyalty.adapters.eventbridge import EventPublisher
+    from loyalty.adapters.step_functions import JobExecutions
+    from loyalty.segments.refresh import SegmentRefresh
     from loyalty.segments.service import SegmentationService
 
 on_conflict_retried(count_conflict_retried)  # every transaction retried on a conflict is counted (a metric)
@@ -54,6 +56,25 @@ def segmentation_service() -> SegmentationService:
 
 
 @lru_cache(maxsize=1)
+def refresh_executions() -> JobExecutions:
+    """The executions of the segment refresh's state machine (run now starts one; status reads them)."""
+    from loyalty.adapters.step_functions import JobExecutions
+
+    return JobExecutions(client("stepfunctions"), settings().refresh_state_machine_arn)
+
+
+@lru_cache(maxsize=1)
+def segment_refresh() -> SegmentRefresh:
+    """The refresh's steps, as the state machine's tasks run them (the analytics layer's function alone)."""
+    from loyalty.segments.refresh import SegmentRefresh
+
+    config = settings()
+    return SegmentRefresh(
+        segmentation_service(), page_size=config.refresh_page_size, reserve_seconds=config.refresh_reserve_seconds
+    )
+
+
+@lru_cache(maxsize=1)
 def event_publisher() -> EventPublisher:
     """Domain events out, on the program's bus (only the stream's publisher imports it)."""
     from loyalty.adapters.eventbridge import EventPublisher
@@ -67,4 +88,6 @@ def reset() -> None:
     loyalty_service.cache_clear()
     segmentation_service.cache_clear()
     event_publisher.cache_clear()
+    refresh_executions.cache_clear()
+    segment_refresh.cache_clear()
     settings.cache_clear()

@@ -13,8 +13,12 @@ class Settings(BaseModel):
     event_bus_name: str = "default"
     config_cache_seconds: float = 60.0
     aws_read_timeout_seconds: float = Field(default=5.0, gt=0)
-    refresh_queue_url: str = ""
+    refresh_state_machine_arn: str = Field(default="", description="The segment refresh's state machine.")
     refresh_workers: int = Field(default=16, ge=1, le=1000)
+    refresh_page_size: int = Field(default=1000, ge=1, le=1000, description="Roster items per Scan page.")
+    refresh_reserve_seconds: float = Field(
+        default=60.0, ge=0, description="A share hands on a continuation when its invocation has less than this left."
+    )
     allowed_origins: str = Field(default="", description="Comma-separated origins whose browsers may call the API.")
 
 
@@ -25,7 +29,9 @@ def settings() -> Settings:
         event_bus_name=os.environ.get("EVENT_BUS_NAME", "default"),
         config_cache_seconds=float(os.environ.get("CONFIG_CACHE_SECONDS", "60")),
         aws_read_timeout_seconds=float(os.environ.get("AWS_READ_TIMEOUT_SECONDS", "5")),
-        refresh_queue_url=os.environ.get("REFRESH_QUEUE_URL", ""),
+        refresh_state_machine_arn=os.environ.get("REFRESH_STATE_MACHINE_ARN", ""),
         refresh_workers=int(os.environ.get("REFRESH_WORKERS", "16")),
+        refresh_page_size=int(os.environ.get("REFRESH_PAGE_SIZE", "1000")),
+        refresh_reserve_seconds=float(os.environ.get("REFRESH_RESERVE_SECONDS", "60")),
         allowed_origins=os.environ.get("ALLOWED_ORIGINS", ""),
     )

@@ -9,7 +9,7 @@ Member items are plain dicts in the layout of loyalty.points.member_record.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -129,41 +129,49 @@ class SegmentStorage(MemberSegments, SegmentationDocuments, Memberships, Publish
 
 
 class RefreshRuns(Protocol):
-    """The refresh's own coordination (runs, leases, workers' parts, the roster scan), kept on DynamoDB by
-    loyalty.segments.refresh. Not part of the in-memory store."""
+    """The refresh's own records (runs, the one-run slot, the shares' states, the roster scan), kept on DynamoDB by
+    loyalty.segments.refresh while its state machine runs. Not part of the in-memory store."""
 
     def scan_roster(
         self, worker: int, workers: int, start_key: dict[str, Any] | None, page_size: int
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]: ...
 
-    def create_run(self, run: dict[str, Any], *, stale_before: datetime) -> tuple[dict[str, Any], bool]: ...
+    def create_run(
+        self, run: dict[str, Any], *, still_running: Callable[[str], bool]
+    ) -> tuple[dict[str, Any], bool]: ...
 
-    def release_lease(self, run_id: str) -> None: ...
+    def active_run(self) -> dict[str, Any] | None: ...
+
+    def release_slot(self, run_id: str) -> None: ...
 
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
 
     def list_runs(self, limit: int) -> list[dict[str, Any]]: ...
 
-    def update_run(self, run_id: str, *, expect_status: str | None = None, **values: Any) -> bool: ...
-
-    def claim_run_step(self, run_id: str, step: str, claimant: str) -> bool: ...
-
-    def get_part(self, run_id: str, pass_number: int, worker: int) -> dict[str, Any] | None: ...
-
-    def checkpoint(
-        self, run_id: str, pass_number: int, worker: int, step: int, state: str, start_key: dict[str, Any] | None
+    def update_run(
+        self, run_id: str, *, expect_status: str | None = None, unless_status: str | None = None, **values: Any
     ) -> bool: ...
 
-    def finish_part(self, run_id: str, pass_number: int, worker: int, step: int, state: str) -> bool: ...
+    def put_share_state(
+        self, run_id: str, pass_number: int, worker: int, step: int, state: str, now: datetime
+    ) -> None: ...
 
-    def finished_parts(self, run_id: str, pass_number: int) -> Iterator[dict[str, Any]]: ...
+    def finish_share(self, run_id: str, pass_number: int, worker: int, state: str, now: datetime) -> bool: ...
+
+    def share_state(self, run_id: str, pass_number: int, worker: int, step: int | None) -> str | None: ...
 
 
 class SegmentRepository(SegmentStorage, RefreshRuns, Protocol):
     """The segmentation service's store where refreshes run too (the DynamoDB store)."""
 
 
-class RefreshMessages(Protocol):
-    """Where a refresh's work messages go (loyalty.adapters.work_queue)."""
+class RunExecutions(Protocol):
+    """The executions of the refresh's state machine, named by run id (loyalty.adapters.step_functions)."""
 
-    def send(self, messages: Sequence[Mapping[str, Any]]) -> None: ...
+    def execution_arn(self, name: str) -> str: ...
+
+    def start(self, name: str, job_input: Mapping[str, Any]) -> str: ...
+
+    def status(self, arn: str) -> str | None: ...
+
+    def is_running(self, arn: str) -> bool: ...

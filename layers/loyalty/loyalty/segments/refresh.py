@@ -1,18 +1,24 @@
-"""The segment refresh: a run fanned out over N workers, two passes, idempotent and resumable (docs/refresh.md).
+"""The segment refresh's steps: what each task of the state machine statemachines/segment_refresh.asl.json does
+(docs/refresh.md). Step Functions carries the run: it fans the shares out, waits for all of them, retries a failed
+task and loops a continuation back; nothing here coordinates workers.
 
-    start        record the run (document snapshot, as-of), take the lease, send N pass-one messages
-    pass one     worker k scans its share of the MemberRoster index (one item per member) and builds an exact,
-                 mergeable RfmSummary and a bounded hash sample of BG/NBD rows (BgNbdSample); the last worker to
-                 finish merges them into the global cut points and fits the prediction model on the merged sample,
-                 publishes both (the API scores members with them from then on) and sends N pass-two messages
-    pass two     worker k scans its share again, scores members, writes only the memberships that changed (one
-                 transaction per changed member, with its SegmentEntered/SegmentLeft events), and sums sizes and
-                 KPIs; the last worker to finish writes the size history and the KPIs, and completes the run
+    begin        record the run (document snapshot, as-of) under the execution carrying it, take the one-run slot,
+                 and hand out one share per worker: segment k of N of the MemberRoster scan
+    scan         pass one for a share: its members' exact, mergeable RfmSummary and a bounded hash sample of BG/NBD
+                 rows (BgNbdSample), page by page
+    merge        merge the shares' summaries into the global cut points, fit the prediction model on the merged
+                 sample, publish both (the API scores members with them from then on), hand out pass two's shares
+    score        pass two for a share: score its members, write only the memberships that changed (one transaction
+                 per changed member, with its SegmentEntered/SegmentLeft events), sum sizes and KPIs
+    finish       merge the shares' sums, write the size history and the KPIs, complete the run, free the slot
 
-Every message is {run_id, pass, worker, step}. A worker that runs short of time checkpoints its state and where its
-scan stopped as step + 1 and sends itself the next step; a redelivered message finds its step already recorded and
-does nothing twice. A part is finished and counted on the run in one transaction, so a retried worker is never
-counted twice; membership writes compare with the member's current segments, so a replayed page writes nothing new.
+A share near its invocation's deadline stores its state so far and returns a continuation (the share with its next
+step and where its scan stopped); the definition's Choice sends it back to the same task. A share's state is stored
+in the table and the share returned is its pointer: a Map's results are all its shares' outputs in one payload, and
+a state payload is capped at 256 KB, which the BG/NBD sample alone (about 100 KB per share) would break. Every task
+is safe to run again: a state is stored per step and read from the step the input names, a finished share is
+recorded once, and a membership write compares with the member's current segments, so a replayed page writes
+nothing new.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from loyalty.adapters.work_queue import WorkQueue
+from loyalty.core.errors import InvalidRequest, RefreshNotFound
 from loyalty.core.instants import timestamp
 from loyalty.segments.assign import segment_catalog, segments_given_rfm, segments_of
 from loyalty.segments.config import SegmentationConfig
@@ -43,7 +49,7 @@ from loyalty.segments.prediction import (
     mean_spend_per_purchase,
 )
 from loyalty.segments.rfm import RfmCutPoints, RfmSummary
-from loyalty.segments.service import SegmentationService, WorkMessage
+from loyalty.segments.service import FINISHED, SegmentationService, scheduled_run_id
 from loyalty_analytics import bgnbd, gamma_gamma, rfm
 
 logger = logging.getLogger(__name__)
@@ -275,13 +281,55 @@ def _rfm_inputs(features: Sequence[MemberFeatures]) -> tuple[np.ndarray, np.ndar
     return recency, frequency, money
 
 
+@dataclass(frozen=True)
+class Share:
+    """One worker's share of one pass (segment `worker` of `workers` of the roster scan) and how far it got: the
+    input and the output of a Map iteration's task. `step` counts the invocations that stored a state for it (0:
+    none yet); `start_key` is where its scan continues."""
+
+    run_id: str
+    pass_number: int
+    worker: int
+    workers: int
+    step: int = 0
+    start_key: dict[str, Any] | None = None
+    done: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "pass": self.pass_number,
+            "worker": self.worker,
+            "workers": self.workers,
+            "step": self.step,
+            "start_key": self.start_key,
+            "done": self.done,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Share:
+        start_key = raw.get("start_key")
+        return cls(
+            run_id=str(raw["run_id"]),
+            pass_number=int(raw["pass"]),
+            worker=int(raw["worker"]),
+            workers=int(raw["workers"]),
+            step=int(raw.get("step", 0)),
+            start_key=dict(start_key) if start_key else None,
+            done=bool(raw.get("done", False)),
+        )
+
+
+def _shares(run_id: str, pass_number: int, workers: int) -> list[dict[str, Any]]:
+    return [Share(run_id, pass_number, worker, workers).to_json() for worker in range(workers)]
+
+
 class SegmentRefresh:
-    """Carries out refresh runs. `time_left` says how many seconds the current invocation has left."""
+    """The refresh's steps. `time_left` says how many seconds the current invocation has left."""
 
     def __init__(
         self,
         service: SegmentationService,
-        queue: WorkQueue,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         page_size: int = PAGE_SIZE,
@@ -290,68 +338,110 @@ class SegmentRefresh:
     ):
         self.service = service
         self.store = service.segments
-        self.queue = queue
         self._clock = clock
         self._page_size = page_size
         self._reserve = reserve_seconds
-        self._max_pages = max_pages  # a step's page budget (tests force checkpoints with it)
+        self._max_pages = max_pages  # a step's page budget (tests force continuations with it)
 
-    # ---- start ----------------------------------------------------------------------------------------
+    def handle(
+        self,
+        task: Mapping[str, Any],
+        *,
+        workers: int,
+        still_running: Callable[[str], bool],
+        time_left: Callable[[], float] = lambda: float("inf"),
+    ) -> dict[str, Any]:
+        """Run the step a task of the state machine names (`{"step": "scan", "share": {...}}`); its answer is the
+        task's output. `workers` is the default number of shares of a scheduled run."""
+        step = task.get("step")
+        if step == "begin":
+            return self.begin(task.get("event") or {}, str(task["execution"]), workers, still_running)
+        if step == "scan":
+            return self.scan(Share.from_json(task["share"]), time_left).to_json()
+        if step == "merge":
+            return self.merge(str(task["run_id"]), [Share.from_json(share) for share in task["shares"]])
+        if step == "score":
+            return self.score(Share.from_json(task["share"]), time_left).to_json()
+        if step == "finish":
+            return self.finish(str(task["run_id"]), [Share.from_json(share) for share in task["shares"]])
+        raise InvalidRequest(f"no refresh step {step!r}", field="step")
 
-    def start(self, run_id: str, as_of: datetime, workers: int, requested_by: str) -> tuple[dict[str, Any], bool]:
-        return self.service.start_refresh(self.queue, run_id, as_of, workers, requested_by)
+    # ---- begin ------------------------------------------------------------------------------------------------
 
-    # ---- work -------------------------------------------------------------------------------------------
-
-    def work(self, message: WorkMessage, time_left: Callable[[], float] = lambda: float("inf")) -> None:
-        item = self.store.get_run(message.run_id)
-        if item is None or item["status"] in ("complete", "failed"):
-            logger.info("refresh message for a run that is over or unknown", extra=message.body())
-            return
-        run = _Run.of(item)
-        if message.pass_number == 2 and run.cut_points is None and item["status"] == "scanning":
-            raise RuntimeError(f"pass two of {run.run_id} before its pass one finished")
-        part = self.store.get_part(run.run_id, message.pass_number, message.worker)
-        if part is not None and part.get("done"):
-            self._advance(run.run_id, message)  # the finisher may have died before advancing the run
-            return
-        recorded_step = int(part["step"]) if part else 0
-        if recorded_step > message.step:  # a later step is recorded; its message may have been lost
-            self.queue.send([WorkMessage(run.run_id, message.pass_number, message.worker, recorded_step).body()])
-            return
-        if recorded_step < message.step:
-            logger.warning("refresh message ahead of its checkpoint; dropped", extra=message.body())
-            return
-        start_key = json.loads(part["start_key"]) if part and part.get("start_key") else None
-        if message.pass_number == 1:
-            self._pass_one(run, message, part["state"] if part else None, start_key, time_left)
+    def begin(
+        self, event: Mapping[str, Any], execution: str, workers: int, still_running: Callable[[str], bool]
+    ) -> dict[str, Any]:
+        """Record the run under this execution and hand out pass one's shares. The execution's input is either a
+        run the admin API recorded (`{"run_id": ...}`) or the nightly schedule's event (one run per UTC day, as of
+        the moment it fired). `proceed` is False when the run belongs to another execution (a schedule delivered
+        twice) or is over: this execution then ends without doing anything."""
+        if event.get("run_id"):
+            run_id = str(event["run_id"])
+            item = self.store.get_run(run_id)
+            if item is None:
+                raise RefreshNotFound(f"no refresh {run_id!r} recorded for execution {execution}")
         else:
-            self._pass_two(run, message, part["state"] if part else None, start_key, time_left)
+            fired = datetime.fromisoformat(str(event.get("time") or self._clock().isoformat()).replace("Z", "+00:00"))
+            item, created = self.service.new_run(
+                scheduled_run_id(fired),
+                fired,
+                workers,
+                "schedule",
+                execution_arn=execution,
+                still_running=still_running,
+            )
+            run_id = str(item["run_id"])
+            logger.info("segment refresh %s", "recorded" if created else "already recorded", extra={"run": run_id})
+        if item.get("execution_arn") != execution or item["status"] in FINISHED:
+            return {"run_id": run_id, "proceed": False, "shares": []}
+        return {"run_id": run_id, "proceed": True, "shares": _shares(run_id, 1, int(item["workers"]))}
 
-    def _pages(
-        self, run: _Run, message: WorkMessage, start_key: dict[str, Any] | None, time_left: Callable[[], float]
-    ) -> Any:
-        """Yield (items, next_key, out_of_time) for this worker's share, page by page."""
+    # ---- the shares -------------------------------------------------------------------------------------------
+
+    def _run(self, run_id: str) -> _Run:
+        item = self.store.get_run(run_id)
+        if item is None:
+            raise RefreshNotFound(f"no refresh {run_id!r}")
+        return _Run.of(item)
+
+    def _pages(self, share: Share, time_left: Callable[[], float]) -> Any:
+        """Yield (items, next_key, out_of_time) for this share, page by page."""
         pages = 0
-        key = start_key
+        key = share.start_key
         while True:
-            items, key = self.store.scan_roster(message.worker, run.workers, key, self._page_size)
+            items, key = self.store.scan_roster(share.worker, share.workers, key, self._page_size)
             pages += 1
             out_of_time = time_left() < self._reserve or (self._max_pages is not None and pages >= self._max_pages)
             yield items, key, out_of_time
             if key is None or out_of_time:
                 return
 
-    def _pass_one(
-        self,
-        run: _Run,
-        message: WorkMessage,
-        state: str | None,
-        start_key: dict[str, Any] | None,
-        time_left: Callable[[], float],
-    ) -> None:
-        scan = ScanState.from_json(state) if state else ScanState()
-        for items, key, out_of_time in self._pages(run, message, start_key, time_left):
+    def _state(self, share: Share) -> str | None:
+        if share.step == 0:
+            return None
+        state = self.store.share_state(share.run_id, share.pass_number, share.worker, share.step)
+        if state is None:
+            raise RuntimeError(f"no state stored for step {share.step} of {share}")
+        return state
+
+    def _hand_on(self, share: Share, state: str, key: dict[str, Any] | None) -> Share:
+        """The share's output: a continuation (state stored for the next step, where the scan stopped), or the
+        share done (its final state recorded once)."""
+        now = self._clock()
+        if key is not None:
+            step = share.step + 1
+            self.store.put_share_state(share.run_id, share.pass_number, share.worker, step, state, now)
+            return Share(share.run_id, share.pass_number, share.worker, share.workers, step, key)
+        if not self.store.finish_share(share.run_id, share.pass_number, share.worker, state, now):
+            logger.info("share already finished; its first final state stands", extra=share.to_json())
+        return Share(share.run_id, share.pass_number, share.worker, share.workers, share.step, None, done=True)
+
+    def scan(self, share: Share, time_left: Callable[[], float] = lambda: float("inf")) -> Share:
+        """Pass one for a share, until it is done or the invocation runs short of time."""
+        run = self._run(share.run_id)
+        stored = self._state(share)
+        scan = ScanState.from_json(stored) if stored else ScanState()
+        for items, key, out_of_time in self._pages(share, time_left):
             if items:
                 features = [features_of(item, run.as_of, run.config) for item in items]
                 summary = scan.summary.merge(rfm.summarize(*_rfm_inputs(features)))
@@ -361,33 +451,60 @@ class SegmentRefresh:
                     sample = sample.add([row for row in rows if row is not None])
                 scan = ScanState(summary, sample)
             if key is not None and out_of_time:
-                self._continue(run, message, scan.to_json(), key)
-                return
-        if self.store.finish_part(run.run_id, 1, message.worker, message.step, scan.to_json()):
-            self._advance(run.run_id, message)
+                return self._hand_on(share, scan.to_json(), key)
+        return self._hand_on(share, scan.to_json(), None)
 
-    def _pass_two(
-        self,
-        run: _Run,
-        message: WorkMessage,
-        state_text: str | None,
-        start_key: dict[str, Any] | None,
-        time_left: Callable[[], float],
-    ) -> None:
-        state = (
-            ScoringState.from_json(state_text)
-            if state_text
-            else ScoringState(kpis=KpiTable.of(run.as_of, run.config.kpis))
-        )
+    def _final_states(self, shares: Sequence[Share], pass_number: int) -> list[str]:
+        states = []
+        for share in shares:
+            if share.pass_number != pass_number or not share.done:
+                raise InvalidRequest(f"share {share} is not a finished share of pass {pass_number}", field="shares")
+            state = self.store.share_state(share.run_id, pass_number, share.worker, None)
+            if state is None:
+                raise RuntimeError(f"no final state recorded for {share}")
+            states.append(state)
+        return states
+
+    def merge(self, run_id: str, shares: Sequence[Share]) -> dict[str, Any]:
+        """Merge pass one's shares into the cut points, fit the model, publish both; hand out pass two's shares.
+        A retried merge finds the run scoring and publishes what the first attempt recorded."""
+        item = self.store.get_run(run_id)
+        if item is None:
+            raise RefreshNotFound(f"no refresh {run_id!r}")
+        if item["status"] == "scanning":
+            merged = ScanState()
+            for state in self._final_states(shares, 1):
+                merged = merged.merge(ScanState.from_json(state))
+            cut_points = merged.summary.cut_points()
+            model = fit_model(merged.sample, run_id, str(item["as_of"]))
+            self.store.update_run(
+                run_id,
+                expect_status="scanning",
+                status="scoring",
+                cut_points=cut_points.model_dump_json() if cut_points else "",
+                model=model.model_dump_json() if model else "",
+                members_read=merged.summary.members,
+            )
+            item = self.store.get_run(run_id) or item
+        run = _Run.of(item)
+        if item["status"] == "scoring":
+            self.service.publish_cut_points(
+                PublishedCutPoints(run_id, timestamp(run.as_of), run.cut_points, model=run.model)
+            )
+        return {"run_id": run_id, "shares": _shares(run_id, 2, run.workers)}
+
+    def score(self, share: Share, time_left: Callable[[], float] = lambda: float("inf")) -> Share:
+        """Pass two for a share, until it is done or the invocation runs short of time."""
+        run = self._run(share.run_id)
+        stored = self._state(share)
+        state = ScoringState.from_json(stored) if stored else ScoringState(kpis=KpiTable.of(run.as_of, run.config.kpis))
         source = f"refresh:{run.run_id}"
-        for items, key, out_of_time in self._pages(run, message, start_key, time_left):
+        for items, key, out_of_time in self._pages(share, time_left):
             if items:
                 self._score_page(run, items, state, source)
             if key is not None and out_of_time:
-                self._continue(run, message, state.to_json(), key)
-                return
-        if self.store.finish_part(run.run_id, 2, message.worker, message.step, state.to_json()):
-            self._advance(run.run_id, message)
+                return self._hand_on(share, state.to_json(), key)
+        return self._hand_on(share, state.to_json(), None)
 
     def _score_page(self, run: _Run, items: list[dict[str, Any]], state: ScoringState, source: str) -> None:
         features = [features_of(item, run.as_of, run.config) for item in items]
@@ -424,60 +541,28 @@ class SegmentRefresh:
             state.sizes.update(after)
             state.kpis.add(kpi_groups(member.tier, after), member_kpis(current, run.as_of, run.config.kpis))
 
-    def _continue(self, run: _Run, message: WorkMessage, state: str, key: dict[str, Any]) -> None:
-        if self.store.checkpoint(run.run_id, message.pass_number, message.worker, message.step, state, key):
-            self.queue.send([WorkMessage(run.run_id, message.pass_number, message.worker, message.step + 1).body()])
+    # ---- finish -----------------------------------------------------------------------------------------------
 
-    # ---- advancing the run ------------------------------------------------------------------------------
-
-    def _advance(self, run_id: str, message: WorkMessage) -> None:
-        """Move the run on when every worker has finished the pass. Safe to call any number of times: each move
-        is a conditional write, and what follows it is idempotent. Sending pass two's messages is claimed by one
-        worker's message (two last finishers would both send them otherwise); a redelivery of that message
-        sends them again if its first delivery died before recording them sent."""
+    def finish(self, run_id: str, shares: Sequence[Share]) -> dict[str, Any]:
+        """Sum pass two's shares, write the size history and the KPIs, complete the run and free the slot. A
+        retried finish keeps the first attempt's completion moment, so it rewrites the same items."""
         item = self.store.get_run(run_id)
         if item is None:
-            return
-        workers = int(item["workers"])
-        status = item["status"]
-        if status == "scanning" and int(item.get("pass1_done", 0)) >= workers:
-            merged = ScanState()
-            for part in self.store.finished_parts(run_id, 1):
-                merged = merged.merge(ScanState.from_json(part["state"]))
-            cut_points = merged.summary.cut_points()
-            model = fit_model(merged.sample, run_id, str(item["as_of"]))
-            self.store.update_run(
-                run_id,
-                expect_status="scanning",
-                status="scoring",
-                cut_points=cut_points.model_dump_json() if cut_points else "",
-                model=model.model_dump_json() if model else "",
-                members_read=merged.summary.members,
-            )
-            item = self.store.get_run(run_id) or item
-            status = item["status"]
-        claimant = f"{message.pass_number}:{message.worker}"
-        if status == "scoring" and not item.get("pass2_sent") and self.store.claim_run_step(run_id, "pass2", claimant):
-            run = _Run.of(item)
-            self.service.publish_cut_points(
-                PublishedCutPoints(run_id, timestamp(run.as_of), run.cut_points, model=run.model)
-            )
-            pending = [w for w in range(workers) if not (self.store.get_part(run_id, 2, w) or {}).get("done")]
-            self.queue.send([WorkMessage(run_id, 2, worker).body() for worker in pending])
-            self.store.update_run(run_id, pass2_sent=True)
-            return
-        if status == "scoring" and int(item.get("pass2_done", 0)) >= workers:
+            raise RefreshNotFound(f"no refresh {run_id!r}")
+        if item["status"] == "scoring":
             self.store.update_run(run_id, expect_status="scoring", status="finishing", completed_at=self._clock())
             item = self.store.get_run(run_id) or item
-            status = item["status"]
-        if status == "finishing":
-            self._finish(item)
+        if item["status"] == "finishing":
+            total = ScoringState()
+            for state in self._final_states(shares, 2):
+                total = total.merge(ScoringState.from_json(state))
+            self._finish(item, total)
+            item = self.store.get_run(run_id) or item
+        self.store.release_slot(run_id)
+        return {"run_id": run_id, "status": item["status"]}
 
-    def _finish(self, item: Mapping[str, Any]) -> None:
+    def _finish(self, item: Mapping[str, Any], total: ScoringState) -> None:
         run = _Run.of(item)
-        total = ScoringState()
-        for part in self.store.finished_parts(run.run_id, 2):
-            total = total.merge(ScoringState.from_json(part["state"]))
         completed_at = datetime.fromisoformat(str(item["completed_at"]).replace("Z", "+00:00"))
         catalog = segment_catalog(run.config)
         self.store.put_segment_sizes(
@@ -506,4 +591,3 @@ class SegmentRefresh:
             changes=total.changes,
             stale_members=total.stale_members,
         )
-        self.store.release_lease(run.run_id)

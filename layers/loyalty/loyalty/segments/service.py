@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +33,7 @@ from loyalty.segments.ports import (
     AppliedChange,
     Membership,
     PublishedCutPoints,
-    RefreshMessages,
+    RunExecutions,
     SegmentRepository,
     StaleMember,
 )
@@ -42,7 +41,6 @@ from loyalty.segments.prediction import MemberPrediction, PredictionModel, membe
 from loyalty.segments.rules import SegmentDefinition
 
 MAX_REEVALUATIONS = 5
-REFRESH_LEASE = timedelta(hours=2)  # a run that has not finished by then no longer blocks the next one
 MANUAL_AS_OF_AHEAD = timedelta(minutes=5)  # a run started by hand may be as of a moment this far past our clock
 
 
@@ -73,20 +71,8 @@ def invalid_document(error: ValidationError) -> InvalidRequest:
     return failure
 
 
-@dataclass(frozen=True)
-class WorkMessage:
-    run_id: str
-    pass_number: int
-    worker: int
-    step: int = 0
-
-    def body(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "pass": self.pass_number, "worker": self.worker, "step": self.step}
-
-    @classmethod
-    def parse(cls, body: str | Mapping[str, Any]) -> WorkMessage:
-        raw = json.loads(body) if isinstance(body, str) else dict(body)
-        return cls(str(raw["run_id"]), int(raw["pass"]), int(raw["worker"]), int(raw.get("step", 0)))
+FINISHED = ("complete", "failed")
+ENDED_EXECUTION = ("FAILED", "TIMED_OUT", "ABORTED")
 
 
 class SegmentationService:
@@ -272,20 +258,31 @@ class SegmentationService:
             "segments": {k.removeprefix("segment:"): v for k, v in sorted(kpis.items()) if k.startswith("segment:")},
         }
 
-    # ---- refresh runs (started here, carried out by loyalty.segments.refresh) -----------------------------
+    # ---- refresh runs (started here, carried out by the state machine's tasks: loyalty.segments.refresh) --------
 
-    def refresh_run(self, run_id: str) -> dict[str, Any]:
+    def refresh_run(self, run_id: str, executions: RunExecutions | None = None) -> dict[str, Any]:
         run = self.segments.get_run(run_id)
         if run is None:
             raise RefreshNotFound(f"no refresh {run_id!r}", field="run_id")
-        return public_run(run)
+        return public_run(run, _execution_status(run, executions))
 
-    def refresh_runs(self, limit: int) -> list[dict[str, Any]]:
-        return [public_run(run) for run in self.segments.list_runs(limit)]
+    def refresh_runs(self, limit: int, executions: RunExecutions | None = None) -> list[dict[str, Any]]:
+        return [public_run(run, _execution_status(run, executions)) for run in self.segments.list_runs(limit)]
 
-    def new_run(self, run_id: str, as_of: datetime, workers: int, requested_by: str) -> tuple[dict[str, Any], bool]:
-        """Record a run (snapshotting the document, so every worker segments by the same rules) and take the
-        one-at-a-time lease. (run, created): the same run id again returns the recorded run."""
+    def new_run(
+        self,
+        run_id: str,
+        as_of: datetime,
+        workers: int,
+        requested_by: str,
+        *,
+        execution_arn: str = "",
+        still_running: Callable[[str], bool] = lambda _arn: True,
+    ) -> tuple[dict[str, Any], bool]:
+        """Record a run (snapshotting the document, so every share segments by the same rules) under the execution
+        that carries it, and take the one-run-at-a-time slot. (run, created): the same run id again returns the
+        recorded run. `still_running` asks Step Functions whether the execution of the run holding the slot still
+        runs (without it, a held slot is taken to be in use)."""
         now = self._clock()
         config = self.segments.get_config()
         run = {
@@ -295,21 +292,26 @@ class SegmentationService:
             "workers": workers,
             "requested_by": requested_by,
             "started_at": timestamp(now),
+            "execution_arn": execution_arn,
             "config": config.model_dump_json(),
             "config_version": config.version,
             "pass1_done": 0,
             "pass2_done": 0,
         }
-        return self.segments.create_run(run, stale_before=now - REFRESH_LEASE)
+        return self.segments.create_run(run, still_running=still_running)
 
     def start_refresh(
-        self, queue: RefreshMessages, run_id: str, as_of: datetime, workers: int, requested_by: str
+        self, executions: RunExecutions, run_id: str, as_of: datetime, workers: int, requested_by: str
     ) -> tuple[dict[str, Any], bool]:
-        """Start a run, or return the one already recorded under `run_id` (created False). A run recorded but not
-        yet begun (its start died before sending) gets its pass-one messages again; duplicates are harmless."""
-        run, created = self.new_run(run_id, as_of, workers, requested_by)
-        if created or (run["status"] == "scanning" and int(run.get("pass1_done", 0)) == 0):
-            queue.send([WorkMessage(run_id, 1, worker).body() for worker in range(int(run["workers"]))])
+        """Record a run and start its execution (named by the run id), or return the run already recorded under
+        `run_id` (created False). A run recorded but not yet carried (its start died before StartExecution) is
+        started again; Step Functions runs one execution per name, so a repeated start runs nothing twice."""
+        arn = executions.execution_arn(run_id)
+        run, created = self.new_run(
+            run_id, as_of, workers, requested_by, execution_arn=arn, still_running=executions.is_running
+        )
+        if run.get("execution_arn") == arn and run["status"] not in FINISHED:
+            executions.start(run_id, {"run_id": run_id})
         return public_run(run), created
 
     def publish_cut_points(self, published: PublishedCutPoints) -> None:
@@ -382,10 +384,21 @@ _PUBLIC_RUN_FIELDS = (
 )
 
 
-def public_run(run: Mapping[str, Any]) -> dict[str, Any]:
+def _execution_status(run: Mapping[str, Any], executions: RunExecutions | None) -> str | None:
+    """What Step Functions says of an unfinished run's execution (None: not asked, or no such execution)."""
+    if executions is None or run.get("status") in FINISHED or not run.get("execution_arn"):
+        return None
+    return executions.status(str(run["execution_arn"]))
+
+
+def public_run(run: Mapping[str, Any], execution_status: str | None = None) -> dict[str, Any]:
     """A run item as the admin API shows it: progress and counts, the RFM cut points and the prediction model the
-    run fitted at the end of pass one (`model`: null before then, and when it fitted none; docs/prediction.md)."""
+    run fitted at the end of pass one (`model`: null before then, and when it fitted none; docs/prediction.md).
+    The record's status is kept by the run's tasks; a run whose execution ended without finishing it (failed after
+    its retries, timed out, stopped) is shown as failed."""
     public = {name: run.get(name) for name in _PUBLIC_RUN_FIELDS}
+    if execution_status in ENDED_EXECUTION and public["status"] not in FINISHED:
+        public["status"] = "failed"
     for name in (
         "workers",
         "config_version",

@@ -1,5 +1,5 @@
 """The segmentation items of the loyalty table (docs/refresh.md): the segmentation document, the cut points the last
-refresh published, memberships and their events, refresh runs and their workers' parts, and size history.
+refresh published, memberships and their events, refresh runs and the states their shares hand on, and size history.
 
 Membership changes are the one write that must be exactly once: a member's segment set lives on the member item
 (`segments`, `segments_version`), and each change is ONE transaction that moves that set, puts or deletes the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,7 @@ from loyalty.segments.rfm import RfmCutPoints
 MEMBERSHIP_INDEX = "SegmentMembers"  # its hash key is "<segment id>#<membership_shard>", its range key the member id
 CHANGES_PER_TRANSACTION = CHANGES_PER_WRITE  # 1 member update + 2 items per change <= 100, DynamoDB's limit
 SEGMENT_EVENT_TTL_SECONDS = 7 * 24 * 3600  # event items only exist to reach the stream
+SHARE_STATE_TTL_SECONDS = 30 * 24 * 3600  # a refresh's share states outlive its run only to be looked at
 
 
 class SegmentStore:
@@ -296,57 +297,78 @@ class SegmentStore:
     def get_member_item(self, member_id: str) -> dict[str, Any] | None:
         return self._io.get(member_key(member_id))
 
-    # ---- refresh runs ----------------------------------------------------------------------------------------
+    # ---- refresh runs ------------------------------------------------------------------------------------------
 
-    def create_run(self, run: dict[str, Any], *, stale_before: datetime) -> tuple[dict[str, Any], bool]:
-        """Record a new run and take the one-run-at-a-time lease, or return the run already recorded under this id
-        (created False). A different run holding a lease newer than `stale_before` raises RefreshInProgress."""
+    def create_run(self, run: dict[str, Any], *, still_running: Callable[[str], bool]) -> tuple[dict[str, Any], bool]:
+        """Record a new run and take the one-run-at-a-time slot (`SEGMENTS` / `ACTIVE_REFRESH`, naming the run and
+        its execution), or return the run already recorded under this id (created False).
+
+        The slot is released by the run's last task. A run whose execution ended without getting there (it failed,
+        timed out or was stopped) leaves it held; Step Functions is asked, through `still_running(execution arn)`,
+        whether that execution still runs: if it does, RefreshInProgress; if not, the slot is taken over (on the
+        condition that it still names that run) and the abandoned run is recorded as failed."""
         run_id = run["run_id"]
-        items = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {**key(f"REFRESH#{run_id}", "RUN"), **to_item(run)},
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {
-                        **key("REFRESHES", f"{run['started_at']}#{run_id}"),
-                        **to_item({"run_id": run_id}),
-                    },
-                }
-            },
-            {
+        held: dict[str, Any] | None = None
+        for _ in range(3):
+            slot: dict[str, Any] = {
                 "Put": {
                     "TableName": self._table,
                     "Item": {
                         **key("SEGMENTS", "ACTIVE_REFRESH"),
-                        **to_item({"run_id": run_id, "started_at": run["started_at"]}),
+                        **to_item(
+                            {"run_id": run_id, "execution_arn": run["execution_arn"], "started_at": run["started_at"]}
+                        ),
                     },
-                    "ConditionExpression": "attribute_not_exists(PK) OR started_at < :stale",
-                    "ExpressionAttributeValues": {":stale": {"S": timestamp(stale_before)}},
+                    "ConditionExpression": "attribute_not_exists(PK)",
                 }
-            },
-        ]
-        try:
-            self._io.transact(items)
+            }
+            if held is not None:
+                slot["Put"]["ConditionExpression"] = "run_id = :held"
+                slot["Put"]["ExpressionAttributeValues"] = {":held": {"S": str(held["run_id"])}}
+            items = [
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {**self._run_key(run_id), **to_item(run)},
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {**key("REFRESHES", f"{run['started_at']}#{run_id}"), **to_item({"run_id": run_id})},
+                    }
+                },
+                slot,
+            ]
+            try:
+                self._io.transact(items)
+            except Cancelled as cancelled:
+                existing = self.get_run(run_id)
+                if existing is not None:
+                    return existing, False
+                if not cancelled.failed(2):
+                    raise
+                held = self.active_run()
+                if held is None:
+                    continue  # released meanwhile: try again for a free slot
+                if still_running(str(held.get("execution_arn") or "")):
+                    raise RefreshInProgress(
+                        f"refresh {held['run_id']} is still running", details={"run_id": held["run_id"]}
+                    ) from None
+                self.update_run(str(held["run_id"]), unless_status="complete", status="failed")
+                continue
+            if held is not None:
+                self.update_run(str(held["run_id"]), unless_status="complete", status="failed")
             return run, True
-        except Cancelled as cancelled:
-            existing = self.get_run(run_id)
-            if existing is not None:
-                return existing, False
-            if cancelled.failed(2):
-                active = self._io.get(key("SEGMENTS", "ACTIVE_REFRESH")) or {}
-                raise RefreshInProgress(
-                    f"refresh {active.get('run_id')} is still running", details={"run_id": active.get("run_id")}
-                ) from None
-            raise
+        raise RefreshInProgress("the refresh slot kept changing hands; retry")
 
-    def release_lease(self, run_id: str) -> None:
-        # Another run that took over a stale lease keeps it: the condition leaves their lease alone.
+    def active_run(self) -> dict[str, Any] | None:
+        """The run that holds the one-run-at-a-time slot, if any: {run_id, execution_arn, started_at}."""
+        return self._io.get(key("SEGMENTS", "ACTIVE_REFRESH"))
+
+    def release_slot(self, run_id: str) -> None:
+        # A run that took the slot over from this one keeps it: the condition leaves theirs alone.
         with contextlib.suppress(self._client.exceptions.ConditionalCheckFailedException):
             self._client.delete_item(
                 TableName=self._table,
@@ -355,8 +377,12 @@ class SegmentStore:
                 ExpressionAttributeValues={":run": {"S": run_id}},
             )
 
+    @staticmethod
+    def _run_key(run_id: str) -> dict[str, Any]:
+        return key(f"REFRESH#{run_id}", "RUN")
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        return self._io.get(key(f"REFRESH#{run_id}", "RUN"))
+        return self._io.get(self._run_key(run_id))
 
     def list_runs(self, limit: int) -> list[dict[str, Any]]:
         page = self._client.query(
@@ -369,106 +395,62 @@ class SegmentStore:
         runs = (self.get_run(str(from_item(raw)["run_id"])) for raw in page.get("Items", []))
         return [run for run in runs if run is not None]
 
-    def update_run(self, run_id: str, *, expect_status: str | None = None, **values: Any) -> bool:
-        """SET `values` on the run; with `expect_status`, only if the run is in that status. True if written."""
+    def update_run(
+        self, run_id: str, *, expect_status: str | None = None, unless_status: str | None = None, **values: Any
+    ) -> bool:
+        """SET `values` on the run; with `expect_status`, only if the run is in that status; with `unless_status`,
+        only if it is not. True if written."""
         names = {f"#a{i}": name for i, name in enumerate(values)}
         encoded = to_item({f":v{i}": value for i, value in enumerate(values.values())})
         request: dict[str, Any] = {
             "TableName": self._table,
-            "Key": key(f"REFRESH#{run_id}", "RUN"),
+            "Key": self._run_key(run_id),
             "UpdateExpression": "SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(values))),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": encoded,
             "ConditionExpression": "attribute_exists(PK)",
         }
-        if expect_status is not None:
-            request["ConditionExpression"] += " AND #status = :expected"
-            request["ExpressionAttributeNames"]["#status"] = "status"
-            request["ExpressionAttributeValues"][":expected"] = {"S": expect_status}
+        for status, condition, placeholder in (
+            (expect_status, " AND #status = :expected", ":expected"),
+            (unless_status, " AND #status <> :unless", ":unless"),
+        ):
+            if status is not None:
+                request["ConditionExpression"] += condition
+                request["ExpressionAttributeNames"]["#status"] = "status"
+                request["ExpressionAttributeValues"][placeholder] = {"S": status}
         try:
             self._client.update_item(**request)
             return True
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
 
-    def claim_run_step(self, run_id: str, step: str, claimant: str) -> bool:
-        """Claim one step of moving the run on (e.g. sending pass two's messages) for `claimant`. True if this
-        claimant holds it: newly, or again after its own redelivery (so a claimant that died mid-step redoes it)."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=key(f"REFRESH#{run_id}", "RUN"),
-                UpdateExpression="SET #step = :claimant",
-                ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(#step) OR #step = :claimant)",
-                ExpressionAttributeNames={"#step": f"{step}_claimed_by"},
-                ExpressionAttributeValues={":claimant": {"S": claimant}},
-            )
-            return True
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-
-    # ---- a worker's part of a pass ------------------------------------------------------------------------
+    # ---- a share's state (what a Map iteration returns a pointer to) -----------------------------------------
 
     @staticmethod
-    def _part_key(run_id: str, pass_number: int, worker: int) -> dict[str, Any]:
-        return key(f"REFRESH#{run_id}", f"PART#{pass_number}#{worker:04d}")
+    def _share_key(run_id: str, pass_number: int, worker: int, step: int | None) -> dict[str, Any]:
+        suffix = "DONE" if step is None else f"{step:06d}"
+        return key(f"REFRESH#{run_id}", f"PART#{pass_number}#{worker:04d}#{suffix}")
 
-    def get_part(self, run_id: str, pass_number: int, worker: int) -> dict[str, Any] | None:
-        return self._io.get(self._part_key(run_id, pass_number, worker))
+    def put_share_state(self, run_id: str, pass_number: int, worker: int, step: int, state: str, now: datetime) -> None:
+        """A share's state after `step` steps, for its continuation. One item per step: a task retried after writing
+        it writes the same step again, and never overwrites the state its own input points at."""
+        values = {"run_id": run_id, "state": state, TTL_ATTRIBUTE: int(now.timestamp()) + SHARE_STATE_TTL_SECONDS}
+        self._client.put_item(
+            TableName=self._table, Item={**self._share_key(run_id, pass_number, worker, step), **to_item(values)}
+        )
 
-    def checkpoint(
-        self, run_id: str, pass_number: int, worker: int, step: int, state: str, start_key: dict[str, Any] | None
-    ) -> bool:
-        """Record a worker's progress after `step` (state so far, where to continue) as step + 1. False when that
-        step was already recorded: another delivery of the same message got there first."""
-        values = {
-            "run_id": run_id,
-            "pass_number": pass_number,
-            "worker": worker,
-            "step": step + 1,
-            "done": False,
-            "state": state,
-            "start_key": json.dumps(start_key) if start_key else "",
-        }
-        request: dict[str, Any] = {
+    def finish_share(self, run_id: str, pass_number: int, worker: int, state: str, now: datetime) -> bool:
+        """A share's final state, and the run's count of finished shares of the pass (its progress), in one
+        transaction: a retried task finds the state recorded and counts nothing twice. False when it was."""
+        values = {"run_id": run_id, "state": state, TTL_ATTRIBUTE: int(now.timestamp()) + SHARE_STATE_TTL_SECONDS}
+        put = {
             "TableName": self._table,
-            "Item": {**self._part_key(run_id, pass_number, worker), **to_item(values)},
+            "Item": {**self._share_key(run_id, pass_number, worker, None), **to_item(values)},
+            "ConditionExpression": "attribute_not_exists(PK)",
         }
-        if step == 0:
-            request["ConditionExpression"] = "attribute_not_exists(PK)"
-        else:
-            request["ConditionExpression"] = "step = :step AND done = :false"
-            request["ExpressionAttributeValues"] = {":step": {"N": str(step)}, ":false": {"BOOL": False}}
-        try:
-            self._client.put_item(**request)
-            return True
-        except self._client.exceptions.ConditionalCheckFailedException:
-            return False
-
-    def finish_part(self, run_id: str, pass_number: int, worker: int, step: int, state: str) -> bool:
-        """Record a worker's final state and count it on the run, in one transaction, so a retried worker can never
-        be counted twice. False when this part was already finished (or moved past `step`) by another delivery."""
-        values = {
-            "run_id": run_id,
-            "pass_number": pass_number,
-            "worker": worker,
-            "step": step + 1,
-            "done": True,
-            "state": state,
-            "start_key": "",
-        }
-        put: dict[str, Any] = {
-            "TableName": self._table,
-            "Item": {**self._part_key(run_id, pass_number, worker), **to_item(values)},
-        }
-        if step == 0:
-            put["ConditionExpression"] = "attribute_not_exists(PK)"
-        else:
-            put["ConditionExpression"] = "step = :step AND done = :false"
-            put["ExpressionAttributeValues"] = {":step": {"N": str(step)}, ":false": {"BOOL": False}}
         count = {
             "TableName": self._table,
-            "Key": key(f"REFRESH#{run_id}", "RUN"),
+            "Key": self._run_key(run_id),
             "UpdateExpression": "ADD #done :one",
             "ExpressionAttributeNames": {"#done": f"pass{pass_number}_done"},
             "ExpressionAttributeValues": {":one": {"N": "1"}},
@@ -480,25 +462,10 @@ class SegmentStore:
         except Cancelled:
             return False
 
-    def finished_parts(self, run_id: str, pass_number: int) -> Iterator[dict[str, Any]]:
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": f"REFRESH#{run_id}"},
-                ":prefix": {"S": f"PART#{pass_number}#"},
-            },
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._client.query(**request)
-            for raw in page.get("Items", []):
-                item = from_item(raw)
-                if item.get("done"):
-                    yield item
-            if "LastEvaluatedKey" not in page:
-                return
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    def share_state(self, run_id: str, pass_number: int, worker: int, step: int | None) -> str | None:
+        """The state stored after `step` steps of a share (None: its final state)."""
+        item = self._io.get(self._share_key(run_id, pass_number, worker, step))
+        return str(item["state"]) if item else None
 
     # ---- results -------------------------------------------------------------------------------------------
 
