@@ -13,6 +13,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from loyalty.core.observability import invocation, metrics, record_refresh_run
 from loyalty.core.settings import settings
 from loyalty.runtime import refresh_executions, segment_refresh, segmentation_service
+from loyalty.segments.refresh import SegmentRefresh
+
+
+def steps() -> SegmentRefresh:
+    """The refresh's steps. SegmentRefresh is imported at the top, not only where runtime builds it, so a function
+    deployed without the analytics layer (numpy, scipy) fails its cold start rather than its first task
+    (tests/integration/test_lambda_layout.py)."""
+    return segment_refresh()
 
 
 def _run_figures(run_id: str) -> None:
@@ -30,7 +38,7 @@ def _run_figures(run_id: str) -> None:
 @metrics.log_metrics
 @invocation(correlation_id=lambda event: str(event.get("run_id") or "") or None)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    answer = segment_refresh().handle(
+    answer = steps().handle(
         event,
         workers=settings().refresh_workers,
         still_running=lambda arn: refresh_executions().is_running(arn),

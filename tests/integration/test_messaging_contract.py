@@ -1,5 +1,5 @@
-"""The bus and the queue: the in-memory twins (loyalty.adapters.memory.messaging) behave as the AWS adapters do on
-moto, so a service tested on the twins is tested on what it will meet. Each behaviour runs against both."""
+"""The bus: the in-memory twin (loyalty.adapters.memory.messaging) behaves as the EventBridge adapter does on moto,
+so what is tested on the twin is tested on what it will meet. Each behaviour runs against both."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ import pytest
 from moto import mock_aws
 
 from loyalty.adapters.eventbridge import EventPublisher
-from loyalty.adapters.memory.messaging import RecordingBus, RecordingQueue
-from loyalty.adapters.work_queue import WorkQueue
+from loyalty.adapters.memory.messaging import RecordingBus
 from loyalty.core.events import DomainEvent, EventType
-from loyalty.core.ports import EventBus, MessageQueue
+from loyalty.core.ports import EventBus
 
 REGION = "us-east-1"
 
@@ -26,12 +25,6 @@ REGION = "us-east-1"
 class Bus:
     port: EventBus
     delivered: Callable[[], list[dict[str, Any]]]  # the events that got through, as their consumers see them
-
-
-@dataclass
-class Queue:
-    port: MessageQueue
-    received: Callable[[], list[dict[str, Any]]]
 
 
 def _drain(sqs: Any, url: str) -> list[dict[str, Any]]:
@@ -64,18 +57,6 @@ def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
         yield Bus(EventPublisher(events, name), delivered)
 
 
-@pytest.fixture(params=["memory", "moto"])
-def queue(request: pytest.FixtureRequest) -> Iterator[Queue]:
-    if request.param == "memory":
-        memory = RecordingQueue()
-        yield Queue(memory, memory.receive)
-        return
-    with mock_aws():
-        sqs = boto3.client("sqs", region_name=REGION)
-        url = sqs.create_queue(QueueName=f"work-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-        yield Queue(WorkQueue(sqs, url), lambda: _drain(sqs, url))
-
-
 def event(number: int) -> DomainEvent:
     return DomainEvent(
         event_id=f"01JQ{number:022d}",
@@ -102,14 +83,6 @@ def test_publishing_nothing_is_accepted_and_delivers_nothing(bus: Bus) -> None:
     assert bus.delivered() == []
 
 
-def test_every_message_sent_is_received_as_the_json_it_was(queue: Queue) -> None:
-    messages = [{"run_id": "r-1", "part": n, "as_of": "2026-11-30", "nested": {"n": [n, n + 1]}} for n in range(25)]
-
-    queue.port.send(messages)
-
-    assert sorted(queue.received(), key=lambda m: m["part"]) == messages
-
-
 def test_the_twin_bus_refuses_what_it_is_told_to_and_still_accepts_the_rest() -> None:
     """What a refusal looks like to a caller (EventPublisher maps EventBridge's per-entry ErrorCode the same way:
     tests/integration/test_functions_events.py)."""
@@ -118,13 +91,3 @@ def test_the_twin_bus_refuses_what_it_is_told_to_and_still_accepts_the_rest() ->
 
     assert bus.publish([event(0), event(1), event(2)]) == [1]
     assert [e.event_id for e in bus.published] == [event(0).event_id, event(2).event_id]
-
-
-def test_the_twin_queue_raises_when_unavailable_and_keeps_nothing() -> None:
-    queue = RecordingQueue()
-    queue.unavailable = True
-
-    with pytest.raises(RuntimeError):
-        queue.send([{"n": 1}])
-    queue.unavailable = False
-    assert queue.receive() == []

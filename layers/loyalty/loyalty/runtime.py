@@ -12,11 +12,11 @@ from botocore.config import Config
 from loyalty.adapters.dynamodb.points_store import LoyaltyStore
 from loyalty.adapters.dynamodb.table import on_conflict_retried
 from loyalty.core.observability import count_conflict_retried
+from loyalty.core.ports import EventBus
 from loyalty.core.settings import settings
 from loyalty.points.service import LoyaltyService
 
 if TYPE_CHECKING:
-    from loyalty.adapters.eventbridge import EventPublisher
     from loyalty.adapters.step_functions import JobExecutions
     from loyalty.segments.refresh import SegmentRefresh
     from loyalty.segments.service import SegmentationService
@@ -75,7 +75,7 @@ def segment_refresh() -> SegmentRefresh:
 
 
 @lru_cache(maxsize=1)
-def event_publisher() -> EventPublisher:
+def event_publisher() -> EventBus:
     """Domain events out, on the program's bus (only the stream's publisher imports it)."""
     from loyalty.adapters.eventbridge import EventPublisher
 

@@ -1,11 +1,9 @@
-"""The bus and the queue in memory: they keep what they were given, in order, and can be told to refuse."""
+"""The bus in memory: it keeps what it was given, in order, and can be told to refuse."""
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from loyalty.core.events import DomainEvent
 
@@ -28,25 +26,3 @@ class RecordingBus:
                 else:
                     self.published.append(event)
         return failed
-
-
-class RecordingQueue:
-    """A MessageQueue that keeps each message as the JSON body SQS would carry, and hands them back in order."""
-
-    def __init__(self) -> None:
-        self._bodies: list[str] = []
-        self.unavailable = False  # True: every send raises, as an SQS outage does
-        self._lock = threading.Lock()
-
-    def send(self, messages: Sequence[Mapping[str, Any]]) -> None:
-        if self.unavailable:
-            raise RuntimeError(f"the queue refused {len(messages)} messages")
-        bodies = [json.dumps(message, separators=(",", ":"), sort_keys=True) for message in messages]
-        with self._lock:
-            self._bodies.extend(bodies)
-
-    def receive(self) -> list[dict[str, Any]]:
-        """Every message sent since the last receive, oldest first."""
-        with self._lock:
-            bodies, self._bodies = self._bodies, []
-        return [json.loads(body) for body in bodies]
