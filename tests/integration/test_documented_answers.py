@@ -14,6 +14,7 @@ import copy
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -27,8 +28,10 @@ from jsonschema import Draft202012Validator
 from moto import mock_aws
 
 from devstack.resources import create_resources
+from devstack.states import StepFunctionsServer, TemplateJob
 from devstack.template import Resolver, load_template
 from loyalty import runtime
+from loyalty.adapters.step_functions import JobExecutions
 from loyalty.points.activities import Purchase
 from loyalty.points.members import Enrollment
 from loyalty.points.rewards import Reward, RewardKind
@@ -196,27 +199,35 @@ def _purchase(member_id: str, amount: str, days_ago: int) -> None:
     assert runtime.loyalty_service().purchase(member_id, purchase).status == 201
 
 
-def _drain_refresh(world: World, queue_url: str) -> None:
-    """Deliver the refresh's work messages to the refresh function until the queue is empty."""
-    sqs = runtime.client("sqs")
+@contextmanager
+def _step_functions() -> Iterator[StepFunctionsServer]:
+    server = StepFunctionsServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _refresh_job(server: StepFunctionsServer, functions: dict[str, ModuleType]) -> TemplateJob:
+    """The template's refresh state machine on moto's interpreter, its tasks run by the refresh function; the
+    admin function and the refresh function start and ask about its executions."""
     refresh_function = load_handler("segment_refresh")
-    while True:
-        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-        messages = received.get("Messages", [])
-        if not messages:
-            return
-        records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
-        outcome = refresh_function.lambda_handler({"Records": records}, Context())
-        assert outcome == {"batchItemFailures": []}
-        sqs.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-        )
+    job = TemplateJob(
+        server,
+        TEMPLATE,
+        "SegmentRefreshStateMachine",
+        {"SegmentRefreshFunction": lambda event: refresh_function.lambda_handler(event, Context())},
+        stack_name=f"documented-answers-{uuid.uuid4().hex[:8]}",
+    )
+    executions = JobExecutions(server.client, job.state_machine_arn)
+    for module in (functions["admin_api"], refresh_function):
+        module.refresh_executions = lambda: executions  # type: ignore[attr-defined]
+    return job
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    with mock_aws(), pytest.MonkeyPatch.context() as patch:
+    with mock_aws(), pytest.MonkeyPatch.context() as patch, _step_functions() as server:
         resolver = Resolver(TEMPLATE, "documented-answers")
         create_resources(resolver, lambda service: boto3.client(service, region_name="us-east-1"))
         environment = _environment(resolver)
@@ -244,6 +255,7 @@ def world() -> Iterator[World]:
                 _purchase(member_id, amount, days_ago)
             members.append(member_id)
         world = World({name: load_handler(name) for name in FUNCTIONS}, members, "big-spenders", "")
+        job = _refresh_job(server, world.handlers)
         rule = {"name": "Big spenders", "rule": {"field": "spend_12m", "op": ">=", "value": 100}}
         assert (
             world.call(
@@ -264,9 +276,10 @@ def world() -> Iterator[World]:
         )
         assert started.status == 202, started.text
         world.run_id = started.body["run_id"]
-        _drain_refresh(world, environment["REFRESH_QUEUE_URL"])
+        job.wait(JobExecutions(server.client, job.state_machine_arn).execution_arn(world.run_id))
         assert runtime.segmentation_service().refresh_run(world.run_id)["status"] == "complete"
         yield world
+        job.close()
         runtime.reset()
 
 
