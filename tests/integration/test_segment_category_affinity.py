@@ -4,6 +4,7 @@ a refund takes them out again."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,7 +14,9 @@ from loyalty.adapters.dynamodb.segment_store import SegmentStore
 from loyalty.points.activities import LineItem, Purchase, Refund
 from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import Loyalty
-from tests.integration.test_segment_refresh import Harness, _memberships
+from tests.integration.test_segment_refresh import Harness, _memberships, harnesses, step_functions
+
+__all__ = ["harnesses", "step_functions"]  # the fixtures the refresh test runs on
 
 MAKEUP_FANS = {
     "segment_id": "makeup-fans",
@@ -65,20 +68,21 @@ def test_a_rule_segment_over_category_affinity_gets_the_member_who_bought_in_tha
 
 
 @pytest.mark.dynamodb_local
-def test_the_refresh_puts_category_buyers_in_the_rule_segment(loyalty: Loyalty) -> None:
+def test_the_refresh_puts_category_buyers_in_the_rule_segment(loyalty: Loyalty, request: pytest.FixtureRequest) -> None:
     if loyalty.backend == "moto":
         pytest.skip("the refresh runs on DynamoDB Local (test_segment_refresh.py explains why)")
+    # (the state machine's server is started only now: never while the moto backend's in-process mock is up)
+    harnesses: Callable[..., Harness] = request.getfixturevalue("harnesses")
     # Given the rule segment, a makeup buyer, a fragrance buyer, and a member who never bought
-    harness = Harness(loyalty)
+    harness = harnesses(loyalty)
     harness.service.put_rule_segment(MAKEUP_FANS)
     fan, other, idle = loyalty.enroll(), loyalty.enroll(), loyalty.enroll()
     yesterday = datetime.now(UTC) - timedelta(days=1)
     buy(loyalty, fan, "fan-1", {"makeup": "50", "hair": "49.99"}, yesterday)
     buy(loyalty, other, "other-1", {"fragrance": "120"}, yesterday)
 
-    # When a refresh runs over everyone, with two workers
-    harness.start("run-1", workers=2)
-    harness.drain()
+    # When a refresh's execution runs over everyone, with two shares
+    harness.run_to_end("run-1", workers=2)
 
     # Then the rule segment holds the makeup buyer alone
     assert harness.run("run-1")["status"] == "complete"

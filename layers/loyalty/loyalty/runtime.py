@@ -63,9 +63,10 @@ def refresh_executions() -> JobExecutions:
     return JobExecutions(client("stepfunctions"), settings().refresh_state_machine_arn)
 
 
-@lru_cache(maxsize=1)
 def segment_refresh() -> SegmentRefresh:
-    """The refresh's steps, as the state machine's tasks run them (the analytics layer's function alone)."""
+    """The refresh's steps, as the state machine's tasks run them (the analytics layer's function alone). Built per
+    task, light (the service below is built once per container), so the page size and time reserve are read from
+    the settings as they are now."""
     from loyalty.segments.refresh import SegmentRefresh
 
     config = settings()
@@ -89,5 +90,4 @@ def reset() -> None:
     segmentation_service.cache_clear()
     event_publisher.cache_clear()
     refresh_executions.cache_clear()
-    segment_refresh.cache_clear()
     settings.cache_clear()
