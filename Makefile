@@ -26,6 +26,7 @@ SAM := $(SAM_VENV)/bin/sam
 PORT ?= 3000
 ARGS ?=
 PYTEST_ARGS ?=
+WORKERS ?= 2
 
 
 .PHONY: help venv lock order fuzz dynamodb-local run test test-unit verify-cdnow lint fmt bench openapi validate build deploy clean
@@ -71,8 +72,10 @@ dynamodb-local: $(STAMP) ## install AWS DynamoDB Local into .local/ (skipped wit
 run: $(STAMP) dynamodb-local ## start the local stack (PORT=3000, ARGS="--dynamodb moto --no-seed")
 	$(PY) -m devstack --port $(PORT) $(ARGS)
 
-test: $(STAMP) dynamodb-local ## run every test
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Two workers (pytest-xdist; WORKERS=0 runs in this process alone). Each module stays on one worker, the modules that
+# start process-wide emulators share one, and the e2e suite runs last on its worker (tests/conftest.py says why).
+test: $(STAMP) dynamodb-local ## run every test (WORKERS=2 in parallel)
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## run the unit tests (no AWS, no network)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -40,20 +40,43 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 
 _SUITE_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
+# Modules that start a process-wide emulator (a LocalStack, whose endpoints live in os.environ; the Step Functions
+# server, which sets MOTO_PORT): with parallel workers (make test runs pytest-xdist) they run on one worker, one
+# after the other, before any e2e stack can be up in that worker.
+_PROCESS_WIDE = (
+    "refresh_job",
+    "test_devstack_",
+    "test_documented_answers",
+    "test_segment_category_affinity",
+    "test_segment_refresh",
+    "test_segments_cdnow",
+)
+
+
+def _suite(item: pytest.Item) -> str:
+    parts = item.path.parts
+    below = parts[parts.index("tests") + 1 :] if "tests" in parts else ()
+    return below[0] if below and below[0] in _SUITE_ORDER else "integration"
+
+
+def _worker_group(item: pytest.Item) -> str:
+    """Which xdist worker group a test belongs to: the e2e suite (one session stack per worker, up to the end), the
+    modules that start process-wide emulators, or else its own module (so a module's fixtures are set up once)."""
+    if _suite(item) == "e2e":
+        return "e2e"
+    if item.path.stem.startswith(_PROCESS_WIDE):
+        return "process-wide-emulators"
+    return str(item.path)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Fastest feedback first: unit, then integration, then end to end. It also keeps the e2e stack (which points
-    os.environ at its emulators while it runs) from being up while other suites run."""
-
-    def suite(item: pytest.Item) -> int:
-        parts = item.path.parts
-        for name, rank in _SUITE_ORDER.items():
-            if "tests" in parts and name in parts[parts.index("tests") :]:
-                return rank
-        return 1
-
-    items.sort(key=suite)
+    os.environ at its emulators while it runs) from being up while other suites run. Each test is marked with its
+    worker group (`--dist loadgroup`): a group runs on one worker, and the groups are handed out in this order, so
+    the e2e group, last, never shares a worker with a module started after it."""
+    items.sort(key=lambda item: _SUITE_ORDER[_suite(item)])
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
 
 
 @dataclass

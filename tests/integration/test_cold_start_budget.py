@@ -2,9 +2,11 @@
 boto3 and pydantic (which every handler needs anyway), measured in the same run, and pulls in nothing heavy
 (numeric libraries live in their own layer, used only by the refresh jobs).
 
-A ratio, not seconds: both sides slow down together on a loaded machine, and the two are measured in turns (best of
-5 each). Measured here: boto3 + pydantic 0.36 s; members_api x2.55, admin_api x2.30 (most of it powertools' OpenAPI
-models, which request validation needs), the event functions x1.35-1.93, segment_refresh x5.1 (numpy, scipy).
+A ratio of CPU seconds (the probe's own process time, not the wall clock), so parallel test workers or a loaded
+machine barely move it; the two sides are measured in turns (best of 5 each). Measured here in CPU time
+(docs/observability.md): members_api x3.0 and admin_api x3.2 with the X-Ray Tracer (x2.2 and x2.4 without it: the
+SDK and its patching of botocore cost about 0.8 of boto3 + pydantic), the event functions x1.5-1.8, segment_refresh
+x5.6 (numpy, scipy).
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ PROBE = """
 import json, sys, time
 if sys.argv[1] != "-":
     sys.path.insert(0, sys.argv[1])
-start = time.perf_counter()
+start = time.process_time()
 if sys.argv[1] == "-":
     import boto3, pydantic
 else:
     import app
-elapsed = time.perf_counter() - start
+elapsed = time.process_time() - start
 print(json.dumps({"seconds": elapsed, "modules": sorted(sys.modules)}))
 """
 
