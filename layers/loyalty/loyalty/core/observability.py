@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +39,28 @@ metrics = Metrics(namespace=NAMESPACE)
 # An invocation with nothing to count (a read, a batch with no change) is the common case, not a mistake: Powertools
 # emits nothing for it, and need not warn each time either.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+
+def _one_at_a_time(provider: Any) -> None:
+    """Lambda runs one invocation per process; the local stack runs many at once in one process, where a flush could
+    find the metric set emptied by another invocation's flush between its check and its serialisation (Powertools
+    then raises "Must contain at least one metric", and the request would fail). Adding and flushing are made atomic
+    with one lock: uncontended in Lambda, a few hundred nanoseconds."""
+    lock = threading.RLock()
+    add, flush = provider.add_metric, provider.flush_metrics
+
+    def add_metric(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return add(*args, **kwargs)
+
+    def flush_metrics(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return flush(*args, **kwargs)
+
+    provider.add_metric, provider.flush_metrics = add_metric, flush_metrics
+
+
+_one_at_a_time(metrics.provider)
 
 Handler = TypeVar("Handler", bound=Callable[[Any, Any], Any])
 
