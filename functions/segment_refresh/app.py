@@ -24,8 +24,8 @@ def steps() -> SegmentRefresh:
 
 
 def _run_figures(run_id: str) -> None:
-    """A completed run's duration and members per second, counted once by the finish that completed it (a retried
-    finish of a completed run counts it again: a rare duplicate a dashboard's maximum ignores)."""
+    """A completed run's duration and members per second, counted by the finish that completes it. A retried finish
+    of a run already complete counts it again: rare, and a dashboard's maximum or average over runs is unmoved."""
     run = segmentation_service().refresh_run(run_id)
     if run.get("status") != "complete" or not run.get("started_at") or not run.get("completed_at"):
         return

@@ -374,3 +374,42 @@ def test_invocations_running_at_once_in_one_process_never_fail_on_each_others_fl
 
     assert errors == []
     assert sum(sum(e.values) for e in emitted(capsys) if e.name == "PointsEarned") == 8 * 200
+
+
+class StandInRefresh:
+    def __init__(self, answer: dict[str, Any]):
+        self.answer = answer
+
+    def handle(self, event: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return self.answer
+
+
+class StandInSegmentation:
+    def __init__(self, run: dict[str, Any]):
+        self.run = run
+
+    def refresh_run(self, run_id: str) -> dict[str, Any]:
+        return self.run
+
+
+@pytest.mark.parametrize(
+    ("step", "status", "counted"),
+    [("finish", "complete", True), ("finish", "failed", False), ("score", "scoring", False)],
+)
+def test_the_finish_that_completes_a_run_counts_its_duration_and_members_per_second(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], step: str, status: str, counted: bool
+) -> None:
+    refresh = load("segment_refresh")
+    run = {
+        "status": status,
+        "members": 1200,
+        "started_at": "2026-12-01T02:00:00.000000Z",
+        "completed_at": "2026-12-01T02:01:00.000000Z",
+    }
+    monkeypatch.setattr(refresh, "steps", lambda: StandInRefresh({"run_id": "nightly-1", "status": status}))
+    monkeypatch.setattr(refresh, "segmentation_service", lambda: StandInSegmentation(run))
+
+    refresh.lambda_handler({"step": step, "run_id": "nightly-1"}, Context())
+
+    figures = {e.name: e.values for e in emitted(capsys) if e.name.startswith("Refresh")}
+    assert figures == ({"RefreshRunDuration": [60.0], "RefreshMembersPerSecond": [20.0]} if counted else {})
