@@ -9,7 +9,7 @@ Member items are plain dicts in the layout of loyalty.points.member_record.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -51,6 +51,24 @@ class AppliedChange:
     @property
     def changes(self) -> int:
         return len(self.entered) + len(self.left)
+
+    @classmethod
+    def between(cls, member_id: str, before: Iterable[str], after: Iterable[str]) -> AppliedChange:
+        """The change that moves a member from the segments `before` to those `after`."""
+        was, will = set(before), set(after)
+        return cls(member_id, entered=tuple(sorted(will - was)), left=tuple(sorted(was - will)))
+
+    def parts(self, before: Iterable[str]) -> Iterator[tuple[list[tuple[str, bool]], list[str]]]:
+        """The writes that make this change, from the segments `before`: parts of at most CHANGES_PER_WRITE
+        (segment, entered?) changes, each with the member's segments once it is written, so each part is complete
+        and correct on its own."""
+        changes = [(segment, True) for segment in self.entered] + [(segment, False) for segment in self.left]
+        current = set(before)
+        for start in range(0, len(changes), CHANGES_PER_WRITE):
+            part = changes[start : start + CHANGES_PER_WRITE]
+            for segment, joins in part:
+                (current.add if joins else current.discard)(segment)
+            yield part, sorted(current)
 
 
 @dataclass(frozen=True)

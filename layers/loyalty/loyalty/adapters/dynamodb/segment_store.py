@@ -35,7 +35,6 @@ from loyalty.core.instants import timestamp
 from loyalty.points import member_record as record
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.ports import (
-    CHANGES_PER_WRITE,
     MEMBERSHIP_SHARDS,
     AppliedChange,
     Membership,
@@ -47,7 +46,6 @@ from loyalty.segments.prediction import PredictionModel
 from loyalty.segments.rfm import RfmCutPoints
 
 MEMBERSHIP_INDEX = "SegmentMembers"  # its hash key is "<segment id>#<membership_shard>", its range key the member id
-CHANGES_PER_TRANSACTION = CHANGES_PER_WRITE  # 1 member update + 2 items per change <= 100, DynamoDB's limit
 SEGMENT_EVENT_TTL_SECONDS = 7 * 24 * 3600  # event items only exist to reach the stream
 SHARE_STATE_TTL_SECONDS = 30 * 24 * 3600  # a refresh's share states outlive its run only to be looked at
 
@@ -112,21 +110,14 @@ class SegmentStore:
     def apply(self, member: Mapping[str, Any], after: Iterable[str], now: datetime, source: str) -> AppliedChange:
         """Move the member from the segments on `member` (the item as read) to `after`. Raises StaleMember when the
         member's revision or segments moved since `member` was read; nothing is written then."""
-        member_id = str(member[record.MEMBER_ID])
-        before = set(record.stored_segments(member))
-        target = set(after)
-        entered = tuple(sorted(target - before))
-        left = tuple(sorted(before - target))
+        before = record.stored_segments(member)
+        change = AppliedChange.between(str(member[record.MEMBER_ID]), before, after)
+        member_id = change.member_id
         revision = record.revision_of(member)
         version = record.segments_version_of(member)
-        changes = [(segment, True) for segment in entered] + [(segment, False) for segment in left]
-        current = set(before)
-        while changes:
-            chunk, changes = changes[:CHANGES_PER_TRANSACTION], changes[CHANGES_PER_TRANSACTION:]
-            for segment, joins in chunk:
-                (current.add if joins else current.discard)(segment)
-            items = [self._member_segments_update(member_id, sorted(current), revision, version, now)]
-            for segment, joins in chunk:
+        for part, segments in change.parts(before):
+            items = [self._member_segments_update(member_id, segments, revision, version, now)]
+            for segment, joins in part:
                 items.append(
                     self._membership_put(member_id, segment, now)
                     if joins
@@ -138,7 +129,7 @@ class SegmentStore:
             except Cancelled:
                 raise StaleMember(f"member {member_id} changed while its segments were evaluated") from None
             version += 1
-        return AppliedChange(member_id=member_id, entered=entered, left=left)
+        return change
 
     def _member_segments_update(
         self, member_id: str, segments: list[str], revision: int, version: int, now: datetime

@@ -28,7 +28,6 @@ from loyalty.core.instants import timestamp
 from loyalty.points import member_record as record
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.ports import (
-    CHANGES_PER_WRITE,
     MEMBERSHIP_SHARDS,
     AppliedChange,
     Membership,
@@ -116,23 +115,15 @@ class InMemorySegmentStore:
             return copy.deepcopy(item) if item is not None else None
 
     def apply(self, member: Mapping[str, Any], after: Iterable[str], now: datetime, source: str) -> AppliedChange:
-        member_id = str(member[record.MEMBER_ID])
-        before = set(record.stored_segments(member))
-        target = set(after)
-        entered = tuple(sorted(target - before))
-        left = tuple(sorted(before - target))
+        before = record.stored_segments(member)
+        change = AppliedChange.between(str(member[record.MEMBER_ID]), before, after)
         revision = record.revision_of(member)
         version = record.segments_version_of(member)
-        changes = [(segment, True) for segment in entered] + [(segment, False) for segment in left]
-        current = set(before)
-        while changes:
-            part, changes = changes[:CHANGES_PER_WRITE], changes[CHANGES_PER_WRITE:]
-            for segment, joins in part:
-                (current.add if joins else current.discard)(segment)
+        for part, segments in change.parts(before):
             with self._lock:
-                self._write_part(member_id, part, sorted(current), revision, version, now, source)
+                self._write_part(change.member_id, part, segments, revision, version, now, source)
             version += 1
-        return AppliedChange(member_id=member_id, entered=entered, left=left)
+        return change
 
     def _write_part(
         self,
