@@ -250,7 +250,8 @@ def world() -> Iterator[World]:
             )
         )
         members = []
-        for purchases in ([(40, "120.00"), (20, "80.50")], [(10, "35.00")], [(300, "12.00")]):
+        # Two big spenders: a one-member page of their rule segment always has a next page, whichever shards hold them.
+        for purchases in ([(40, "120.00"), (20, "80.50")], [(10, "35.00")], [(300, "12.00")], [(5, "150.00")]):
             member_id = str(service.enroll(Enrollment(external_id=f"seed-{uuid.uuid4().hex[:12]}")).body["member_id"])
             for days_ago, amount in purchases:
                 _purchase(member_id, amount, days_ago)

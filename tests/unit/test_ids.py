@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,6 +38,26 @@ def test_ten_thousand_ulids_are_all_distinct_even_within_one_millisecond() -> No
 
     assert len(same_ms) == 10_000
     assert len(now) == 10_000
+
+
+def test_ulids_made_within_one_millisecond_sort_in_the_order_they_were_made_even_from_many_threads() -> None:
+    in_a_row = [ids.ulid(1_790_000_000_000) for _ in range(1_000)]
+    assert in_a_row == sorted(in_a_row)
+
+    made: list[str] = []
+    lock = threading.Lock()
+
+    def make() -> None:
+        for _ in range(500):
+            with lock:  # the order they were made in is the order they are appended
+                made.append(ids.ulid(1_790_000_000_001))
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == sorted(made) and len(set(made)) == 2_000
 
 
 def test_the_first_ten_characters_encode_the_millisecond() -> None:
