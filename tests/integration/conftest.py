@@ -7,6 +7,7 @@ store test runs against both moto's and DynamoDB's own semantics.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import uuid
 from collections.abc import Iterator
@@ -66,11 +67,16 @@ def loyalty_table_properties() -> dict[str, Any]:
     return dict(TEMPLATE.resources["LoyaltyTable"].properties)
 
 
-def create_loyalty_table(client: Any) -> str:
+def create_loyalty_table(client: Any, *, stream: bool = True) -> str:
     """The template's LoyaltyTable (keys, indexes, billing, stream, TTL), made by the local stack's own code under a
-    stack name of its own, so every test gets a fresh table. Returns the table's name."""
+    stack name of its own, so every test gets a fresh table. Returns the table's name. `stream=False` leaves the
+    stream out, for a module that reads none: DynamoDB Local writes about twice as fast without one."""
     resolver = Resolver(TEMPLATE, stack_name=f"loyalty-test-{uuid.uuid4().hex[:12]}")
-    return str(create_table(client, TEMPLATE.resources["LoyaltyTable"], resolver)["TableName"])
+    resource = TEMPLATE.resources["LoyaltyTable"]
+    if not stream:
+        properties = {k: v for k, v in resource.properties.items() if k != "StreamSpecification"}
+        resource = dataclasses.replace(resource, properties=properties)
+    return str(create_table(client, resource, resolver)["TableName"])
 
 
 def free_port() -> int:
