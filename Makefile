@@ -72,10 +72,10 @@ dynamodb-local: $(STAMP) ## install AWS DynamoDB Local into .local/ (skipped wit
 run: $(STAMP) dynamodb-local ## start the local stack (PORT=3000, ARGS="--dynamodb moto --no-seed")
 	$(PY) -m devstack --port $(PORT) $(ARGS)
 
-# Two workers (pytest-xdist; WORKERS=0 runs in this process alone). Each module stays on one worker, the modules that
-# start process-wide emulators share one, and the e2e suite runs last on its worker (tests/conftest.py says why).
+# Two workers (pytest-xdist; WORKERS=0 runs in this process alone). Each module stays on one worker, each e2e stack's
+# tests on one, handed out longest first (tests/conftest.py says how and why).
 test: $(STAMP) dynamodb-local ## run every test (WORKERS=2 in parallel)
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## run the unit tests (no AWS, no network)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

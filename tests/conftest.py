@@ -40,16 +40,21 @@ from typing import Any  # noqa: E402
 import pytest  # noqa: E402
 
 _SUITE_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
-# Modules that start a process-wide emulator (a LocalStack, whose endpoints live in os.environ; the Step Functions
-# server, which sets MOTO_PORT): with parallel workers (make test runs pytest-xdist) they run on one worker, one
-# after the other, before any e2e stack can be up in that worker.
-_PROCESS_WIDE = (
-    "refresh_job",
-    "test_devstack_",
-    "test_documented_answers",
-    "test_segment_category_affinity",
-    "test_segment_refresh",
+# The modules that take longest (a CI run's --durations, summed per module), handed out first after the e2e suite, so
+# that two workers finish together rather than one waiting on a long module handed out last.
+_LONGEST = (
     "test_segments_cdnow",
+    "test_segment_refresh",
+    "test_cold_start_budget",
+    "test_bench_refresh",
+    "test_store_ledger",
+    "test_segment_store_contract",
+    "test_store_properties",
+    "test_segment_refresh_prediction",
+    "test_lambda_layout",
+    "test_devstack_sqs",
+    "test_functions_events",
+    "test_documented_answers",
 )
 
 
@@ -60,21 +65,35 @@ def _suite(item: pytest.Item) -> str:
 
 
 def _worker_group(item: pytest.Item) -> str:
-    """Which xdist worker group a test belongs to: the e2e suite (one session stack per worker, up to the end), the
-    modules that start process-wide emulators, or else its own module (so a module's fixtures are set up once)."""
+    """Which xdist worker group a test belongs to: the e2e suite on one of its stacks (that stack is set up once per
+    worker that runs the group, tests/e2e/conftest.py), else its own module (so a module's fixtures are set up once).
+    Workers are processes: what one module points os.environ or MOTO_PORT at is its worker's alone, and a worker
+    runs its modules one after the other, each restoring what it changed (the e2e stack when its package ends)."""
     if _suite(item) == "e2e":
-        return "e2e"
-    if item.path.stem.startswith(_PROCESS_WIDE):
-        return "process-wide-emulators"
+        callspec = getattr(item, "callspec", None)
+        return f"e2e-{callspec.params.get('stack', 'other') if callspec else 'other'}"
     return str(item.path)
 
 
+def _hand_out_order(item: pytest.Item) -> tuple[int, int]:
+    """Longest first (`make test` runs xdist without its reordering by group size): the e2e groups, the modules
+    in _LONGEST in that order, then the rest, unit before integration."""
+    if _suite(item) == "e2e":
+        return (0, 0)
+    for rank, stem in enumerate(_LONGEST):
+        if item.path.stem == stem:
+            return (1, rank)
+    return (2, _SUITE_ORDER[_suite(item)])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Fastest feedback first: unit, then integration, then end to end. It also keeps the e2e stack (which points
-    os.environ at its emulators while it runs) from being up while other suites run. Each test is marked with its
-    worker group (`--dist loadgroup`): a group runs on one worker, and the groups are handed out in this order, so
-    the e2e group, last, never shares a worker with a module started after it."""
-    items.sort(key=lambda item: _SUITE_ORDER[_suite(item)])
+    """Without workers (WORKERS=0): fastest feedback first, unit, then integration, then end to end. With workers
+    (`make test`, `--dist loadgroup --no-loadscope-reorder`): each test is marked with its worker group, and the
+    groups are handed out longest first (_hand_out_order). Sorting is stable: within a module, the written order."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller hands out groups in this order
+        items.sort(key=_hand_out_order)
+    else:
+        items.sort(key=lambda item: _SUITE_ORDER[_suite(item)])
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
 

@@ -22,7 +22,7 @@ SERVICE = "dev:service:commerce"
 WEB_APP = "https://app.example.com"  # the AllowedOrigins the e2e stack is deployed with
 
 
-@pytest.fixture(scope="session", params=["dynamodb-local", "moto"])
+@pytest.fixture(scope="package", params=["dynamodb-local", "moto"])
 def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     backend = "local" if request.param == "dynamodb-local" else "moto"
     if backend == "local" and shutil.which("java") is None:
