@@ -3,6 +3,11 @@
 `loyalty` gives each test a fresh table (unique name) behind a real `LoyaltyStore` and `LoyaltyService`, once on moto
 in-process and once on AWS's DynamoDB Local (the `dynamodb_local` session fixture of tests/conftest.py), so every
 store test runs against both moto's and DynamoDB's own semantics.
+
+Seeding members fast, for a test about what reads them (a refresh, a KPI) rather than about the writes:
+`memory_loyalty()` is the same service on the in-memory points store (held to the DynamoDB store, member item
+included, by test_points_store_contract.py), `member_items` are the member items it leaves, and `write_members`
+puts them into a table with BatchWriteItem: a few milliseconds per member instead of one transaction per enrolment and per purchase.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -22,13 +27,16 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 
+from bench.refresh import batch_write
 from devstack.resources import create_table
 from devstack.template import Resolver, load_template
-from loyalty.adapters.dynamodb.points_store import LoyaltyStore, entry_from_item
-from loyalty.adapters.dynamodb.table import from_item
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore, entry_from_item, member_key
+from loyalty.adapters.dynamodb.table import from_item, to_item
+from loyalty.adapters.memory.points_store import MemoryPointsStore
 from loyalty.core.idempotency import Outcome
 from loyalty.points.activities import Engagement, Purchase
 from loyalty.points.ledger import LedgerEntry
+from loyalty.points.member_record import new_member_item
 from loyalty.points.members import Enrollment
 from loyalty.points.rewards import Reward, RewardKind
 from loyalty.points.service import LoyaltyService
@@ -137,9 +145,9 @@ class Loyalty:
     """A fresh loyalty table with its store and service, and the reads a test needs to check what was written."""
 
     backend: str
-    client: Any
+    client: Any  # None for the in-memory store (memory_loyalty), which has no table to read back
     table: str
-    store: LoyaltyStore
+    store: Any  # LoyaltyStore, or MemoryPointsStore for memory_loyalty
     service: LoyaltyService
     _orders: int = field(default=0)
 
@@ -223,8 +231,8 @@ class Loyalty:
         assert counters["unrecovered"] == sum(entry.unrecovered for entry in entries)
 
 
-def make_loyalty(backend: Backend, *, client: Any = None, **store_options: Any) -> Loyalty:
-    name = create_loyalty_table(backend.client)
+def make_loyalty(backend: Backend, *, client: Any = None, stream: bool = True, **store_options: Any) -> Loyalty:
+    name = create_loyalty_table(backend.client, stream=stream)
     store = LoyaltyStore(client or backend.client, name, **store_options)
     for reward in REWARDS:
         store.put_reward(reward)
@@ -236,3 +244,35 @@ def loyalty(backend: Backend) -> Iterator[Loyalty]:
     system = make_loyalty(backend)
     yield system
     backend.client.delete_table(TableName=system.table)
+
+
+# ---- seeding members fast ---------------------------------------------------------------------------------
+
+
+def memory_loyalty(clock: Callable[[], datetime] | None = None) -> Loyalty:
+    """The service on the in-memory points store: `enroll` and `buy` as on a table, in microseconds. Only the
+    acting half of Loyalty works (nothing to read back): member_items and write_members put what it leaves into a
+    real table."""
+    memory = MemoryPointsStore(clock=clock) if clock else MemoryPointsStore()
+    for reward in REWARDS:
+        memory.put_reward(reward)
+    service = LoyaltyService(memory, cache_seconds=0, **({"clock": clock} if clock else {}))
+    return Loyalty("memory", None, "", memory, service)
+
+
+def member_items(source: Loyalty, member_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """Each member's item (DynamoDB JSON) as the DynamoDB store would have written it: the enrolled member
+    (new_member_item) with the counters and write-time aggregates the service's writes left on the in-memory store."""
+    store: MemoryPointsStore = source.store
+    items = []
+    for member_id in member_ids:
+        values = {**new_member_item(source.service.member(member_id)), **store.member_item(member_id)}
+        items.append({**member_key(member_id), **to_item(values)})
+    return items
+
+
+def write_members(target: Loyalty, items: list[dict[str, Any]]) -> None:
+    """Put member_items (made once, written to as many tables as need them) into the target's table with
+    BatchWriteItem. Member items only: the refresh, the KPIs and the segment reads read nothing else (no ledger
+    entry, order or external-id item is written)."""
+    batch_write(target.client, target.table, items, 4)

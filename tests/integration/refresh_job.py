@@ -7,8 +7,10 @@ The member data stays where the test keeps it (DynamoDB Local): only Step Functi
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,7 +19,9 @@ from devstack.states import StepFunctionsServer, TemplateJob
 from loyalty.adapters.step_functions import JobExecutions
 from tests.integration.conftest import TEMPLATE
 
-__all__ = ["RefreshJob", "StepFunctionsServer", "step_functions"]
+__all__ = ["RefreshJob", "StepFunctionsServer", "quick_retries", "step_functions"]
+
+RETRY_WAIT_SCALE = 0.01
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +31,18 @@ def step_functions() -> Iterator[StepFunctionsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The definition's Retry waits a hundredth of their seconds. moto's interpreter sleeps them for real
+    (IntervalSeconds 1, BackoffRate 2: 1 + 2 + 4 s before a task's third retry); what a test checks is which attempts
+    ran and what they wrote, which the wait's length does not change (the retries still come one after the other,
+    after the failed attempt). Only the retrier's clock is scaled: nothing else of the interpreter sleeps."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    scaled = SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * RETRY_WAIT_SCALE))
+    monkeypatch.setattr(retrier_decl, "time", scaled)
 
 
 class RefreshJob(TemplateJob):

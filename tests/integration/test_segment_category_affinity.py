@@ -14,9 +14,9 @@ from loyalty.adapters.dynamodb.segment_store import SegmentStore
 from loyalty.points.activities import LineItem, Purchase, Refund
 from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import Loyalty
-from tests.integration.test_segment_refresh import Harness, _memberships, harnesses, step_functions
+from tests.integration.test_segment_refresh import Harness, _memberships, harnesses, quick_retries, step_functions
 
-__all__ = ["harnesses", "step_functions"]  # the fixtures the refresh test runs on
+__all__ = ["harnesses", "quick_retries", "step_functions"]  # the fixtures the refresh test runs on
 
 MAKEUP_FANS = {
     "segment_id": "makeup-fans",

@@ -5,9 +5,14 @@ Every test compares with an independent computation: each member's segments stra
 (`features_of` + `segments_of` with cut points from one whole-population summary), sizes counted from those, and
 the table's own membership and event items read back directly.
 
-The data is on DynamoDB Local only: moto copies every table of its backend on each TransactWriteItems (for its rollback), so
-populating these tables costs 150-200 ms per purchase there, minutes per test. The store's semantics on moto are
-covered by the store tests; the refresh is a client of the same operations.
+The data is on DynamoDB Local only: moto copies every table of its backend on each TransactWriteItems (for its
+rollback), so the refresh's membership transactions cost far more there. The store's semantics on moto are covered
+by the store tests; the refresh is a client of the same operations.
+
+The population is seeded once per module, through LoyaltyService on the in-memory points store (which
+test_points_store_contract.py holds to the DynamoDB store, member item included); each test writes those member
+items into a fresh table of its own (no stream: nothing here reads one) with BatchWriteItem. The refresh reads
+member items alone. Through the DynamoDB store's transactions the seeding took 5-12 s per test.
 """
 
 from __future__ import annotations
@@ -29,10 +34,18 @@ from loyalty.segments.features import features_of
 from loyalty.segments.refresh import SegmentRefresh
 from loyalty.segments.rfm import summarize
 from loyalty.segments.service import SegmentationService
-from tests.integration.conftest import Backend, Loyalty, dynamodb_client
-from tests.integration.refresh_job import RefreshJob, StepFunctionsServer, step_functions
+from tests.integration.conftest import (
+    Backend,
+    Loyalty,
+    dynamodb_client,
+    make_loyalty,
+    member_items,
+    memory_loyalty,
+    write_members,
+)
+from tests.integration.refresh_job import RefreshJob, StepFunctionsServer, quick_retries, step_functions
 
-__all__ = ["step_functions"]  # the fixture, for the modules that import this one's harness
+__all__ = ["quick_retries", "step_functions"]  # the fixtures, for the modules that import this one's harness
 
 AS_OF = datetime.now(UTC).replace(microsecond=0)
 
@@ -151,7 +164,7 @@ class Harness:
 
 
 @pytest.fixture
-def harnesses(step_functions: StepFunctionsServer) -> Iterator[Callable[..., Harness]]:
+def harnesses(step_functions: StepFunctionsServer, quick_retries: None) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
     def make(loyalty: Loyalty, **options: Any) -> Harness:
@@ -168,9 +181,28 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     return Backend("dynamodb-local", dynamodb_client(request.getfixturevalue("dynamodb_local").endpoint))
 
 
+@pytest.fixture(scope="module")
+def seeded() -> tuple[list[str], list[dict[str, Any]]]:
+    """40 members of `_populate`, through the service on the in-memory store: their ids and member items."""
+    source = memory_loyalty()
+    ids = _populate(source, 40)
+    return ids, member_items(source, ids)
+
+
 @pytest.fixture
-def population(loyalty: Loyalty) -> tuple[Loyalty, list[str]]:
-    return loyalty, _populate(loyalty, 40)
+def loyalty(backend: Backend) -> Iterator[Loyalty]:
+    """A fresh table without a stream (nothing here reads one; DynamoDB Local writes faster without)."""
+    system = make_loyalty(backend, stream=False)
+    yield system
+    backend.client.delete_table(TableName=system.table)
+
+
+@pytest.fixture
+def population(loyalty: Loyalty, seeded: tuple[list[str], list[dict[str, Any]]]) -> tuple[Loyalty, list[str]]:
+    """The seeded members' items, written to this test's table."""
+    ids, items = seeded
+    write_members(loyalty, items)
+    return loyalty, ids
 
 
 def test_a_refresh_gives_every_member_the_segments_of_the_pure_core(

@@ -19,9 +19,16 @@ from loyalty.segments.features import features_of
 from loyalty.segments.prediction import PredictionModel, spend_row
 from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client
-from tests.integration.test_segment_refresh import AS_OF, Harness, _memberships, harnesses, step_functions
+from tests.integration.test_segment_refresh import (
+    AS_OF,
+    Harness,
+    _memberships,
+    harnesses,
+    quick_retries,
+    step_functions,
+)
 
-__all__ = ["harnesses", "step_functions"]  # fixtures
+__all__ = ["harnesses", "quick_retries", "step_functions"]  # fixtures
 
 CHURN_RISK = "prediction:churn-risk"
 
