@@ -1,13 +1,17 @@
 """Prediction in the segment refresh, on DynamoDB Local: pass one samples BG/NBD rows, the run fits the model and
 publishes it with the cut points, pass two assigns prediction:churn-risk, and the API's member_prediction agrees
-with the memberships member by member."""
+with the memberships member by member.
+
+The 150 members are enrolled and buy through LoyaltyService on the in-memory points store (which
+test_points_store_contract.py holds to the DynamoDB store, member item included); their member items, all the
+refresh and member_prediction read, are then written to the test's table (no stream) with BatchWriteItem. Through the
+DynamoDB store's transactions the seeding took about 45 s of the module's 59."""
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -18,7 +22,15 @@ from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
 from loyalty.segments.prediction import PredictionModel, spend_row
 from loyalty.segments.service import SegmentationService
-from tests.integration.conftest import Backend, Loyalty, dynamodb_client
+from tests.integration.conftest import (
+    Backend,
+    Loyalty,
+    dynamodb_client,
+    make_loyalty,
+    member_items,
+    memory_loyalty,
+    write_members,
+)
 from tests.integration.test_segment_refresh import (
     AS_OF,
     Harness,
@@ -61,26 +73,34 @@ def _histories(members: int, seed: int, max_purchases: int = 4) -> list[list[int
     return histories
 
 
+@pytest.fixture
+def loyalty(backend: Backend) -> Iterator[Loyalty]:
+    """A fresh table without a stream (nothing here reads one; DynamoDB Local writes faster without)."""
+    system = make_loyalty(backend, stream=False)
+    yield system
+    backend.client.delete_table(TableName=system.table)
+
+
 def _populate(loyalty: Loyalty, members: int, seed: int = 2) -> list[str]:
-    """Members with the histories of `_histories`, bought through the service (a few members at once, to save time;
-    each member's purchases in order)."""
+    """Members with the histories of `_histories`, bought through the service on the in-memory points store, each
+    member's purchases in order; their member items written to the loyalty table."""
     amounts = random.Random(seed)
     plans = [
         (index, days, [amounts.choice(["9.99", "25", "60", "120.50"]) for _ in days])
         for index, days in enumerate(_histories(members, seed))
     ]
 
-    def member(plan: tuple[int, list[int], list[str]]) -> str:
-        index, days, spends = plan
-        member_id = loyalty.enroll(f"predict-{seed}-{index}")
+    source = memory_loyalty()
+    ids = []
+    for index, days, spends in plans:
+        member_id = source.enroll(f"predict-{seed}-{index}")
         for n, (days_ago, amount) in enumerate(zip(days, spends, strict=True)):
-            loyalty.buy(
+            source.buy(
                 member_id, amount, order_id=f"p-{seed}-{index}-{n}", occurred_at=AS_OF - timedelta(days=days_ago)
             )
-        return member_id
-
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        return list(pool.map(member, plans))
+        ids.append(member_id)
+    write_members(loyalty, member_items(source, ids))
+    return ids
 
 
 def test_a_refresh_fits_the_model_and_churn_risk_is_member_predictions_verdict(
@@ -97,20 +117,21 @@ def test_a_refresh_fits_the_model_and_churn_risk_is_member_predictions_verdict(
     # Then the run fitted a model on the whole population (150 members are under the sample's cap) ...
     assert run["model"]
     model = PredictionModel.model_validate_json(run["model"])
-    purchasers = sum(1 for member_id in ids if loyalty.member_item(member_id).get("purchase_count"))
+    items = {member_id: loyalty.member_item(member_id) for member_id in ids}  # as the refresh left them
+    purchasers = sum(1 for item in items.values() if item.get("purchase_count"))
     assert model.sample_members == purchasers and model.sample_rate_log2 == 0
     assert model.run_id == "run-predict" and model.time_unit == "days"
     # ... which the run's admin view shows
     assert harness.service.refresh_run("run-predict")["model"] == model.model_dump(mode="json")
-    # ... and published it with the cut points, for the API between refreshes
-    api = SegmentationService(SegmentStore(loyalty.store), cache_seconds=0, clock=lambda: AS_OF)
+    # ... and published it with the cut points, for the API between refreshes (which caches the configuration and
+    # the published model, as it does by default: the run is over, nothing moves them now)
+    api = SegmentationService(SegmentStore(loyalty.store), cache_seconds=600, clock=lambda: AS_OF)
     (published,) = api.published.get()
     assert published is not None and published.model == model
     # And prediction:churn-risk holds exactly the members member_prediction calls at risk
     config = SegmentationConfig()
     at_risk = with_spend = 0
-    for member_id in ids:
-        item = loyalty.member_item(member_id)
+    for member_id, item in items.items():
         verdict = api.member_prediction(member_id)
         assert (CHURN_RISK in _memberships(loyalty, member_id)) == verdict.churn_risk, member_id
         at_risk += verdict.churn_risk
