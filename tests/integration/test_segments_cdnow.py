@@ -377,31 +377,40 @@ def run_refresh(
 
 
 def _partitions(store: LoyaltyStore, members: Mapping[int, str]) -> dict[int, tuple[dict[str, Any], set[str]]]:
-    """customer id -> (member item, segment ids of its SEGMENT# items), read back from the table directly."""
+    """customer id -> (member item, segment ids of its SEGMENT# items), read back from the table directly: one
+    consistent parallel Scan of its member and membership items (a Query per member took 6-7 s for the sample)."""
+    filtered: dict[str, Any] = {
+        "TableName": store.table_name,
+        "FilterExpression": "begins_with(PK, :pk) AND (SK = :member OR begins_with(SK, :segment))",
+        "ExpressionAttributeValues": {
+            ":pk": {"S": "MEMBER#"},
+            ":member": {"S": "MEMBER"},
+            ":segment": {"S": "SEGMENT#"},
+        },
+        "ConsistentRead": True,
+        "TotalSegments": LOAD_THREADS,
+    }
 
-    def read(member_id: str) -> tuple[dict[str, Any], set[str]]:
-        request: dict[str, Any] = {
-            "TableName": store.table_name,
-            "KeyConditionExpression": "PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"MEMBER#{member_id}"}},
-            "ConsistentRead": True,
-        }
-        item: dict[str, Any] = {}
-        segments: set[str] = set()
+    def scan(segment: int) -> list[dict[str, Any]]:
+        request = {**filtered, "Segment": segment}
+        found: list[dict[str, Any]] = []
         while True:
-            page = store.client.query(**request)
-            for raw in page.get("Items", []):
-                sk = raw["SK"]["S"]
-                if sk == "MEMBER":
-                    item = from_item(raw)
-                elif sk.startswith("SEGMENT#"):
-                    segments.add(raw["segment_id"]["S"])
+            page = store.client.scan(**request)
+            found.extend(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
-                return item, segments
+                return found
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    items: dict[str, dict[str, Any]] = {}
+    segments: dict[str, set[str]] = {}
     with ThreadPoolExecutor(LOAD_THREADS) as pool:
-        return dict(zip(members, pool.map(read, members.values()), strict=True))
+        for raw in (raw for part in pool.map(scan, range(LOAD_THREADS)) for raw in part):
+            member_id = raw["PK"]["S"].removeprefix("MEMBER#")
+            if raw["SK"]["S"] == "MEMBER":
+                items[member_id] = from_item(raw)
+            else:
+                segments.setdefault(member_id, set()).add(raw["segment_id"]["S"])
+    return {customer: (items.get(m, {}), segments.get(m, set())) for customer, m in members.items()}
 
 
 def _diff(customer: int, member_id: str, what: str, system: Any, expected: Any, ref: Reference) -> str:
