@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_FLOOR, Decimal
+from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -13,13 +15,137 @@ from loyalty.points.activities import ActivityType, LineItem
 
 _ISO_CURRENCY = re.compile(r"[A-Z]{3}")
 Multiplier = Annotated[Decimal, Field(ge=0, le=100)]
+Perk = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="A short slug, e.g. early-access.")]
 
 
 class Tier(BaseModel):
+    """A level of the ladder. What it takes to reach it and what it gives; the rules are loyalty.points.tiers."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str = Field(min_length=1, max_length=40)
-    threshold: int = Field(ge=0, description="Qualifying points needed to hold this tier.")
+    threshold: int = Field(
+        ge=0, description="Qualifying value needed to hold this tier: points, or whole units of the base currency."
+    )
+    earn_multiplier: Decimal = Field(default=Decimal(1), ge=1, le=10, description="Points earned are multiplied by it.")
+    perks: tuple[Perk, ...] = Field(default=(), max_length=20)
+
+    @field_validator("perks")
+    @classmethod
+    def _perks_are_unique(cls, perks: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({perk for perk in perks if perks.count(perk) > 1})
+        if repeated:
+            raise ValueError(f"perks must be unique: {', '.join(repeated)} listed more than once")
+        return perks
+
+
+DEFAULT_LADDER: tuple[Tier, ...] = (
+    Tier(name="Insider", threshold=0),
+    Tier(name="VIB", threshold=350),
+    Tier(name="Rouge", threshold=1000),
+)
+
+
+def check_ladder(tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+    """A ladder starts at 0, so every member stands on it, and ascends strictly, so a value names one level; the
+    names are unique because a member item keeps its tier by name."""
+    rule = "tiers must start at threshold 0 and ascend strictly"
+    if not tiers:
+        raise ValueError(f"{rule}: the ladder is empty")
+    if tiers[0].threshold != 0:
+        raise ValueError(f"{rule}: the first, {tiers[0].name}, is at {tiers[0].threshold}")
+    for lower, upper in pairwise(tiers):
+        if upper.threshold <= lower.threshold:
+            raise ValueError(f"{rule}: {upper.name} ({upper.threshold}) comes after {lower.name} ({lower.threshold})")
+    names = [t.name for t in tiers]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"tier names must be unique: {', '.join(repeated)} named more than once")
+    return tiers
+
+
+class QualifyingMeasure(StrEnum):
+    POINTS = "points"  # points earned, net of reversals (points_by_month)
+    SPEND = "spend"  # net spend in the program's base currency (spend_by_month)
+
+
+class QualifyingWindow(StrEnum):
+    ROLLING_12_MONTHS = "rolling_12_months"  # the current UTC calendar month and the 11 before it
+    CALENDAR_YEAR = "calendar_year"  # the current UTC calendar year
+
+
+class ReviewCadence(StrEnum):
+    MONTHLY = "monthly"  # on the 1st, 00:00 UTC
+    YEARLY = "yearly"  # on review_month/review_day, 00:00 UTC
+
+
+_DAYS_EVERY_YEAR = {2: 28, 4: 30, 6: 30, 9: 30, 11: 30}  # other months: 31
+
+
+class TierRules(BaseModel):
+    """How members qualify for a tier and when they can lose it (docs/tiers.md).
+
+    The default is a rolling 12-month window reviewed monthly: the monthly maps move one month at a time, so a
+    monthly review is the cadence at which each review sees a window that has just closed, and no member holds a
+    tier more than a month beyond what their last 12 months support. The grace of 3 months keeps a member who has
+    just been upgraded, on a window whose oldest month is about to leave it, from being moved down days later.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    measure: QualifyingMeasure = QualifyingMeasure.POINTS
+    window: QualifyingWindow = QualifyingWindow.ROLLING_12_MONTHS
+    review: ReviewCadence = ReviewCadence.MONTHLY
+    review_month: int = Field(default=1, ge=1, le=12, description="Month of a yearly review.")
+    review_day: int = Field(default=1, ge=1, le=31, description="Day of a yearly review.")
+    grace_months: int = Field(
+        default=3,
+        ge=0,
+        le=24,
+        description="A member upgraded less than this many months before a review keeps the tier.",
+    )
+    refund_can_downgrade: bool = Field(default=False, description="A refund alone never lowers a tier unless set.")
+
+    @model_validator(mode="after")
+    def _review_is_a_date_every_year(self) -> TierRules:
+        if self.review is ReviewCadence.MONTHLY and (self.review_month, self.review_day) != (1, 1):
+            raise ValueError(
+                "review_month and review_day are for a yearly review; a monthly review is on the 1st of every month"
+            )
+        last_day = _DAYS_EVERY_YEAR.get(self.review_month, 31)
+        if self.review_day > last_day:
+            raise ValueError(
+                f"review_day {self.review_day} is not in month {self.review_month} every year (at most {last_day})"
+            )
+        if self.window is QualifyingWindow.CALENDAR_YEAR and (self.review, self.review_month, self.review_day) != (
+            ReviewCadence.YEARLY,
+            1,
+            1,
+        ):
+            raise ValueError(
+                "a calendar_year window is reviewed yearly on January 1 (review_month 1, review_day 1), when its "
+                "year closes: a review on another day would judge a year not yet over"
+            )
+        return self
+
+
+class TierPolicy(TierRules):
+    """The ladder and its rules together: what loyalty.points.tiers decides with. ProgramConfig.tier_policy."""
+
+    ladder: tuple[Tier, ...] = DEFAULT_LADDER
+    currency: str = Field(default="USD", description="The base currency a spend measure counts in.")
+
+    @field_validator("ladder")
+    @classmethod
+    def _ladder_ascends_from_zero(cls, ladder: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        return check_ladder(ladder)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_is_iso(cls, code: str) -> str:
+        if not _ISO_CURRENCY.fullmatch(code):
+            raise ValueError(f"currency {code!r} is not an ISO 4217 code")
+        return code
 
 
 class ProgramConfig(BaseModel):
@@ -46,11 +172,8 @@ class ProgramConfig(BaseModel):
     # Guards against absurd input: a purchase larger than this is refused, not earned on.
     max_purchase_amount: Decimal = Field(default=Decimal(1_000_000), gt=0)
     max_adjustment_points: int = Field(default=1_000_000, gt=0)
-    tiers: tuple[Tier, ...] = (
-        Tier(name="Insider", threshold=0),
-        Tier(name="VIB", threshold=350),
-        Tier(name="Rouge", threshold=1000),
-    )
+    tiers: tuple[Tier, ...] = DEFAULT_LADDER
+    tier_rules: TierRules = Field(default_factory=TierRules)
 
     @field_validator("points_per_unit")
     @classmethod
@@ -60,16 +183,19 @@ class ProgramConfig(BaseModel):
                 raise ValueError(f"currency {code!r} is not an ISO 4217 code")
         return rates
 
-    @model_validator(mode="after")
-    def _tiers_ascend_from_zero(self) -> ProgramConfig:
-        thresholds = [t.threshold for t in self.tiers]
-        if not thresholds or thresholds[0] != 0 or thresholds != sorted(set(thresholds)):
-            raise ValueError("tiers must start at threshold 0 and ascend strictly")
-        return self
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_ascend_from_zero(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        return check_ladder(tiers)
 
     @property
     def entry_tier(self) -> str:
         return self.tiers[0].name
+
+    @property
+    def tier_policy(self) -> TierPolicy:
+        """The ladder, its rules, and the base currency a spend measure counts in."""
+        return TierPolicy(ladder=self.tiers, currency=self.base_currency, **self.tier_rules.model_dump())
 
 
 def _floor(value: Decimal) -> int:

@@ -24,6 +24,10 @@ class Reward(BaseModel):
     value: Decimal | None = Field(default=None, description="Face value of a discount, in `currency`.")
     currency: str | None = None
     active: bool = True
+    min_tier: Annotated[str, Field(min_length=1, max_length=40)] | None = Field(
+        default=None,
+        description="The lowest tier that may redeem it (a name on the program's ladder); any tier if absent.",
+    )
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
