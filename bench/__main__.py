@@ -1,5 +1,6 @@
 """`make bench`: DynamoDB round trips per operation, handler throughput beside a bare put_item loop, cold imports,
-the segment scoring core (bench/segments.py) and the segment refresh end to end (bench/refresh.py).
+the segment scoring core (bench/segments.py), pricing with promotions beside purchase_points (bench/pricing.py) and
+the segment refresh end to end (bench/refresh.py).
 
 Absolute times on a laptop are noise; the figures that matter are counts (round trips per operation) and ratios
 against a baseline measured in the same run on the same emulator.
@@ -226,6 +227,11 @@ def main() -> None:
     from bench import segments
 
     segments.main([])
+
+    print("\npricing with promotions (bench/pricing.py):", flush=True)
+    from bench import pricing
+
+    pricing.main([])
 
     print("\nsegment refresh end to end on DynamoDB Local (bench/refresh.py):", flush=True)
     from bench import refresh

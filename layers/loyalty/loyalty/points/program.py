@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from loyalty.core.errors import InvalidRequest
 from loyalty.points.activities import ActivityType, LineItem
+from loyalty.points.promotions import Promotions
 
 _ISO_CURRENCY = re.compile(r"[A-Z]{3}")
 Multiplier = Annotated[Decimal, Field(ge=0, le=100)]
@@ -161,6 +162,8 @@ class ProgramConfig(BaseModel):
     )
     category_multipliers: dict[str, Multiplier] = Field(default_factory=dict)
     sku_multipliers: dict[str, Multiplier] = Field(default_factory=dict)
+    # Time-boxed offers on top of these rules, priced by loyalty.points.pricing (docs/promotions.md).
+    promotions: Promotions = ()
     activity_points: dict[ActivityType, Annotated[int, Field(ge=0, le=100_000)]] = Field(
         default_factory=lambda: {
             ActivityType.REFERRAL: 500,
