@@ -29,6 +29,7 @@ from loyalty.points.activities import Activity, ActivityType
 from loyalty.points.ledger import LedgerEntry
 from loyalty.points.members import Enrollment, Member
 from loyalty.points.rewards import Reward
+from loyalty.points.tiers import TierProgress
 from loyalty.runtime import loyalty_service, segmentation_service
 from loyalty.segments.prediction import MemberPrediction
 
@@ -60,6 +61,13 @@ RequiredIdempotencyKey = Annotated[
         "changes nothing."
     ),
 ]
+
+
+class MemberView(Member):
+    progress: TierProgress = Field(
+        description="Where the member stands: the tier, the next one and what it takes, the window, the next review "
+        "and what keeps the tier at it, and the next reward (docs/tiers.md)."
+    )
 
 
 class RedemptionRequest(BaseModel):
@@ -124,11 +132,11 @@ def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
 @api.get(
     "/v1/members/<member_id>",
     access=MEMBER_OR_STAFF,
-    summary="A member: profile, balance breakdown, tier",
-    responses=documented(200, Member, "The member", 403, 404, 422),
+    summary="A member: profile, balance breakdown, tier, tier history and progress toward the next tier",
+    responses=documented(200, MemberView, "The member", 403, 404, 422),
 )
 def get_member(member_id: MemberId) -> Response[Any]:
-    return answer(200, Member, loyalty_service().member(member_id).public())
+    return answer(200, MemberView, loyalty_service().member_view(member_id))
 
 
 @api.post(

@@ -27,9 +27,15 @@ from loyalty.core.idempotency import Claim, Replay
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import MAX_CATEGORIES, OrderCategories
 from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord
-from loyalty.points.members import Consent, Member, Profile
+from loyalty.points.members import Consent, Member, Profile, TierMove
 from loyalty.points.ports import (
+    BudgetSpent,
+    BudgetUse,
+    EarnGuards,
     ExternalIdTaken,
+    HeadroomGuard,
+    PinnedStanding,
+    StandingMoved,
     MemberHoldings,
     PointsStore,
     ReferralCodeTaken,
@@ -73,6 +79,7 @@ class Subject:
     store: PointsStore
     clock: Clock
     read_member_item: Callable[[str], dict[str, Any]]
+    read_tier_events: Callable[[str], list[dict[str, Any]]]
     members: list[str] = field(default_factory=list)
 
     def aggregates(self, member_id: str) -> dict[str, Any]:
@@ -148,7 +155,11 @@ def subject(store_backend: Backend) -> Iterator[Subject]:
     clock = Clock()
     if store_backend.name == "memory":
         memory = MemoryPointsStore(clock=clock)
-        yield Subject("memory", memory, clock, memory.member_item)
+
+        def memory_tier_events(member_id: str) -> list[dict[str, Any]]:
+            return [event for event in memory.tier_events if event["member_id"] == member_id]
+
+        yield Subject("memory", memory, clock, memory.member_item, memory_tier_events)
         return
     client = store_backend.client
     table = create_loyalty_table(client)
@@ -157,7 +168,17 @@ def subject(store_backend: Backend) -> Iterator[Subject]:
         key = {"PK": {"S": f"MEMBER#{member_id}"}, "SK": {"S": "MEMBER"}}
         return from_item(client.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"])
 
-    yield Subject(store_backend.name, LoyaltyStore(client, table, clock=clock), clock, read_member_item)
+    def read_tier_events(member_id: str) -> list[dict[str, Any]]:
+        page = client.query(
+            TableName=table,
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :tier)",
+            ExpressionAttributeValues={":pk": {"S": f"MEMBER#{member_id}"}, ":tier": {"S": "TIER#"}},
+            ConsistentRead=True,
+        )
+        return [{k: v for k, v in from_item(item).items() if k not in ("PK", "SK")} for item in page["Items"]]
+
+    store = LoyaltyStore(client, table, clock=clock)
+    yield Subject(store_backend.name, store, clock, read_member_item, read_tier_events)
     client.delete_table(TableName=table)
 
 
@@ -589,3 +610,118 @@ def test_the_program_and_the_catalog_read_back_as_stored(subject: Subject) -> No
         Reward(reward_id="off", name="Off", kind=RewardKind.DISCOUNT, cost_points=5, value=D(1)),
         treat.model_copy(update={"active": False}),
     ]
+
+
+# ---- an earn's guards: the tier's headroom, a standing pinned to its revision, promotion budgets -------------------
+
+
+def _enroll_with_headroom(subject: Subject, headroom: int, basis: int = 1) -> str:
+    member = new_member()
+    subject.store.create_member(member, headroom=D(headroom), basis=basis)
+    return member.member_id
+
+
+def _earn(subject: Subject, member_id: str, points: int, guards: EarnGuards, key: str | None = None) -> Replay | None:
+    claim = Claim(key or f"activity:{uuid.uuid4().hex}", "f", 201, {"points": points})
+    return subject.store.post(entry(member_id, EntryKind.BONUS, points), claim, None, guards)
+
+
+def test_an_earn_inside_the_headroom_is_written_and_takes_its_units_off_it(subject: Subject) -> None:
+    member = _enroll_with_headroom(subject, 350)
+
+    assert _earn(subject, member, 100, EarnGuards(headroom=HeadroomGuard(1, D(100)))) is None
+
+    standing = subject.store.standing(member)
+    assert (standing.headroom, standing.basis, standing.member.balance.available) == (250, 1, 100)
+    assert standing.revision == 2 and standing.member.tier == "Insider"
+
+
+@pytest.mark.parametrize(
+    ("headroom", "basis", "uses"),
+    [(350, 1, 350), (350, 1, 400), (350, 2, 10), (None, None, 10)],
+    ids=["reaches-the-threshold", "passes-it", "another-program-version", "no-headroom-yet"],
+)
+def test_an_earn_the_headroom_does_not_cover_is_refused_with_the_standing_and_writes_nothing(
+    subject: Subject, headroom: int | None, basis: int | None, uses: int
+) -> None:
+    member = new_member()
+    subject.store.create_member(member, headroom=None if headroom is None else D(headroom), basis=basis)
+    before = subject.snapshot(member.member_id)
+
+    with pytest.raises(StandingMoved) as moved:
+        _earn(subject, member.member_id, uses, EarnGuards(headroom=HeadroomGuard(1, D(uses))))
+
+    assert moved.value.standing.member.member_id == member.member_id
+    assert moved.value.standing.revision == 1
+    assert moved.value.standing.headroom == (None if headroom is None else D(headroom))
+    assert subject.snapshot(member.member_id) == before
+
+
+def test_a_replay_is_answered_before_the_headroom_is_looked_at(subject: Subject) -> None:
+    member = _enroll_with_headroom(subject, 350)
+    assert _earn(subject, member, 300, EarnGuards(headroom=HeadroomGuard(1, D(300))), key="activity:k1") is None
+
+    replay = _earn(subject, member, 300, EarnGuards(headroom=HeadroomGuard(1, D(300))), key="activity:k1")
+
+    assert replay == Replay(201, {"points": 300})
+
+
+def _move(to_tier: str = "VIB", value: int = 400) -> TierMove:
+    return TierMove(
+        at=START, from_tier="Insider", to_tier=to_tier, direction="up", reason="earn", value=D(value), measure="points"
+    )
+
+
+def test_a_pinned_earn_writes_the_move_up_its_history_its_event_and_the_new_headroom(subject: Subject) -> None:
+    member = _enroll_with_headroom(subject, 350)
+    pinned = PinnedStanding(revision=1, basis=1, headroom=D(600), move=_move(), usage={"bonus-day#2026-06-15": 40})
+
+    assert _earn(subject, member, 400, EarnGuards(pinned=pinned)) is None
+
+    standing = subject.store.standing(member)
+    assert standing.member.tier == "VIB" and standing.member.tier_upgraded_at == START
+    assert [(m.from_tier, m.to_tier, m.value) for m in standing.member.tier_history] == [("Insider", "VIB", 400)]
+    assert (standing.headroom, standing.basis, standing.revision) == (600, 1, 2)
+    assert standing.promotion_usage == {"bonus-day#2026-06-15": 40}
+    (event,) = subject.read_tier_events(member)
+    assert (event["event_type"], event["from_tier"], event["to_tier"], event["reason"]) == (
+        "TierChanged",
+        "Insider",
+        "VIB",
+        "earn",
+    )
+    assert event["event_id"].endswith("-tier") and event["occurred_at"] == timestamp(START)
+
+
+def test_a_pinned_earn_on_a_member_who_moved_since_is_refused_with_the_standing_and_writes_nothing(
+    subject: Subject,
+) -> None:
+    member = _enroll_with_headroom(subject, 350)
+    subject.credit(member, 10)  # revision 2 now
+    before = subject.snapshot(member)
+    pinned = PinnedStanding(revision=1, basis=1, headroom=D(600), move=_move())
+
+    with pytest.raises(StandingMoved) as moved:
+        _earn(subject, member, 400, EarnGuards(pinned=pinned))
+
+    assert moved.value.standing.revision == 2 and moved.value.standing.member.balance.available == 10
+    assert subject.snapshot(member) == before
+    assert subject.read_tier_events(member) == []
+
+
+def test_a_promotion_budget_is_never_overspent_and_a_refusal_says_what_was_given(subject: Subject) -> None:
+    member = _enroll_with_headroom(subject, 10_000)
+    promotion = f"launch-{uuid.uuid4().hex[:6]}"
+
+    def earn(points: int) -> Replay | None:
+        guards = EarnGuards(headroom=HeadroomGuard(1, D(points)), budgets=(BudgetUse(promotion, points, 250),))
+        return _earn(subject, member, points, guards)
+
+    assert earn(100) is None and earn(150) is None
+    before = subject.snapshot(member)
+    with pytest.raises(BudgetSpent) as spent:
+        earn(1)
+
+    assert (spent.value.promotion_id, spent.value.given) == (promotion, 250)
+    assert subject.store.budgets_given([promotion, "never-used"]) == {promotion: 250, "never-used": 0}
+    assert subject.snapshot(member) == before

@@ -38,6 +38,16 @@ EVENT_OF_KIND = {
 }
 
 
+class EarnLine(BaseModel):
+    """One rule's share of an earn's points (loyalty.points.pricing): base, category:<name>, sku:<sku>,
+    tier:<name> or promotion:<id>. An earn's lines add up to its points."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    points: int
+
+
 class LedgerEntry(BaseModel):
     """One append-only line of a member's ledger. `points` is signed: credits positive, debits negative."""
 
@@ -56,6 +66,8 @@ class LedgerEntry(BaseModel):
     reference: str | None = None
     reason: str | None = None
     unrecovered: int = Field(default=0, ge=0, description="Points a reversal was due but could not take back.")
+    program_version: int | None = Field(default=None, description="The program document version that priced it.")
+    breakdown: list[EarnLine] | None = Field(default=None, description="A purchase's points, rule by rule.")
 
     def counters(self) -> dict[str, int]:
         """How this entry moves the member's balance counters."""

@@ -46,6 +46,18 @@ MONTHLY_MAPS: Final = (SPEND_BY_MONTH, PURCHASES_BY_MONTH, POINTS_BY_MONTH)
 SPEND_BY_CATEGORY: Final = CATEGORY_MAP  # lifetime net spend per kept category (loyalty.points.categories)
 SPEND_OTHER_CATEGORIES: Final = OTHER_CATEGORIES  # categorised spend beyond the kept names
 
+TIER: Final = "tier"
+TIER_UPGRADED_AT: Final = "tier_upgraded_at"  # when the member last moved up (a review's grace counts from it)
+TIER_HISTORY: Final = "tier_history"  # every move on the ladder, oldest first (docs/tiers.md)
+# How much more the member can qualify with before the next threshold, as last computed, and under which program
+# version: every earn takes its qualifying units off it under a condition that it stays above 0, so an earn that
+# might cross a threshold fails that condition and is written again with the exact standing (docs/tiers.md,
+# "One round trip"). Months leaving the window and refunds only ever make the true headroom larger.
+TIER_HEADROOM: Final = "tier_headroom"
+TIER_BASIS: Final = "tier_basis"
+NO_TIER_ABOVE: Final = Decimal(10) ** 30  # the headroom at the top of the ladder
+PROMOTION_USAGE: Final = "promotion_usage"  # points each capped promotion gave, by "<promotion id>#<period key>"
+
 SEGMENTS: Final = "segments"  # the member's segment ids, as last written
 SEGMENTS_VERSION: Final = "segments_version"  # +1 on every segment write; absent before the first
 SEGMENTS_REVISION: Final = "segments_revision"  # the revision the stored segments were computed from
@@ -104,12 +116,14 @@ def is_settled(item: Mapping[str, Any]) -> bool:
 
 
 def member_of(item: Mapping[str, Any]) -> Member:
-    """The member (identity, profile, consent, balance, purchase statistics) an item holds."""
+    """The member (identity, profile, consent, tier and its history, balance, purchase statistics) an item holds."""
     return Member.model_validate(
         {
             **{name: item.get(name) for name in IDENTITY},
             PROFILE: item.get(PROFILE) or {},
             CONSENT: item.get(CONSENT) or {},
+            TIER_UPGRADED_AT: item.get(TIER_UPGRADED_AT),
+            TIER_HISTORY: item.get(TIER_HISTORY) or [],
             "balance": {name: int(item.get(name, 0)) for name in COUNTERS},
             "purchases": {
                 FIRST_PURCHASE_AT: item.get(FIRST_PURCHASE_AT),
@@ -117,6 +131,35 @@ def member_of(item: Mapping[str, Any]) -> Member:
                 PURCHASE_COUNT: int(item.get(PURCHASE_COUNT, 0)),
             },
         }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStanding:
+    """What pricing and the tier rules read of a member, as one item holds it: the member, the `revision` a write
+    made from it is pinned to, the monthly maps, the segments, the headroom before the next threshold and the program
+    version it was computed under (None on an item from before tiers moved), and the points each capped promotion
+    gave in each period."""
+
+    member: Member
+    revision: int
+    aggregates: PurchaseAggregates
+    segments: frozenset[str]
+    headroom: Decimal | None
+    basis: int | None
+    promotion_usage: Mapping[str, int]
+
+
+def standing_of(item: Mapping[str, Any]) -> MemberStanding:
+    headroom, basis = item.get(TIER_HEADROOM), item.get(TIER_BASIS)
+    return MemberStanding(
+        member=member_of(item),
+        revision=revision_of(item),
+        aggregates=aggregates_of(item),
+        segments=stored_segments(item),
+        headroom=None if headroom is None else Decimal(headroom),
+        basis=None if basis is None else int(basis),
+        promotion_usage={str(k): int(v) for k, v in (item.get(PROMOTION_USAGE) or {}).items()},
     )
 
 
@@ -152,9 +195,17 @@ def aggregates_of(item: Mapping[str, Any]) -> PurchaseAggregates:
 # ---- building an item ----------------------------------------------------------------------------------------------
 
 
-def new_member_item(member: Member) -> dict[str, Any]:
-    """The item enrollment writes: the member, zero counters, empty aggregates, revision 1, in the roster."""
-    values: dict[str, Any] = member.model_dump(exclude={"balance", "purchases"})
+def new_member_item(
+    member: Member, *, headroom: Decimal | int | None = None, basis: int | None = None
+) -> dict[str, Any]:
+    """The item enrollment writes: the member, zero counters, empty aggregates, revision 1, in the roster, and the
+    headroom before the ladder's next threshold under the program version `basis`."""
+    values: dict[str, Any] = member.model_dump(exclude={"balance", "purchases", TIER_UPGRADED_AT, TIER_HISTORY})
+    if member.tier_upgraded_at is not None:
+        values[TIER_UPGRADED_AT] = member.tier_upgraded_at
+    values[TIER_HISTORY] = [change.model_dump(mode="json") for change in member.tier_history]
+    if headroom is not None and basis is not None:
+        values.update({TIER_HEADROOM: headroom, TIER_BASIS: basis})
     values.update({name: 0 for name in COUNTERS})
     values.update({name: {} for name in MONTHLY_MAPS})
     values.update({SPEND_BY_CATEGORY: {}, SPEND_OTHER_CATEGORIES: 0, PURCHASE_COUNT: 0})

@@ -8,17 +8,20 @@ in-memory fake for tests). tests/integration/test_points_store_contract.py holds
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from loyalty.core.errors import InsufficientPoints, OrderConflict
+from loyalty.core.events import EventType
 from loyalty.core.idempotency import Claim, Replay
+from loyalty.core.instants import timestamp
 from loyalty.points.categories import OrderCategories
 from loyalty.points.ledger import LedgerEntry, OrderRecord
-from loyalty.points.members import Member
+from loyalty.points.member_record import MemberStanding
+from loyalty.points.members import Member, TierMove
 from loyalty.points.program import ProgramConfig
 from loyalty.points.rewards import Reward
 
@@ -48,6 +51,82 @@ def order_conflict(order_id: str) -> OrderConflict:
     return OrderConflict(
         f"order {order_id} is already recorded with a different member, amount or currency", field="order_id"
     )
+
+
+class StandingMoved(Exception):
+    """An earn's tier guard failed: the member may cross a threshold with it, the program changed since the
+    headroom was computed, or (a pinned write) the member changed since it was read. Nothing was written; the
+    service works out the standing from `standing` (as the failed write found it) and writes again, pinned."""
+
+    def __init__(self, standing: MemberStanding):
+        super().__init__(standing.member.member_id)
+        self.standing = standing
+
+
+class BudgetSpent(Exception):
+    """A promotion's budget no longer covers what the pricing gave it. Nothing was written; `given` is what the
+    promotion has given so far, as the failed write found it. The service prices again with what is left."""
+
+    def __init__(self, promotion_id: str, given: int):
+        super().__init__(promotion_id)
+        self.promotion_id = promotion_id
+        self.given = given
+
+
+@dataclass(frozen=True)
+class HeadroomGuard:
+    """The one-round-trip earn's tier guard: the member item's headroom was computed under program `basis`, and
+    stays above 0 once `uses` (the entry's qualifying units) is taken off it, which the write does. A member
+    without the attribute (enrolled before tiers moved) fails it, as one who may cross a threshold does."""
+
+    basis: int
+    uses: Decimal
+
+
+@dataclass(frozen=True)
+class PinnedStanding:
+    """An earn written from a standing read (a StandingMoved, or a member-priced earn): the member item is still at
+    `revision`; the write sets the new headroom under program `basis`, and, with `move`, the new tier, its history
+    and (up) when it was reached, and records the move as a TierChanged event. `usage` adds each capped promotion's
+    points to the member's counter for its period ("<promotion id>#<period key>")."""
+
+    revision: int
+    basis: int
+    headroom: Decimal
+    move: TierMove | None = None
+    usage: Mapping[str, int] = field(default_factory=dict)
+
+
+def tier_event(member_id: str, entry_id: str, move: TierMove) -> dict[str, Any]:
+    """The record of a move on the ladder, as both stores keep it (the table's TIER#<entry id> item): a TierChanged
+    domain event (loyalty.core.events), its id the earn's entry id and "-tier"."""
+    return {
+        "event_type": EventType.TIER_CHANGED,
+        "event_id": f"{entry_id}-tier",
+        "member_id": member_id,
+        "occurred_at": timestamp(move.at),
+        "entry_id": entry_id,
+        **move.model_dump(mode="json", exclude={"at"}),
+    }
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    """Points a promotion with a budget gives: the write adds them to its total on condition that the total stays
+    within `budget`."""
+
+    promotion_id: str
+    points: int
+    budget: int
+
+
+@dataclass(frozen=True)
+class EarnGuards:
+    """What an earn's write must hold besides the ledger's own conditions (either `headroom` or `pinned`)."""
+
+    headroom: HeadroomGuard | None = None
+    pinned: PinnedStanding | None = None
+    budgets: tuple[BudgetUse, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,8 +177,10 @@ class PointsStore(Protocol):
 
     # ---- members ----
 
-    def create_member(self, member: Member) -> None:
-        """Enroll `member` (counters at 0, aggregates empty). Raises ExternalIdTaken or ReferralCodeTaken."""
+    def create_member(self, member: Member, *, headroom: Decimal | None = None, basis: int | None = None) -> None:
+        """Enroll `member` (counters at 0, aggregates empty, `headroom` before the next threshold under program
+        `basis`; without them the first earn works the standing out). Raises ExternalIdTaken or
+        ReferralCodeTaken."""
         ...
 
     def member_id_for_external(self, external_id: str) -> str | None: ...
@@ -110,6 +191,14 @@ class PointsStore(Protocol):
         """Raises MemberNotFound."""
         ...
 
+    def standing(self, member_id: str) -> MemberStanding:
+        """The member as pricing and the tier rules read them (one consistent read). Raises MemberNotFound."""
+        ...
+
+    def budgets_given(self, promotion_ids: Iterable[str]) -> dict[str, int]:
+        """The points each promotion has given so far (0 for one that has given none)."""
+        ...
+
     def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
         """Newest first; the cursor is opaque and reads only ever inside this member's ledger. Raises
         InvalidRequest (field `cursor`) for a cursor this store did not make."""
@@ -117,13 +206,21 @@ class PointsStore(Protocol):
 
     # ---- ledger writes ----
 
-    def post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Replay | None:
-        """Apply one entry with its claim (for a purchase, `order`, remembered under the order id, is the claim).
-        None when applied; the first answer when the claim's key was taken by the same request.
+    def post(
+        self,
+        entry: LedgerEntry,
+        claim: Claim,
+        order: OrderRecord | None = None,
+        guards: EarnGuards | None = None,
+    ) -> Replay | None:
+        """Apply one entry with its claim (for a purchase, `order`, remembered under the order id, is the claim) and,
+        for an earn, its `guards` (tier headroom or a pinned standing, promotion budgets). None when applied; the
+        first answer when the claim's key was taken by the same request (a replay is answered before any guard).
 
-        Raises MemberNotFound, InsufficientPoints (a debit the balance does not cover), OrderConflict (the order id
-        recorded with another fingerprint), IdempotencyKeyReused (the key taken by another request),
-        StoreContention (concurrent changes past the retry budget)."""
+        Raises StandingMoved or BudgetSpent (a guard failed), MemberNotFound, InsufficientPoints (a debit the
+        balance does not cover), OrderConflict (the order id recorded with another fingerprint),
+        IdempotencyKeyReused (the key taken by another request), StoreContention (concurrent changes past the retry
+        budget)."""
         ...
 
     def remember(self, claim: Claim, now: datetime) -> Replay | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from loyalty.core import ids
@@ -31,13 +32,30 @@ from loyalty.core.instants import EARLIEST
 from loyalty.points.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
 from loyalty.points.categories import OrderCategories, order_categories, refund_shares, taken_from_member
 from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord, plan_refund
-from loyalty.points.members import Enrollment, Member
-from loyalty.points.ports import ExternalIdTaken, PointsStore, ReferralCodeTaken, RefundBasisMoved, Reversal
-from loyalty.points.program import ProgramConfig, activity_points, purchase_points
+from loyalty.points.member_record import NO_TIER_ABOVE, MemberStanding, month_index
+from loyalty.points.members import Enrollment, Member, TierMove
+from loyalty.points.ports import (
+    BudgetSpent,
+    BudgetUse,
+    EarnGuards,
+    ExternalIdTaken,
+    HeadroomGuard,
+    PinnedStanding,
+    PointsStore,
+    ReferralCodeTaken,
+    RefundBasisMoved,
+    Reversal,
+    StandingMoved,
+)
+from loyalty.points.pricing import MemberContext, Pricing, PurchaseContext, price_purchase
+from loyalty.points.program import ProgramConfig, QualifyingMeasure, TierPolicy, activity_points
+from loyalty.points.promotions import PromotionKind
 from loyalty.points.rewards import Reward
+from loyalty.points.tiers import after_earn, progress, qualifying_value, rank, tier_for, window_months
 
 CLOCK_SKEW = timedelta(minutes=5)
 REFUND_ATTEMPTS = 12  # plans of one refund, each from fresh reads, before a 503 (concurrent refunds of its order)
+EARN_ATTEMPTS = 12  # writes of one earn, each from the standing the last one found, before a 503
 
 
 def _occurred(at: datetime | None, now: datetime) -> datetime:
@@ -87,8 +105,9 @@ class LoyaltyService:
                 tier=self.program.get().entry_tier,
                 enrolled_at=self._clock(),
             )
+            program = self.program.get()
             try:
-                self.store.create_member(member)
+                self.store.create_member(member, headroom=_headroom(program.tier_policy, 0), basis=program.version)
             except ReferralCodeTaken:
                 continue
             except ExternalIdTaken:  # a concurrent enrolment of the same external id got there first
@@ -104,6 +123,24 @@ class LoyaltyService:
 
     def member(self, member_id: str) -> Member:
         return self.store.get_member(member_id)
+
+    def member_view(self, member_id: str) -> dict[str, Any]:
+        """The member, and where they stand: the tier, the next one, the progress bar, what keeps the tier at the
+        next review, the next reward (loyalty.points.tiers.progress). One read."""
+        standing = self.store.standing(member_id)
+        member, program = standing.member, self.program.get()
+        policy = program.tier_policy
+        tier = _on_ladder(member.tier, policy)
+        bar = progress(
+            tier,
+            standing.aggregates,
+            policy,
+            self._clock(),
+            self.rewards(),
+            member.balance.available,
+            upgraded_at=member.tier_upgraded_at,
+        )
+        return {**member.public(), "progress": bar.model_dump(mode="json")}
 
     def ledger(self, member_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
         self.store.get_member(member_id)  # 404 for an unknown member rather than an empty page
@@ -123,7 +160,8 @@ class LoyaltyService:
             raise InvalidRequest("required for this activity", field="Idempotency-Key")
         now = self._clock()
         if isinstance(activity, Engagement):
-            points = activity_points(self.program.get(), activity.type)
+            program = self.program.get()
+            points = activity_points(program, activity.type)
             if points <= 0:
                 raise InvalidRequest(f"the program awards no points for {activity.type.value}", field="type")
             entry = LedgerEntry(
@@ -134,7 +172,16 @@ class LoyaltyService:
                 created_at=now,
                 activity=activity.type,
                 reference=activity.reference,
+                program_version=program.version,
             )
+            claim = Claim(
+                f"activity:{member_id}:{idempotency_key}",
+                fingerprint(member_id, activity.model_dump()),
+                201,
+                {"entry": entry.public()},
+            )
+            uses = Decimal(points) if program.tier_policy.measure is QualifyingMeasure.POINTS else Decimal(0)
+            return self._earn(program, member_id, lambda _standing, _budgets: (entry, claim, None, None), uses, now)
         else:
             assert isinstance(activity, Adjustment)
             limit = self.program.get().max_adjustment_points
@@ -156,38 +203,143 @@ class LoyaltyService:
         )
 
     def purchase(self, member_id: str, purchase: Purchase) -> Outcome:
+        """Earn on a purchase, priced by loyalty.points.pricing (program, tier, promotions) as of when it happened.
+
+        Order id is the claim: the same order id for the same member, amount and currency is a replay; anything else
+        under it, a conflict. One round trip unless the pricing needs the member (a tier multiplier, a promotion on
+        now with an audience, a cap or a first-purchase rule) or the earn may cross a tier threshold: docs/tiers.md."""
         now = self._clock()
         occurred_at = _occurred(purchase.occurred_at, now)
-        points = purchase_points(self.program.get(), purchase.amount, purchase.currency, purchase.line_items)
-        entry = LedgerEntry(
-            entry_id=ids.ulid(),
-            member_id=member_id,
-            kind=EntryKind.EARN,
-            points=points,
-            created_at=now,
-            activity=ActivityType.PURCHASE,
-            order_id=purchase.order_id,
-        )
+        program = self.program.get()
+        bought = PurchaseContext.of(purchase)
+        price_purchase(program, bought, MemberContext(tier=program.entry_tier), occurred_at)  # refusals first
         categories = order_categories(purchase.line_items)
-        order = OrderRecord(
-            order_id=purchase.order_id,
-            member_id=member_id,
-            amount=purchase.amount,
-            currency=purchase.currency,
-            points=points,
-            occurred_at=occurred_at,
-            category_totals=categories.totals,
-            other_categories_total=categories.other,
+        entry_id = ids.ulid()
+        spend = program.tier_policy.measure is QualifyingMeasure.SPEND
+        uses = purchase.amount if spend else None
+
+        def priced(standing: MemberStanding | None, budgets: dict[str, int] | None) -> _Priced:
+            context = _member_context(standing, program, occurred_at)
+            pricing = price_purchase(program, bought, context, occurred_at, budgets_left=budgets)
+            entry = LedgerEntry(
+                entry_id=entry_id,
+                member_id=member_id,
+                kind=EntryKind.EARN,
+                points=pricing.points,
+                created_at=now,
+                activity=ActivityType.PURCHASE,
+                order_id=purchase.order_id,
+                program_version=program.version,
+                breakdown=[{"rule": line.rule, "points": line.points} for line in pricing.breakdown],
+            )
+            order = OrderRecord(
+                order_id=purchase.order_id,
+                member_id=member_id,
+                amount=purchase.amount,
+                currency=purchase.currency,
+                points=pricing.points,
+                occurred_at=occurred_at,
+                category_totals=categories.totals,
+                other_categories_total=categories.other,
+            )
+            claim = Claim(
+                f"order:{purchase.order_id}",
+                fingerprint(member_id, purchase.amount, purchase.currency),
+                201,
+                {"entry": entry.public()},
+                expires=False,
+            )
+            return entry, claim, order, pricing
+
+        member_priced = _prices_by_member(program, occurred_at)
+        return self._earn(program, member_id, priced, uses, occurred_at, member_priced=member_priced)
+
+    def _earn(
+        self,
+        program: ProgramConfig,
+        member_id: str,
+        priced: Callable[[MemberStanding | None, dict[str, int] | None], _Priced],
+        uses: Decimal | None,
+        at: datetime,
+        *,
+        member_priced: bool = False,
+    ) -> Outcome:
+        """Write an earn with its tier standing and its promotions' counters (docs/tiers.md, "One round trip").
+
+        First without a read, guarded by the member's headroom before the next threshold, unless the pricing needs
+        the member (`member_priced`: then the member is read first). If the guard fails (the earn may cross a
+        threshold, the program changed, an item from before tiers moved), the store hands back the member as it
+        found them and the earn is written again pinned to that revision, with the exact standing and, if a
+        threshold is crossed, the move up in the same transaction. `uses` is the qualifying units the earn adds
+        (None: its points, once priced)."""
+        policy = program.tier_policy
+        standing = self.store.standing(member_id) if member_priced else None
+        budgets: dict[str, int] | None = None
+        for _ in range(EARN_ATTEMPTS):
+            entry, claim, order, pricing = priced(standing, budgets)
+            units = uses if uses is not None else Decimal(entry.points)
+            tiered = len(policy.ladder) > 1
+            guards = EarnGuards(
+                headroom=HeadroomGuard(program.version, units) if standing is None and tiered else None,
+                pinned=None if standing is None else self._pinned(standing, program, units, at, pricing),
+                budgets=_budget_uses(program, pricing),
+            )
+            try:
+                replay = self.store.post(entry, claim, order, guards)
+            except StandingMoved as moved:
+                standing = moved.standing
+                continue
+            except BudgetSpent:
+                budgeted = {p.promotion_id: p.budget for p in program.promotions if p.budget is not None}
+                given = self.store.budgets_given(budgeted)
+                budgets = {pid: max(0, budget - given.get(pid, 0)) for pid, budget in budgeted.items()}
+                continue
+            except InsufficientPoints as refusal:
+                return self._refuse(claim, refusal, entry.created_at)
+            if replay is not None:
+                return _replayed(replay)
+            return Outcome(claim.status, claim.body)
+        raise StoreContention("the member kept changing during the earn; retry")
+
+    def _pinned(
+        self, standing: MemberStanding, program: ProgramConfig, units: Decimal, at: datetime, pricing: Pricing | None
+    ) -> PinnedStanding:
+        """The standing an earn leaves, from the member as read: the qualifying value after it (the earn counts if
+        its month is in the window), the move up it makes if it reaches a threshold, the headroom after it, and
+        each capped promotion's counter for its period (the whole map, pinned by the revision)."""
+        now = self._clock()
+        policy = program.tier_policy
+        tier = _on_ladder(standing.member.tier, policy)
+        value = qualifying_value(standing.aggregates, policy, now)
+        if month_index(at) in window_months(policy, now):
+            value += units if policy.measure is QualifyingMeasure.SPEND else int(units)
+        change = after_earn(tier, value, policy)
+        move = None
+        if change is not None:
+            move = TierMove(
+                at=now,
+                from_tier=change.from_tier,
+                to_tier=change.to_tier,
+                direction=change.direction.value,
+                reason=change.reason.value,
+                value=Decimal(change.value),
+                measure=change.measure.value,
+                currency=change.currency,
+            )
+            tier = change.to_tier
+        live = {p.promotion_id for p in program.promotions}
+        usage = {key: n for key, n in standing.promotion_usage.items() if key.split("#", 1)[0] in live}
+        for award in pricing.promotions if pricing is not None else ():
+            if award.cap_key is not None:
+                key = f"{award.promotion_id}#{award.cap_key}"
+                usage[key] = usage.get(key, 0) + award.points
+        return PinnedStanding(
+            revision=standing.revision,
+            basis=program.version,
+            headroom=_headroom(policy, value, tier),
+            move=move,
+            usage=usage,
         )
-        # Same order id, same member, amount and currency: a replay. Anything else under that id: a conflict.
-        claim = Claim(
-            f"order:{purchase.order_id}",
-            fingerprint(member_id, purchase.amount, purchase.currency),
-            201,
-            {"entry": entry.public()},
-            expires=False,
-        )
-        return self._post(entry, claim, order)
 
     def refund(self, refund: Refund, *, member_id: str | None = None) -> Outcome:
         """Reverse a refund's share of its order's points. The refund's identity is (order id, refund id), whichever
@@ -303,3 +455,64 @@ class LoyaltyService:
 
 def _replayed(replay: Replay) -> Outcome:
     return Outcome(replay.status, replay.body, replayed=True)
+
+
+_Priced = tuple[LedgerEntry, Claim, OrderRecord | None, Pricing | None]
+
+
+def _on_ladder(tier: str, policy: TierPolicy) -> str:
+    """The member's tier, or the ladder's first if the ladder no longer names it (renamed in a new version)."""
+    return tier if any(level.name == tier for level in policy.ladder) else policy.ladder[0].name
+
+
+def _headroom(policy: TierPolicy, value: int | Decimal, tier: str | None = None) -> Decimal:
+    """Qualifying units left before the threshold above `tier` (by default the tier `value` reaches); the
+    NO_TIER_ABOVE sentinel at the top."""
+    held = tier if tier is not None else tier_for(value, policy.ladder).name
+    position = rank(held, policy.ladder)
+    if position + 1 >= len(policy.ladder):
+        return NO_TIER_ABOVE
+    return Decimal(policy.ladder[position + 1].threshold) - Decimal(value)
+
+
+def _prices_by_member(program: ProgramConfig, at: datetime) -> bool:
+    """True if what a purchase at `at` earns depends on who makes it: a tier that multiplies, or a promotion on
+    then with an audience, a cap per member, or a first-purchase rule."""
+    if any(level.earn_multiplier != 1 for level in program.tiers):
+        return True
+    return any(
+        p.is_on(at) and (p.tiers or p.segments or p.cap is not None or p.kind is PromotionKind.FIRST_PURCHASE_BONUS)
+        for p in program.promotions
+    )
+
+
+def _member_context(standing: MemberStanding | None, program: ProgramConfig, at: datetime) -> MemberContext:
+    """Who buys, for pricing: as read, or (no read: the pricing does not depend on the member) the entry tier."""
+    if standing is None:
+        return MemberContext(tier=program.entry_tier)
+    policy = program.tier_policy
+    tier = _on_ladder(standing.member.tier, policy)
+    level = policy.ladder[rank(tier, policy.ladder)]
+    given: dict[str, int] = {}
+    for promotion in program.promotions:
+        cap_key = promotion.cap_key(at)
+        if cap_key is not None:
+            given[promotion.promotion_id] = standing.promotion_usage.get(f"{promotion.promotion_id}#{cap_key}", 0)
+    return MemberContext(
+        tier=tier,
+        tier_multiplier=level.earn_multiplier,
+        segments=standing.segments,
+        first_purchase=standing.member.purchases.purchase_count == 0,
+        given_in_period=given,
+    )
+
+
+def _budget_uses(program: ProgramConfig, pricing: Pricing | None) -> tuple[BudgetUse, ...]:
+    if pricing is None:
+        return ()
+    budgets = {p.promotion_id: p.budget for p in program.promotions if p.budget is not None}
+    return tuple(
+        BudgetUse(award.promotion_id, award.points, budgets[award.promotion_id])
+        for award in pricing.promotions
+        if award.promotion_id in budgets
+    )

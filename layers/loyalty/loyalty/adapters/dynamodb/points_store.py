@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -55,27 +55,41 @@ from loyalty.points.member_record import (
     MONTHLY_MAPS,
     MONTHS_KEPT,
     POINTS_BY_MONTH,
+    PROMOTION_USAGE,
     PRUNE_SPAN,
     PURCHASE_COUNT,
     PURCHASES_BY_MONTH,
     REVISION,
     SPEND_BY_MONTH,
+    TIER,
+    TIER_BASIS,
+    TIER_HEADROOM,
+    TIER_HISTORY,
+    TIER_UPGRADED_AT,
+    MemberStanding,
     is_kept,
     member_of,
     month_key,
     months_before,
     new_member_item,
+    revision_of,
+    standing_of,
 )
-from loyalty.points.members import Member
+from loyalty.points.members import Member, TierMove
 from loyalty.points.ports import (
+    BudgetSpent,
+    BudgetUse,
+    EarnGuards,
     ExternalIdTaken,
     MemberHoldings,
     PurchaseFacts,
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
+    StandingMoved,
     insufficient_points,
     order_conflict,
+    tier_event,
 )
 from loyalty.points.program import ProgramConfig
 from loyalty.points.rewards import Reward
@@ -168,10 +182,10 @@ class LoyaltyStore:
 
     # ---- members --------------------------------------------------------------------------------------------
 
-    def create_member(self, member: Member) -> None:
+    def create_member(self, member: Member, *, headroom: Decimal | None = None, basis: int | None = None) -> None:
         """Enroll: the member item, and the external id and referral code each claimed for this member alone.
         Raises ExternalIdTaken or ReferralCodeTaken (nothing written)."""
-        values = new_member_item(member)
+        values = new_member_item(member, headroom=headroom, basis=basis)
         items = [
             {
                 "Put": {
@@ -224,6 +238,15 @@ class LoyaltyStore:
             raise MemberNotFound(f"member {member_id} not found", field="member_id")
         return member_from_item(item)
 
+    def standing(self, member_id: str) -> MemberStanding:
+        item = self._io.get(member_key(member_id))
+        if item is None:
+            raise MemberNotFound(f"member {member_id} not found", field="member_id")
+        return standing_of(item)
+
+    def budgets_given(self, promotion_ids: Iterable[str]) -> dict[str, int]:
+        return {pid: int((self._io.get(budget_key(pid)) or {}).get("given", 0)) for pid in promotion_ids}
+
     def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
         """Newest first. The cursor is opaque to clients and only ever points into this member's ledger."""
         pk = f"MEMBER#{member_id}"
@@ -265,6 +288,52 @@ class LoyaltyStore:
             self._record_purchase(update, purchase, out_of_order)
             self._add_categories(update, purchase.categories, categories_seen)
         return update
+
+    @staticmethod
+    def _guard_standing(update: Update, guards: EarnGuards) -> None:
+        """An earn's tier guard on the member item (docs/tiers.md, "One round trip"): the headroom stays above 0
+        once the earn's qualifying units are taken off it, under the same program version; or, pinned to the
+        revision read, the standing the service worked out from it."""
+        headroom, pinned = guards.headroom, guards.pinned
+        if headroom is not None:
+            room, basis = update.name(TIER_HEADROOM), update.name(TIER_BASIS)
+            update.conditions.append(f"{basis} = {update.value(headroom.basis)}")
+            update.conditions.append(f"{room} > {update.value(headroom.uses)}")
+            if headroom.uses:
+                update.adds.append(f"{room} {update.value(-headroom.uses)}")
+        if pinned is not None:
+            update.conditions.append(f"{update.name(REVISION)} = {update.value(pinned.revision)}")
+            update.sets.append(f"{update.name(TIER_HEADROOM)} = {update.value(pinned.headroom)}")
+            update.sets.append(f"{update.name(TIER_BASIS)} = {update.value(pinned.basis)}")
+            update.sets.append(f"{update.name(PROMOTION_USAGE)} = {update.value(dict(pinned.usage))}")
+            move = pinned.move
+            if move is not None:
+                history = update.name(TIER_HISTORY)
+                recorded = update.value([move.model_dump()])
+                update.sets.append(f"{update.name(TIER)} = {update.value(move.to_tier)}")
+                update.sets.append(f"{history} = list_append(if_not_exists({history}, {update.value([])}), {recorded})")
+                if move.direction == "up":
+                    update.sets.append(f"{update.name(TIER_UPGRADED_AT)} = {update.value(move.at)}")
+
+    def _budget_update(self, use: BudgetUse) -> dict[str, Any]:
+        """A promotion's total given, on condition that it stays within the budget."""
+        update = Update()
+        given = update.name("given")
+        update.adds.append(f"{given} {update.value(use.points)}")
+        update.conditions.append(f"attribute_not_exists({given}) OR {given} <= {update.value(use.budget - use.points)}")
+        return update.request(self._table, budget_key(use.promotion_id))
+
+    def _tier_event_put(self, entry: LedgerEntry, move: TierMove) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    **key(f"MEMBER#{entry.member_id}", f"TIER#{entry.entry_id}"),
+                    **to_item(tier_event(entry.member_id, entry.entry_id, move)),
+                },
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
 
     def _add_to_month(self, update: Update, aggregate: str, when: datetime, amount: Any) -> None:
         if not is_kept(month_key(when), self._clock()):
@@ -381,28 +450,44 @@ class LoyaltyStore:
         stored = self._io.get(claim_key(claim))
         return self._replay(claim, stored) if stored is not None else None
 
-    def post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Replay | None:
-        """Apply one ledger entry atomically. Returns None when applied, or the first answer on a replay.
+    def post(
+        self,
+        entry: LedgerEntry,
+        claim: Claim,
+        order: OrderRecord | None = None,
+        guards: EarnGuards | None = None,
+    ) -> Replay | None:
+        """Apply one ledger entry atomically, with an earn's guards. Returns None when applied, or the first answer
+        on a replay.
 
         Raises MemberNotFound, InsufficientPoints (debits), OrderConflict / IdempotencyKeyReused (a key reused
-        for another request).
+        for another request), StandingMoved / BudgetSpent (a guard failed: loyalty.points.ports).
         """
+        guards = guards or EarnGuards()
         purchase = PurchaseFacts.of(order) if order is not None else None
         out_of_order: dict[str, Any] | None = None
         categories_seen: dict[str, Any] | None = None
         for _ in range(4):
             update = self._member_update(entry, purchase, out_of_order=out_of_order, categories_seen=categories_seen)
+            self._guard_standing(update, guards)
             items = [
                 update.request(self._table, member_key(entry.member_id)),
                 self._entry_put(entry),
                 self._claim_put(claim, entry.created_at, order),
+                *(self._budget_update(use) for use in guards.budgets),
             ]
+            if guards.pinned is not None and guards.pinned.move is not None:
+                items.append(self._tier_event_put(entry, guards.pinned.move))
             try:
                 self._io.transact(items)
                 return None
             except Cancelled as cancelled:
                 if cancelled.failed(2):
                     return self._replay(claim, cancelled.old_item(2), order)
+                for position, use in enumerate(guards.budgets, start=3):
+                    if cancelled.failed(position):
+                        old = cancelled.old_item(position) or {}
+                        raise BudgetSpent(use.promotion_id, int(old.get("given", 0))) from None
                 if not cancelled.failed(0):
                     raise LoyaltyError("ledger entry id collision") from None
                 member = cancelled.old_item(0)
@@ -410,9 +495,12 @@ class LoyaltyStore:
                     member = self._io.get(member_key(entry.member_id))
                 if member is None:
                     raise MemberNotFound(f"member {entry.member_id} not found", field="member_id") from None
-                # The member exists: either a replay whose claim the cancellation did not report, a debit the
-                # balance does not cover, an older purchase arriving after a newer one, or a purchase whose
-                # categories do not all fit the member's map.
+                # The member exists. An earn's tier guard that the item fails is handed to the service at once,
+                # unread: the write it makes next carries the same claim, so a replay is still answered by it.
+                if not _standing_holds(member, guards):
+                    raise StandingMoved(standing_of(member)) from None
+                # Else: a replay whose claim the cancellation did not report, a debit the balance does not cover, an
+                # older purchase arriving after a newer one, or a purchase whose categories do not all fit the map.
                 stored = self._io.get(claim_key(claim, order))
                 if stored is not None:
                     return self._replay(claim, stored, order)
@@ -530,6 +618,21 @@ class LoyaltyStore:
                 **to_item({"version": program.version, "document": program.model_dump_json()}),
             },
         )
+
+
+def budget_key(promotion_id: str) -> dict[str, Any]:
+    return key(f"PROMOTION#{promotion_id}", "BUDGET")
+
+
+def _standing_holds(member: dict[str, Any], guards: EarnGuards) -> bool:
+    """Whether the member item (as a failed transaction found it) meets the earn's tier guard."""
+    headroom, pinned = guards.headroom, guards.pinned
+    if pinned is not None and revision_of(member) != pinned.revision:
+        return False
+    if headroom is None:
+        return True
+    room, basis = member.get(TIER_HEADROOM), member.get(TIER_BASIS)
+    return basis is not None and int(basis) == headroom.basis and room is not None and Decimal(room) > headroom.uses
 
 
 def member_from_item(item: dict[str, Any]) -> Member:

@@ -11,7 +11,7 @@ behaviours against both.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,9 +23,19 @@ from loyalty.core.idempotency import Claim, Replay, key_reused
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import OrderCategories, place
 from loyalty.points.ledger import Balance, EntryKind, LedgerEntry, OrderRecord
-from loyalty.points.member_record import MONTHS_KEPT, PRUNE_SPAN, is_kept, month_key, months_before
+from loyalty.points.member_record import (
+    MONTHS_KEPT,
+    PRUNE_SPAN,
+    MemberStanding,
+    aggregates_of,
+    is_kept,
+    month_key,
+    months_before,
+)
 from loyalty.points.members import Member, PurchaseStats
 from loyalty.points.ports import (
+    BudgetSpent,
+    EarnGuards,
     ExternalIdTaken,
     MemberHoldings,
     PointsStore,
@@ -33,8 +43,10 @@ from loyalty.points.ports import (
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
+    StandingMoved,
     insufficient_points,
     order_conflict,
+    tier_event,
 )
 from loyalty.points.program import ProgramConfig
 from loyalty.points.rewards import Reward
@@ -69,6 +81,10 @@ class _Member:
     spend_by_category: dict[str, Decimal] | None = field(default_factory=dict)
     spend_other_categories: Decimal = Decimal(0)
     revision: int = 1
+    headroom: Decimal | None = None
+    basis: int | None = None
+    promotion_usage: dict[str, int] = field(default_factory=dict)
+    segments: frozenset[str] = frozenset()  # as a segment write would leave them (set_segments, for tests)
 
 
 class MemoryPointsStore:
@@ -85,10 +101,12 @@ class MemoryPointsStore:
         self._claims: dict[str, _Answer] = {}
         self._program: ProgramConfig | None = None
         self._rewards: dict[str, Reward] = {}
+        self._budgets: dict[str, int] = {}
+        self.tier_events: list[dict[str, Any]] = []  # the TierChanged records, as the table's TIER# items hold them
 
     # ---- members ----------------------------------------------------------------------------------------
 
-    def create_member(self, member: Member) -> None:
+    def create_member(self, member: Member, *, headroom: Decimal | None = None, basis: int | None = None) -> None:
         with self._lock:
             if member.external_id in self._external:
                 raise ExternalIdTaken(member.external_id)
@@ -97,7 +115,9 @@ class MemoryPointsStore:
             if member.member_id in self._members:
                 raise LoyaltyError("member id collision")
             enrolled = member.model_copy(update={"balance": Balance(), "purchases": PurchaseStats()}, deep=True)
-            self._members[member.member_id] = _Member(enrolled)
+            self._members[member.member_id] = _Member(
+                enrolled, headroom=None if headroom is None else Decimal(headroom), basis=basis
+            )
             self._external[member.external_id] = member.member_id
             self._referral[member.referral_code] = member.member_id
             self._ledgers[member.member_id] = {}
@@ -124,6 +144,32 @@ class MemoryPointsStore:
                 },
                 deep=True,
             )
+
+    def standing(self, member_id: str) -> MemberStanding:
+        return self._standing(member_id)
+
+    def _standing(self, member_id: str) -> MemberStanding:
+        """The standing as the member item holds it (what a failed DynamoDB transaction hands back, unread)."""
+        with self._lock:
+            state = self._member(member_id)
+            return MemberStanding(
+                member=self.get_member(member_id),
+                revision=state.revision,
+                aggregates=aggregates_of(self.member_item(member_id)),
+                segments=state.segments,
+                headroom=state.headroom,
+                basis=state.basis,
+                promotion_usage=dict(state.promotion_usage),
+            )
+
+    def set_segments(self, member_id: str, segments: Iterable[str]) -> None:
+        """What a segment write leaves on the member item (the segments context writes them; tests set them)."""
+        with self._lock:
+            self._member(member_id).segments = frozenset(segments)
+
+    def budgets_given(self, promotion_ids: Iterable[str]) -> dict[str, int]:
+        with self._lock:
+            return {pid: self._budgets.get(pid, 0) for pid in promotion_ids}
 
     def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
         position = _position(cursor) if cursor else None
@@ -158,7 +204,13 @@ class MemoryPointsStore:
 
     # ---- ledger writes ----------------------------------------------------------------------------------
 
-    def post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Replay | None:
+    def post(
+        self,
+        entry: LedgerEntry,
+        claim: Claim,
+        order: OrderRecord | None = None,
+        guards: EarnGuards | None = None,
+    ) -> Replay | None:
         with self._lock:
             if order is not None:
                 recorded = self._orders.get(order.order_id)
@@ -172,8 +224,11 @@ class MemoryPointsStore:
                 raise LoyaltyError("ledger entry id collision")
             if entry.points < 0 and state.counters["available"] < -entry.points:
                 raise insufficient_points(-entry.points, state.counters["available"])
+            guards = guards or EarnGuards()
+            self._check(state, entry.member_id, guards)
             purchase = PurchaseFacts.of(order) if order is not None else None
             self._apply(state, entry)
+            self._apply_guards(state, entry, guards)
             if entry.kind in (EntryKind.EARN, EntryKind.BONUS) and entry.points:
                 when = purchase.occurred_at if purchase else entry.created_at
                 self._add_to_month(state, "points_by_month", when, Decimal(entry.points))
@@ -263,6 +318,40 @@ class MemoryPointsStore:
     def put_reward(self, reward: Reward) -> None:
         with self._lock:
             self._rewards[reward.reward_id] = reward.model_copy()
+
+    # ---- an earn's guards: tier standing, promotion budgets -----------------------------------------------------
+
+    def _check(self, state: _Member, member_id: str, guards: EarnGuards) -> None:
+        """The guards' conditions, as the DynamoDB store's transaction puts them: raise before anything changes."""
+        headroom, pinned = guards.headroom, guards.pinned
+        if headroom is not None and (
+            state.basis != headroom.basis or state.headroom is None or not state.headroom > headroom.uses
+        ):
+            raise StandingMoved(self._standing(member_id))
+        if pinned is not None and state.revision != pinned.revision:
+            raise StandingMoved(self._standing(member_id))
+        for use in guards.budgets:
+            given = self._budgets.get(use.promotion_id, 0)
+            if given > use.budget - use.points:
+                raise BudgetSpent(use.promotion_id, given)
+
+    def _apply_guards(self, state: _Member, entry: LedgerEntry, guards: EarnGuards) -> None:
+        if guards.headroom is not None and state.headroom is not None:
+            state.headroom -= guards.headroom.uses
+        pinned = guards.pinned
+        if pinned is not None:
+            state.headroom, state.basis = pinned.headroom, pinned.basis
+            state.promotion_usage = dict(pinned.usage)
+            move = pinned.move
+            if move is not None:
+                history = [*state.member.tier_history, move]
+                update: dict[str, Any] = {"tier": move.to_tier, "tier_history": history}
+                if move.direction == "up":
+                    update["tier_upgraded_at"] = move.at
+                state.member = state.member.model_copy(update=update)
+                self.tier_events.append(tier_event(entry.member_id, entry.entry_id, move))
+        for use in guards.budgets:
+            self._budgets[use.promotion_id] = self._budgets.get(use.promotion_id, 0) + use.points
 
     # ---- the member item's projection of the ledger ---------------------------------------------------------
 
