@@ -20,7 +20,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -215,11 +214,10 @@ def main() -> None:
         )
         print(f"DynamoDB round trips per redemption: {redeem_calls:.2f}  (target 1; {shown(redeems)})")
         # A program that prices by the member: a tier multiplier, so every earn reads the member first.
-        from loyalty.points.program import ProgramConfig, Tier
-
         current = service.program.get()
-        ladder = (Tier(name="Insider", threshold=0), Tier(name="VIB", threshold=350, earn_multiplier=Decimal("1.5")))
-        service.store.put_program(ProgramConfig(version=current.version + 1, tiers=ladder))
+        document = current.model_dump(mode="json")
+        ladder = [{"name": "Insider", "threshold": 0}, {"name": "VIB", "threshold": 350, "earn_multiplier": "1.5"}]
+        assert service.replace_program({**document, "tiers": ladder}, current.version, "bench").status == 200
         service.program.clear()
         earn(0)  # warm: the new program document read into the cache
         priced = per_call(earn, 20)
@@ -227,7 +225,7 @@ def main() -> None:
             f"DynamoDB round trips per earn with a tier multiplier: "
             f"{sum(t * n for t, n in priced.items()) / 20:.2f}  (the member read, then the write: {shown(priced)})"
         )
-        service.store.put_program(current.model_copy(update={"version": current.version + 2}))
+        assert service.replace_program(document, current.version + 1, "bench").status == 200
         service.program.clear()
 
         for threads in (1, 4):

@@ -73,7 +73,8 @@ MEMBERS: tuple[tuple[str, str, list[tuple[int, str, str | None]]], ...] = (
 def seed(stack: Any = None) -> dict[str, str]:
     """Seed the demo program; safe to run twice (every write is idempotent). Returns external id -> member id."""
     service = loyalty_service()
-    service.store.put_program(PROGRAM)
+    if service.store.get_program() is None:  # a second run keeps the program in force (an admin may have replaced it)
+        service.store.put_program(PROGRAM, replaces=None, replaced_at=datetime.now(UTC), replaced_by="devstack-seed")
     for reward in REWARDS:
         service.store.put_reward(reward)
     service.program.clear()

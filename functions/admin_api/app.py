@@ -1,6 +1,7 @@
-"""Admin API for segmentation: the catalog, sizes and members of segments, the marketer-defined segments and the
-whole segmentation document, refresh runs and KPIs. Every route needs the admin role. Parse, authorise, call the
-segmentation service, map the result: no business rules here."""
+"""Admin API: the program document and its versions; for segmentation, the catalog, sizes and members of segments,
+the marketer-defined segments and the whole segmentation document, refresh runs and KPIs. Every route needs the
+admin role. Parse, authorise, call the loyalty or the segmentation service, map the result: no business rules
+here."""
 
 from __future__ import annotations
 
@@ -13,10 +14,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from loyalty.core.errors import InvalidRequest
-from loyalty.core.http import ADMIN, Api, answer, documented, documented_write, idempotency_key, model_response
+from loyalty.core.http import (
+    ADMIN,
+    Api,
+    answer,
+    documented,
+    documented_write,
+    idempotency_key,
+    model_response,
+    outcome_response,
+)
 from loyalty.core.observability import api_tracer, from_api_request, invocation, metrics, record_api_answer
 from loyalty.core.settings import settings
-from loyalty.runtime import refresh_executions, segmentation_service
+from loyalty.points.program import ProgramDocument
+from loyalty.runtime import loyalty_service, refresh_executions, segmentation_service
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.ids import FAMILIES, MAX_SLUG_LENGTH
 from loyalty.segments.prediction import PredictionModel
@@ -29,8 +40,9 @@ app = api.app
 app.configure_openapi(
     title="Serverless Loyalty Admin API",
     version="1",
-    description="Segmentation for program admins and marketers: segments, their members, sizes and KPIs, the "
-    "marketer-defined segments and the segmentation document, refresh runs. Every route needs an admin token.",
+    description="For program admins and marketers: the program document (earning rules, tiers, promotions, rewards "
+    "and expiry policies) and its versions; segments, their members, sizes and KPIs, the marketer-defined segments "
+    "and the segmentation document, refresh runs. Every route needs an admin token.",
     security_schemes={"cognito": HTTPBearer(bearerFormat="JWT", description="Cognito ID token (loyalty-admins)")},
     security=[{"cognito": []}],
 )
@@ -57,6 +69,11 @@ RuleSegmentSlug = Annotated[
 ]
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$", description="A refresh run id.")]
 RunKey = Annotated[str, idempotency_key("Names the run: the same key returns the run it started and starts nothing.")]
+ProgramKey = Annotated[
+    str | None,
+    idempotency_key("Makes the replace safe to retry: the same key returns the first answer and changes nothing."),
+]
+ProgramVersionNumber = Annotated[int, Path(ge=1, le=10**9, description="A version of the program document.")]
 
 _NOT_ADMIN = (403, "The token is not an admin's")
 _UNKNOWN_SEGMENT = (404, "No such segment")
@@ -160,6 +177,11 @@ class RefreshRunList(BaseModel):
     runs: list[RefreshRun] = Field(description="Newest first.")
 
 
+class ProgramVersionPage(BaseModel):
+    versions: list[ProgramDocument] = Field(description="Newest first; the first page starts with the one in force.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
 class Analytics(BaseModel):
     run_id: str | None = Field(description="The last completed refresh; null before the first.")
     as_of: str | None
@@ -174,6 +196,83 @@ class Analytics(BaseModel):
 def _document(config: SegmentationConfig) -> dict[str, Any]:
     """The document as clients read it: rules under their JSON names (all, any, not)."""
     return config.model_dump(mode="json", by_alias=True)
+
+
+# ---- the program document (docs/program.md) ----------------------------------------------------------------------
+
+
+@api.get(
+    "/v1/admin/program",
+    access=ADMIN,
+    summary="The program document in force: earning rules, tiers, promotions, policies, its version, when and by whom",
+    responses=documented(200, ProgramDocument, "The document in force", 401, _NOT_ADMIN),
+)
+def get_program() -> Response[Any]:
+    return answer(200, ProgramDocument, loyalty_service().program_document().public())
+
+
+@api.put(
+    "/v1/admin/program",
+    access=ADMIN,
+    summary="Replace the whole program document, if it is still at the version in If-Match",
+    responses=documented_write(
+        200,
+        ProgramDocument,
+        "Replaced: the new version, in force; a replay under the same Idempotency-Key gets the first answer "
+        "(Idempotent-Replayed: true)",
+        400,
+        401,
+        _NOT_ADMIN,
+        (409, "The document is no longer at the If-Match version: read it again (the answer gives `version`)"),
+        (
+            422,
+            "The document is invalid: every problem at once, each with its field path (promotions[0].ends_at); or "
+            "the Idempotency-Key was used for another request",
+        ),
+    ),
+)
+def put_program(
+    document: Annotated[ProgramDocument, Body()],
+    if_match: Annotated[
+        int,
+        Header(
+            alias="If-Match",
+            ge=1,
+            description="The version this change was made from (`version` of the document read).",
+        ),
+    ],
+    idempotency_key: ProgramKey = None,
+) -> Response[Any]:
+    outcome = loyalty_service().replace_program(
+        document.model_dump(mode="json"), if_match, api.caller().subject, idempotency_key=idempotency_key
+    )
+    return outcome_response(outcome, ProgramDocument)
+
+
+@api.get(
+    "/v1/admin/program/versions",
+    access=ADMIN,
+    summary="Every version of the program document, newest first",
+    responses=documented(200, ProgramVersionPage, "A page of versions", 401, _NOT_ADMIN, 422),
+)
+def list_program_versions(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page.")] = None,
+) -> Response[Any]:
+    versions, next_cursor = loyalty_service().program_versions(limit, cursor)
+    return answer(200, ProgramVersionPage, {"versions": [v.public() for v in versions], "next_cursor": next_cursor})
+
+
+@api.get(
+    "/v1/admin/program/versions/<version>",
+    access=ADMIN,
+    summary="One version of the program document (the one a ledger entry's program_version names, say)",
+    responses=documented(
+        200, ProgramDocument, "The version", 401, _NOT_ADMIN, (404, "No such version of the program"), 422
+    ),
+)
+def get_program_version(version: ProgramVersionNumber) -> Response[Any]:
+    return answer(200, ProgramDocument, loyalty_service().program_version(version).public())
 
 
 # ---- segments --------------------------------------------------------------------------------------------------

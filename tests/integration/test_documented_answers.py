@@ -5,7 +5,7 @@ document's schema for the status it came with. The document's objects are read a
 does not list fails as surely as a missing required field or a wrong type.
 
 The one open object is ErrorBody: a refusal may carry the figures behind it beside code, message and errors
-(available and needed points, the refundable amount, the running refresh's run_id, the document's current version).
+(available and needed points, the refundable amount, the running refresh's run_id, a document's current version).
 """
 
 from __future__ import annotations
@@ -292,6 +292,9 @@ ACTIVITIES = "/v1/members/{member_id}/activities"
 REDEMPTIONS = "/v1/members/{member_id}/redemptions"
 DEFINITION = "/v1/admin/segment-definitions/{segment_id}"
 REFRESHES = "/v1/admin/segment-refreshes"
+PROGRAM = "/v1/admin/program"
+VERSIONS = PROGRAM + "/versions"
+VERSION = VERSIONS + "/{version}"
 UNKNOWN_MEMBER = {"member_id": "m_" + "0" * 26}
 
 
@@ -457,6 +460,48 @@ def _segmentation(world: World) -> None:
     assert world.call("admin_api", "PUT", "/v1/admin/segmentation", body=document.body).status == 400
 
 
+def _program(world: World) -> None:
+    read = world.call("admin_api", "GET", PROGRAM)
+    assert read.status == 200
+    version = read.body["version"]
+    edited = {**read.body, "sku_multipliers": {"SKU-GIFTSET": "3"}}
+    headers = {"If-Match": str(version), "Idempotency-Key": uuid.uuid4().hex}
+    replaced = world.call("admin_api", "PUT", PROGRAM, body=edited, headers=headers)
+    assert replaced.status == 200, replaced.text
+    assert (replaced.body["version"], replaced.body["replaced_by"]) == (version + 1, ADMIN["sub"])
+    again = world.call("admin_api", "PUT", PROGRAM, body=edited, headers=headers)
+    assert again.status == 200 and again.headers.get("Idempotent-Replayed") == "true" and again.body == replaced.body
+    stale = world.call("admin_api", "PUT", PROGRAM, body=edited, headers={"If-Match": str(version)})
+    assert stale.status == 409 and stale.body["version"] == version + 1
+    current = {"If-Match": str(version + 1)}
+    broken = {**edited, "points_per_unit": {"usd": "1"}, "expiry": {"months": 0}, "colour": "red"}
+    refused = world.call("admin_api", "PUT", PROGRAM, body=broken, headers=current)
+    assert refused.status == 422
+    assert {e["field"] for e in refused.body["errors"]} == {"points_per_unit", "expiry.months", "colour"}
+    assert world.call("admin_api", "PUT", PROGRAM, body=edited).status == 400  # no If-Match
+    assert world.call("admin_api", "PUT", PROGRAM, body="{", headers=current).status == 400
+    assert world.call("admin_api", "PUT", PROGRAM, body=edited, headers=current, claims=SERVICE).status == 403
+    assert world.call("admin_api", "GET", PROGRAM, claims=SERVICE).status == 403
+    assert world.call("admin_api", "GET", PROGRAM).body == replaced.body  # the refusals left it in force
+
+
+def _program_versions(world: World) -> None:
+    in_force = world.call("admin_api", "GET", PROGRAM).body
+    page = world.call("admin_api", "GET", VERSIONS, query={"limit": "1"})
+    assert page.status == 200 and page.body["versions"] == [in_force]
+    if in_force["version"] > 1:
+        rest = world.call("admin_api", "GET", VERSIONS, query={"cursor": page.body["next_cursor"]})
+        assert rest.status == 200 and rest.body["versions"][-1]["version"] == 1
+    assert world.call("admin_api", "GET", VERSIONS, query={"limit": "0"}).status == 422
+    assert world.call("admin_api", "GET", VERSIONS, query={"cursor": "bm90IGEgY3Vyc29y"}).status == 422
+    assert world.call("admin_api", "GET", VERSIONS, claims=SERVICE).status == 403
+    one = world.call("admin_api", "GET", VERSION, {"version": str(in_force["version"])})
+    assert one.status == 200 and one.body == in_force
+    assert world.call("admin_api", "GET", VERSION, {"version": "999999"}).status == 404
+    assert world.call("admin_api", "GET", VERSION, {"version": "0"}).status == 422
+    assert world.call("admin_api", "GET", VERSION, {"version": "1"}, claims=SERVICE).status == 403
+
+
 def _refreshes(world: World) -> None:
     runs = world.call("admin_api", "GET", REFRESHES, query={"limit": "5"})
     assert runs.status == 200 and runs.body["runs"][0]["run_id"] == world.run_id
@@ -507,6 +552,10 @@ OPERATIONS: dict[tuple[str, str, str], Callable[[World], None]] = {
     ("admin_api", "POST", REFRESHES): _refreshes,
     ("admin_api", "GET", REFRESHES + "/{run_id}"): _refreshes,
     ("admin_api", "GET", "/v1/admin/analytics"): _analytics,
+    ("admin_api", "GET", PROGRAM): _program,
+    ("admin_api", "PUT", PROGRAM): _program,
+    ("admin_api", "GET", VERSIONS): _program_versions,
+    ("admin_api", "GET", VERSION): _program_versions,
     ("admin_api", "GET", "/v1/admin/openapi.json"): _admin_document,
 }
 # Refresh runs last: the run it starts is still going, as the 409 needs.

@@ -3,14 +3,16 @@ in-memory store, the DynamoDB store on moto and the DynamoDB store on DynamoDB L
 unit tests use cannot drift from the store that runs in production.
 
 Each test calls the port directly (no service): every method, every condition (insufficient points, order
-conflicts, idempotency key reuse, referral code and external id taken, a refund's pins), the replays of answers
-and of remembered refusals, ledger pages and cursors, and the counters and write-time aggregates the member keeps.
+conflicts, idempotency key reuse, referral code and external id taken, a refund's pins, a program replaced over
+another version than the one in force), the replays of answers and of remembered refusals, ledger pages and cursors,
+the program's kept versions, and the counters and write-time aggregates the member keeps.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,15 +36,16 @@ from loyalty.points.ports import (
     EarnGuards,
     ExternalIdTaken,
     HeadroomGuard,
-    PinnedStanding,
-    StandingMoved,
     MemberHoldings,
+    PinnedStanding,
     PointsStore,
+    ProgramVersionMoved,
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
+    StandingMoved,
 )
-from loyalty.points.program import ProgramConfig
+from loyalty.points.program import MAX_DOCUMENT_BYTES, ProgramConfig, ProgramVersion
 from loyalty.points.rewards import Reward, RewardKind
 from tests.integration.conftest import Backend, create_loyalty_table
 
@@ -596,20 +599,146 @@ def test_a_cursor_reads_only_inside_the_members_own_ledger_and_a_forged_one_is_r
 
 def test_the_program_and_the_catalog_read_back_as_stored(subject: Subject) -> None:
     assert subject.store.get_program() is None
+    assert subject.store.program_versions(10, None) == ([], None)
+    assert subject.store.program_version(1) is None
     assert subject.store.list_rewards() == []
     program = ProgramConfig(version=2, points_per_unit={"USD": D(2)})
     treat = Reward(reward_id="treat", name="Treat", kind=RewardKind.FREE_PRODUCT, cost_points=10)
 
-    subject.store.put_program(program)
+    assert subject.store.put_program(program, replaces=None, replaced_at=START, replaced_by="ops-alice") is None
     subject.store.put_reward(treat)
     subject.store.put_reward(treat.model_copy(update={"active": False}))
     subject.store.put_reward(Reward(reward_id="off", name="Off", kind=RewardKind.DISCOUNT, cost_points=5, value=D(1)))
 
     assert subject.store.get_program() == program
+    assert subject.store.program_version(2) == ProgramVersion(
+        program=program, replaced_at=START, replaced_by="ops-alice"
+    )
     assert sorted(subject.store.list_rewards(), key=lambda r: r.reward_id) == [
         Reward(reward_id="off", name="Off", kind=RewardKind.DISCOUNT, cost_points=5, value=D(1)),
         treat.model_copy(update={"active": False}),
     ]
+
+
+def program(version: int, rate: str = "1") -> ProgramConfig:
+    return ProgramConfig(version=version, points_per_unit={"USD": D(rate)})
+
+
+def test_a_replace_puts_the_next_version_in_force_and_keeps_every_version(subject: Subject) -> None:
+    subject.store.put_program(program(1), replaces=None)
+    later = START + timedelta(hours=1)
+
+    subject.store.put_program(program(2, "2"), replaces=1, replaced_at=later, replaced_by="ops-bob")
+    subject.store.put_program(program(3, "3"), replaces=2, replaced_at=later, replaced_by="ops-carol")
+
+    assert subject.store.get_program() == program(3, "3")
+    versions, cursor = subject.store.program_versions(10, None)
+    assert [(v.version, v.replaced_by) for v in versions] == [(3, "ops-carol"), (2, "ops-bob"), (1, None)]
+    assert cursor is None
+    assert versions[1] == ProgramVersion(program=program(2, "2"), replaced_at=later, replaced_by="ops-bob")
+    assert subject.store.program_version(1) == ProgramVersion(program=program(1))
+
+
+@pytest.mark.parametrize(
+    ("replaces", "version"),
+    [(1, 3), (None, 3), (3, 4), (2, 2)],
+    ids=["a-version-no-longer-in-force", "over-nothing-when-something-is", "a-version-never-in-force", "kept-already"],
+)
+def test_a_replace_over_another_version_than_the_one_in_force_is_refused_and_writes_nothing(
+    subject: Subject, replaces: int | None, version: int
+) -> None:
+    subject.store.put_program(program(1), replaces=None)
+    subject.store.put_program(program(2, "2"), replaces=1)
+    claim = Claim(f"program:{uuid.uuid4().hex}", "f", 200, {"version": version})
+
+    with pytest.raises(ProgramVersionMoved):
+        subject.store.put_program(program(version, "9"), replaces=replaces, claim=claim)
+
+    assert subject.store.get_program() == program(2, "2")
+    assert [v.version for v in subject.store.program_versions(10, None)[0]] == [2, 1]
+    assert subject.store.replay(claim) is None
+
+
+def test_a_replace_with_a_claim_is_replayed_from_it_and_a_key_taken_by_another_request_is_refused(
+    subject: Subject,
+) -> None:
+    claim = Claim(f"program:{uuid.uuid4().hex}", "first", 200, {"version": 1})
+    assert subject.store.put_program(program(1), replaces=None, claim=claim) is None
+
+    # The same request again: its first answer, though the version it replaced is no longer in force.
+    replay = subject.store.put_program(program(1), replaces=None, claim=claim)
+    with pytest.raises(IdempotencyKeyReused):
+        subject.store.put_program(program(2, "2"), replaces=1, claim=Claim(claim.key, "second", 200, {}))
+
+    assert replay == Replay(200, {"version": 1})
+    assert subject.store.get_program() == program(1)
+    assert [v.version for v in subject.store.program_versions(10, None)[0]] == [1]
+
+
+def test_concurrent_replaces_of_one_version_let_exactly_one_win(subject: Subject) -> None:
+    subject.store.put_program(program(1), replaces=None)
+    contenders = 8
+
+    def replace(index: int) -> Any:
+        try:
+            return subject.store.put_program(program(2, str(index + 2)), replaces=1, replaced_by=f"admin-{index}")
+        except ProgramVersionMoved as moved:
+            return moved
+
+    with ThreadPoolExecutor(max_workers=contenders) as pool:
+        results = list(pool.map(replace, range(contenders)))
+
+    winners = [index for index, result in enumerate(results) if result is None]
+    assert len(winners) == 1
+    assert all(isinstance(result, ProgramVersionMoved) for result in results if result is not None)
+    in_force = subject.store.program_version(2)
+    assert in_force is not None and in_force.replaced_by == f"admin-{winners[0]}"
+    assert subject.store.get_program() == in_force.program == program(2, str(winners[0] + 2))
+    assert [v.version for v in subject.store.program_versions(10, None)[0]] == [2, 1]
+
+
+def test_program_versions_page_newest_first_and_a_cursor_from_elsewhere_is_refused(subject: Subject) -> None:
+    subject.store.put_program(program(1), replaces=None)
+    for version in range(2, 8):
+        subject.store.put_program(program(version), replaces=version - 1)
+
+    first, cursor = subject.store.program_versions(4, None)
+    assert cursor is not None
+    second, cursor = subject.store.program_versions(3, cursor)  # exactly what is left
+    if cursor is not None:  # DynamoDB (and the in-memory store) give a full page a cursor; moto only if more follow
+        assert subject.store.program_versions(3, cursor) == ([], None)
+
+    assert [v.version for v in first + second] == [7, 6, 5, 4, 3, 2, 1]
+    assert subject.store.program_versions(8, None)[1] is None
+    member_id = subject.enroll()
+    for _ in range(3):
+        subject.credit(member_id, 1)
+    _, ledger_cursor = subject.store.ledger_page(member_id, 1, None)
+    assert ledger_cursor is not None
+    for forged in (ledger_cursor, "bm90IGEgY3Vyc29y", "%%%"):  # a ledger position; not JSON
+        with pytest.raises(InvalidRequest) as refused:
+            subject.store.program_versions(2, forged)
+        assert refused.value.field == "cursor"
+
+
+def test_the_largest_document_the_service_accepts_is_kept_in_force_and_as_its_version(subject: Subject) -> None:
+    largest = ProgramConfig(sku_multipliers={f"SKU-{index:06d}": D(2) for index in range(17_500)})
+    assert MAX_DOCUMENT_BYTES - 2_000 < len(largest.model_dump_json()) <= MAX_DOCUMENT_BYTES
+
+    subject.store.put_program(largest, replaces=None, replaced_by="ops-" + "x" * 200)
+
+    assert subject.store.get_program() == largest
+    kept = subject.store.program_version(1)
+    assert kept is not None and kept.program == largest
+
+
+def test_an_entry_reads_back_with_the_program_version_that_priced_it(subject: Subject) -> None:
+    member_id = subject.enroll()
+    priced = entry(member_id, EntryKind.BONUS, 25, program_version=7)
+
+    subject.store.post(priced, Claim(f"activity:{uuid.uuid4().hex}", "f", 201, {}))
+
+    assert subject.store.ledger_page(member_id, 1, None)[0] == [priced]
 
 
 # ---- an earn's guards: the tier's headroom, a standing pinned to its revision, promotion budgets -------------------

@@ -144,7 +144,8 @@ def test_a_program_stored_in_the_table_changes_earning_without_a_deploy(loyalty:
             version=2,
             points_per_unit={"USD": Decimal(2), "EUR": Decimal("1.5")},
             category_multipliers={"skincare": Decimal(3)},
-        )
+        ),
+        replaces=None,
     )
 
     usd = loyalty.buy(member_id, "10.00")

@@ -149,7 +149,8 @@ def test_a_program_stored_as_data_sets_what_a_purchase_earns(
             points_per_unit={"USD": D(2), "EUR": D("1.5")},
             category_multipliers={"skincare": D(3)},
             sku_multipliers={"SKU-1": D(3)},
-        )
+        ),
+        replaces=None,
     )
     member_id = points.enroll()
 
@@ -183,7 +184,7 @@ def test_a_purchase_the_program_cannot_take_is_refused_and_writes_nothing(
 
 
 def test_an_activity_the_program_awards_nothing_for_is_refused(points: Points) -> None:
-    points.store.put_program(ProgramConfig(activity_points={"review": 0}))
+    points.store.put_program(ProgramConfig(activity_points={"review": 0}), replaces=None)
     member_id = points.enroll()
 
     with pytest.raises(InvalidRequest) as refused:
@@ -659,7 +660,7 @@ def test_a_negative_adjustment_beyond_the_balance_is_refused_and_remembered(poin
 
 @pytest.mark.parametrize("adjustment", [0, 101, -101])
 def test_an_adjustment_of_nothing_or_beyond_the_programs_limit_is_refused(points: Points, adjustment: int) -> None:
-    points.store.put_program(ProgramConfig(max_adjustment_points=100))
+    points.store.put_program(ProgramConfig(max_adjustment_points=100), replaces=None)
     member_id = points.enroll()
 
     with pytest.raises(InvalidRequest) as refused:

@@ -18,7 +18,7 @@ from loyalty.core.events import EventType, domain_event_from_item
 from loyalty.core.idempotency import Outcome
 from loyalty.points.activities import ActivityType, Engagement, Purchase, Refund
 from loyalty.points.members import Enrollment
-from loyalty.points.ports import EarnGuards, StandingMoved
+from loyalty.points.ports import EarnGuards, PinnedStanding, StandingMoved
 from loyalty.points.program import DEFAULT_LADDER, ProgramConfig, Tier
 from loyalty.points.promotions import Promotion
 from loyalty.points.rewards import Reward, RewardKind
@@ -74,7 +74,7 @@ class Program:
 def _program(program: ProgramConfig | None = None) -> Program:
     store = CountingStore()
     if program is not None:
-        store.put_program(program)
+        store.put_program(program, replaces=None)
     store.put_reward(Reward(reward_id="treat", name="Treat", kind=RewardKind.FREE_PRODUCT, cost_points=100))
     store.put_reward(Reward(reward_id="palette", name="Palette", kind=RewardKind.FREE_PRODUCT, cost_points=500))
     return Program(store, LoyaltyService(store, cache_seconds=0, clock=lambda: NOW))
@@ -158,7 +158,9 @@ def test_concurrent_earns_that_together_cross_a_threshold_move_the_member_once()
 
     assert [o.status for o in outcomes] == [201] * 16
     seen = points.service.member(member)
-    assert seen.balance.available == 800 == sum(e.points for e in points.service.store.ledger_page(member, 100, None)[0])
+    assert (
+        seen.balance.available == 800 == sum(e.points for e in points.service.store.ledger_page(member, 100, None)[0])
+    )
     assert seen.tier == "VIB"
     assert [(m.from_tier, m.to_tier) for m in seen.tier_history] == [("Insider", "VIB")]
     assert int(seen.tier_history[0].value) >= 350
@@ -206,7 +208,7 @@ def test_a_new_ladder_version_is_applied_at_the_members_next_earn() -> None:
     member = points.enroll()
     points.buy(member, "300.00")
     lower = (Tier(name="Insider", threshold=0), Tier(name="VIB", threshold=200), Tier(name="Rouge", threshold=1000))
-    store.put_program(ProgramConfig(version=2, tiers=lower))
+    store.put_program(ProgramConfig(version=2, tiers=lower), replaces=None)
 
     trips = points.round_trips(lambda: points.buy(member, "1.00"))
 
@@ -234,13 +236,9 @@ def test_a_guard_that_fails_writes_nothing() -> None:
     outcome = points.buy(member, "10.00")
     assert outcome.status == 201
 
+    stale = EarnGuards(pinned=PinnedStanding(revision=before.revision, basis=1, headroom=D(1)))
     with pytest.raises(StandingMoved):
-        from loyalty.points.ports import PinnedStanding
-
-        points.store.post(
-            *_entry_and_claim(member),
-            guards=EarnGuards(pinned=PinnedStanding(revision=before.revision, basis=1, headroom=D(1))),
-        )
+        points.store.post(*_entry_and_claim(member), guards=stale)
 
     assert len(points.service.store.ledger_page(member, 100, None)[0]) == entry_count + 1
     assert points.service.member(member).balance.available == 10
@@ -251,9 +249,7 @@ def _entry_and_claim(member_id: str) -> tuple[Any, Any]:
     from loyalty.core.idempotency import Claim
     from loyalty.points.ledger import EntryKind, LedgerEntry
 
-    entry = LedgerEntry(
-        entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.BONUS, points=5, created_at=NOW
-    )
+    entry = LedgerEntry(entry_id=ids.ulid(), member_id=member_id, kind=EntryKind.BONUS, points=5, created_at=NOW)
     return entry, Claim(f"activity:{member_id}:stale", "f", 201, {})
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class LoyaltyError(Exception):
@@ -94,6 +98,10 @@ class ConfigVersionConflict(LoyaltyError):
     code = "version_conflict"
 
 
+class ProgramVersionNotFound(NotFound):
+    code = "program_version_not_found"
+
+
 class RefreshInProgress(LoyaltyError):
     status = 409
     code = "refresh_in_progress"
@@ -107,3 +115,22 @@ class SegmentNotFound(LoyaltyError):
 class RefreshNotFound(LoyaltyError):
     status = 404
     code = "refresh_not_found"
+
+
+def field_path(location: Iterable[Any]) -> str:
+    """A pydantic error location as the API names fields: ("promotions", 0, "tiers") -> "promotions[0].tiers"."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def invalid_document(error: ValidationError) -> InvalidRequest:
+    """A document (the segmentation document, the program) that failed validation, as the API's 422: every
+    problem, each with its path and reason; the first also as the error's own field."""
+    problems = [
+        {"field": field_path(problem["loc"]) or "document", "reason": problem["msg"]} for problem in error.errors()
+    ]
+    failure = InvalidRequest(problems[0]["reason"], field=problems[0]["field"])
+    failure.details = {"errors": problems}
+    return failure

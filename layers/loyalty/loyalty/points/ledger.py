@@ -66,7 +66,11 @@ class LedgerEntry(BaseModel):
     reference: str | None = None
     reason: str | None = None
     unrecovered: int = Field(default=0, ge=0, description="Points a reversal was due but could not take back.")
-    program_version: int | None = Field(default=None, description="The program document version that priced it.")
+    program_version: int | None = Field(
+        default=None,
+        ge=1,
+        description="The version of the program document that priced the entry (earns, bonuses, adjustments).",
+    )
     breakdown: list[EarnLine] | None = Field(default=None, description="A purchase's points, rule by rule.")
 
     def counters(self) -> dict[str, int]:

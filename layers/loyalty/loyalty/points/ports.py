@@ -22,7 +22,7 @@ from loyalty.points.categories import OrderCategories
 from loyalty.points.ledger import LedgerEntry, OrderRecord
 from loyalty.points.member_record import MemberStanding
 from loyalty.points.members import Member, TierMove
-from loyalty.points.program import ProgramConfig
+from loyalty.points.program import ProgramConfig, ProgramVersion
 from loyalty.points.rewards import Reward
 
 
@@ -37,6 +37,11 @@ class ExternalIdTaken(Exception):
 class RefundBasisMoved(Exception):
     """A refund's write found the order or the member no longer as the plan read them (another refund, a
     redemption, ...). Nothing was written; plan again from fresh reads."""
+
+
+class ProgramVersionMoved(Exception):
+    """A program replace found the stored version no longer the one it replaces (another replace got there first),
+    or its version already kept. Nothing was written; the service answers 409 with the version now in force."""
 
 
 def insufficient_points(needed: int, available: int) -> InsufficientPoints:
@@ -245,10 +250,35 @@ class PointsStore(Protocol):
 
     # ---- configuration ----
 
-    def get_program(self) -> ProgramConfig | None: ...
+    def get_program(self) -> ProgramConfig | None:
+        """The program document in force; None when none was ever stored (the built-in defaults are)."""
+        ...
+
+    def put_program(
+        self,
+        program: ProgramConfig,
+        *,
+        replaces: int | None,
+        replaced_at: datetime | None = None,
+        replaced_by: str | None = None,
+        claim: Claim | None = None,
+    ) -> Replay | None:
+        """Put `program` in force over version `replaces` (None: over nothing stored), keep it as its own history
+        item (with when and by whom), and write `claim` (an idempotent replace): all or nothing. `program.version`
+        is the next version, above `replaces`. None when written; the first answer when the claim's key was taken
+        by the same request (checked before the version).
+
+        Raises ProgramVersionMoved (the stored version is not `replaces`, or this version is already kept),
+        IdempotencyKeyReused (the key taken by another request)."""
+        ...
+
+    def program_versions(self, limit: int, cursor: str | None) -> tuple[list[ProgramVersion], str | None]:
+        """Every version kept, newest first. The cursor is opaque; InvalidRequest (field `cursor`) for one this
+        store did not make."""
+        ...
+
+    def program_version(self, version: int) -> ProgramVersion | None: ...
 
     def list_rewards(self) -> list[Reward]: ...
-
-    def put_program(self, program: ProgramConfig) -> None: ...
 
     def put_reward(self, reward: Reward) -> None: ...

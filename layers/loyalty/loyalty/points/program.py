@@ -1,18 +1,22 @@
-"""Program configuration: how activities earn points. A validated, versioned document stored in the table."""
+"""Program configuration: how activities earn points, the tiers, promotions, and the rewards and expiry policies. One
+validated, versioned document stored in the table (docs/program.md): replaced whole, never edited in place, every
+version kept.
+"""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
 from itertools import pairwise
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from loyalty.core.errors import InvalidRequest
 from loyalty.points.activities import ActivityType, LineItem
-from loyalty.points.promotions import Promotions
+from loyalty.points.promotions import Promotion, Promotions
 
 _ISO_CURRENCY = re.compile(r"[A-Z]{3}")
 Multiplier = Annotated[Decimal, Field(ge=0, le=100)]
@@ -22,7 +26,7 @@ Perk = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="A
 class Tier(BaseModel):
     """A level of the ladder. What it takes to reach it and what it gives; the rules are loyalty.points.tiers."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=40)
     threshold: int = Field(
@@ -92,7 +96,7 @@ class TierRules(BaseModel):
     just been upgraded, on a window whose oldest month is about to leave it, from being moved down days later.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     measure: QualifyingMeasure = QualifyingMeasure.POINTS
     window: QualifyingWindow = QualifyingWindow.ROLLING_12_MONTHS
@@ -149,10 +153,45 @@ class TierPolicy(TierRules):
         return code
 
 
-class ProgramConfig(BaseModel):
-    """What a purchase or an engagement activity is worth. Changed as data, without a deploy."""
+class ExpiryMode(StrEnum):
+    AFTER_EARN = "after_earn"  # each earn expires `months` after it was earned, oldest first
+    AFTER_LAST_ACTIVITY = "after_last_activity"  # the whole balance expires `months` after the member's last activity
 
-    model_config = ConfigDict(frozen=True)
+
+class ExpiryPolicy(BaseModel):
+    """When points expire: never, by default. Kept and validated with the program; no job expires points yet
+    (docs/program.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    mode: ExpiryMode = ExpiryMode.AFTER_EARN
+    months: int = Field(default=12, ge=1, le=120, description="Months after the earn or the last activity.")
+    round_to_period_end: bool = Field(
+        default=False, description="Expire at the end of the UTC calendar month the expiry date falls in."
+    )
+
+
+class RewardsPolicy(BaseModel):
+    """What holds for every redemption, whatever the reward. Kept and validated with the program; the redemption
+    path does not read it yet (docs/program.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pending_days: int = Field(
+        default=0,
+        ge=0,
+        le=365,
+        description="Days a purchase's points stay pending (a return window) before they can be redeemed; 0: at once.",
+    )
+
+
+class ProgramConfig(BaseModel):
+    """What a purchase or an engagement activity is worth, the tiers, the promotions, the rewards and expiry
+    policies. Changed as data, without a deploy. A key it does not know is refused, so that a misspelt section is
+    an error rather than a section silently left at its defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: int = Field(default=1, ge=1)
     base_currency: str = "USD"
@@ -175,8 +214,11 @@ class ProgramConfig(BaseModel):
     # Guards against absurd input: a purchase larger than this is refused, not earned on.
     max_purchase_amount: Decimal = Field(default=Decimal(1_000_000), gt=0)
     max_adjustment_points: int = Field(default=1_000_000, gt=0)
-    tiers: tuple[Tier, ...] = DEFAULT_LADDER
+    # Validated even when left out: a promotion's audience must name tiers of the ladder in force (the default one).
+    tiers: tuple[Tier, ...] = Field(default=DEFAULT_LADDER, validate_default=True)
     tier_rules: TierRules = Field(default_factory=TierRules)
+    expiry: ExpiryPolicy = Field(default_factory=ExpiryPolicy)
+    rewards: RewardsPolicy = Field(default_factory=RewardsPolicy)
 
     @field_validator("points_per_unit")
     @classmethod
@@ -191,6 +233,22 @@ class ProgramConfig(BaseModel):
     def _tiers_ascend_from_zero(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
         return check_ladder(tiers)
 
+    @field_validator("tiers")
+    @classmethod
+    def _audiences_name_tiers_of_the_ladder(cls, tiers: tuple[Tier, ...], info: ValidationInfo) -> tuple[Tier, ...]:
+        """A promotion for a tier the ladder lacks would match no one. A field validator that reads the promotions
+        (validated before the ladder), so that this is reported beside every other problem of the document."""
+        names = {tier.name for tier in tiers}
+        promotions: tuple[Promotion, ...] = info.data.get("promotions", ())
+        unknown = [
+            f"{promotion.promotion_id} ({', '.join(sorted(promotion.tiers - names))})"
+            for promotion in promotions
+            if promotion.tiers - names
+        ]
+        if unknown:
+            raise ValueError(f"promotions name tiers the ladder lacks: {'; '.join(unknown)}")
+        return tiers
+
     @property
     def entry_tier(self) -> str:
         return self.tiers[0].name
@@ -199,6 +257,44 @@ class ProgramConfig(BaseModel):
     def tier_policy(self) -> TierPolicy:
         """The ladder, its rules, and the base currency a spend measure counts in."""
         return TierPolicy(ladder=self.tiers, currency=self.base_currency, **self.tier_rules.model_dump())
+
+
+READ_ONLY = ("version", "replaced_at", "replaced_by")  # what a read gives and a write may send back, ignored
+# A document is kept whole in one item (twice: in force, and as its version), and DynamoDB items hold 400 KB.
+MAX_DOCUMENT_BYTES = 300_000
+
+
+class ProgramDocument(ProgramConfig):
+    """The program document as the admin API reads and writes it: the program, its version, and when and by whom
+    that version was put in force. A replace may send back what it read: `version`, `replaced_at` and
+    `replaced_by` are then ignored (the version replaced travels in If-Match)."""
+
+    replaced_at: AwareDatetime | None = Field(
+        default=None, description="When this version was put in force; null for the built-in defaults."
+    )
+    replaced_by: str | None = Field(
+        default=None, description="Who put it in force (the admin token's subject); null for the built-in defaults."
+    )
+
+
+class ProgramVersion(BaseModel):
+    """One version of the program as it is kept: the document, and when and by whom it was put in force (both None
+    for the built-in defaults, version 1, which no one wrote)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    program: ProgramConfig
+    replaced_at: datetime | None = None
+    replaced_by: str | None = None
+
+    @property
+    def version(self) -> int:
+        return self.program.version
+
+    def public(self) -> dict[str, Any]:
+        """As the admin API shows it (ProgramDocument)."""
+        replaced_at = self.replaced_at.isoformat() if self.replaced_at is not None else None
+        return {**self.program.model_dump(mode="json"), "replaced_at": replaced_at, "replaced_by": self.replaced_by}
 
 
 def _floor(value: Decimal) -> int:

@@ -11,21 +11,27 @@ fingerprint of the request and the first answer, written in the same transaction
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
+
 from loyalty.core import ids
 from loyalty.core.caching import TtlCache
 from loyalty.core.errors import (
+    ConfigVersionConflict,
     InsufficientPoints,
     InvalidRequest,
     LoyaltyError,
     OrderNotFound,
+    ProgramVersionNotFound,
     RefundExceedsOrder,
     RewardNotFound,
     StoreContention,
+    invalid_document,
 )
 from loyalty.core.idempotency import Claim, Outcome, Replay, fingerprint
 from loyalty.core.instants import EARLIEST
@@ -42,13 +48,22 @@ from loyalty.points.ports import (
     HeadroomGuard,
     PinnedStanding,
     PointsStore,
+    ProgramVersionMoved,
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
     StandingMoved,
 )
 from loyalty.points.pricing import MemberContext, Pricing, PurchaseContext, price_purchase
-from loyalty.points.program import ProgramConfig, QualifyingMeasure, TierPolicy, activity_points
+from loyalty.points.program import (
+    MAX_DOCUMENT_BYTES,
+    READ_ONLY,
+    ProgramConfig,
+    ProgramVersion,
+    QualifyingMeasure,
+    TierPolicy,
+    activity_points,
+)
 from loyalty.points.promotions import PromotionKind
 from loyalty.points.rewards import Reward
 from loyalty.points.tiers import after_earn, progress, qualifying_value, rank, tier_for, window_months
@@ -159,8 +174,8 @@ class LoyaltyService:
         if not idempotency_key:
             raise InvalidRequest("required for this activity", field="Idempotency-Key")
         now = self._clock()
+        program = self.program.get()
         if isinstance(activity, Engagement):
-            program = self.program.get()
             points = activity_points(program, activity.type)
             if points <= 0:
                 raise InvalidRequest(f"the program awards no points for {activity.type.value}", field="type")
@@ -184,7 +199,7 @@ class LoyaltyService:
             return self._earn(program, member_id, lambda _standing, _budgets: (entry, claim, None, None), uses, now)
         else:
             assert isinstance(activity, Adjustment)
-            limit = self.program.get().max_adjustment_points
+            limit = program.max_adjustment_points
             if activity.points == 0 or abs(activity.points) > limit:
                 raise InvalidRequest(f"must be non-zero and at most {limit} either way", field="points")
             entry = LedgerEntry(
@@ -195,6 +210,7 @@ class LoyaltyService:
                 created_at=now,
                 activity=ActivityType.ADJUSTMENT,
                 reason=activity.reason,
+                program_version=program.version,
             )
         key = f"activity:{member_id}:{idempotency_key}"
         return self._post(
@@ -401,6 +417,95 @@ class LoyaltyService:
             return _replayed(replay) if replay is not None else Outcome(201, body)
         raise StoreContention("the order kept changing during the refund; retry")
 
+    # ---- the program document (docs/program.md) --------------------------------------------------------------
+
+    def program_document(self) -> ProgramVersion:
+        """The version in force, with when and by whom it was put in force: read past the cache, as an admin
+        editing it needs. The built-in defaults (version 1) until a document is stored."""
+        stored = self.store.get_program()
+        if stored is None:
+            return ProgramVersion(program=ProgramConfig())
+        return self.store.program_version(stored.version) or ProgramVersion(program=stored)
+
+    def replace_program(
+        self,
+        document: Mapping[str, Any],
+        if_version: int,
+        replaced_by: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
+        """Replace the whole document, if the version in force is still `if_version`: an admin never silently
+        overwrites a colleague's change. The new version is `if_version + 1`, kept with the others; the previous
+        one stays in force on any refusal. Refusals: 409 version_conflict (with the version in force), 422 naming
+        every problem of the document (`version`, `replaced_at` and `replaced_by` are ignored, as a read gives
+        them back).
+
+        With an `idempotency_key`, the same request again returns the first answer and changes nothing. A 409 is
+        not kept under the key: versions only move forward, so the same request is refused again anyway."""
+        written = {name: value for name, value in document.items() if name not in READ_ONLY}
+        claim = None
+        if idempotency_key:
+            claim = Claim(f"program:{idempotency_key}", fingerprint(replaced_by, if_version, written), 200, {})
+            replay = self.store.replay(claim)
+            if replay is not None:
+                return _replayed(replay)
+        stored = self.store.get_program()
+        current = stored or ProgramConfig()
+        if current.version != if_version:
+            raise _stale(current.version, if_version)
+        try:
+            program = ProgramConfig.model_validate({**written, "version": current.version + 1})
+        except ValidationError as error:
+            raise invalid_document(error) from None
+        size = len(program.model_dump_json().encode())
+        if size > MAX_DOCUMENT_BYTES:
+            raise InvalidRequest(f"the document takes {size} bytes, more than {MAX_DOCUMENT_BYTES}", field="document")
+        kept = ProgramVersion(program=program, replaced_at=self._clock().astimezone(UTC), replaced_by=replaced_by)
+        body = kept.public()
+        try:
+            if stored is None:
+                self._keep_defaults()
+            replay = self.store.put_program(
+                program,
+                replaces=current.version,
+                replaced_at=kept.replaced_at,
+                replaced_by=replaced_by,
+                claim=claim.answering(200, body) if claim is not None else None,
+            )
+        except ProgramVersionMoved:
+            moved = self.store.get_program()
+            raise _stale(moved.version if moved is not None else current.version, if_version) from None
+        self.program.clear()
+        return _replayed(replay) if replay is not None else Outcome(200, body)
+
+    def program_versions(self, limit: int, cursor: str | None) -> tuple[list[ProgramVersion], str | None]:
+        """Every version, newest first: the built-in defaults as version 1 until a document is stored."""
+        versions, next_cursor = self.store.program_versions(limit, cursor)
+        if not versions and cursor is None and self.store.get_program() is None:
+            return [ProgramVersion(program=ProgramConfig())], None
+        return versions, next_cursor
+
+    def program_version(self, version: int) -> ProgramVersion:
+        """One version; ProgramVersionNotFound (404) for a version never in force."""
+        found = self.store.program_version(version)
+        if found is not None:
+            return found
+        stored = self.store.get_program()
+        if stored is None and version == 1:
+            return ProgramVersion(program=ProgramConfig())
+        if stored is not None and stored.version == version:  # stored before versions were kept
+            return ProgramVersion(program=stored)
+        raise ProgramVersionNotFound(f"no version {version} of the program", field="version")
+
+    def _keep_defaults(self) -> None:
+        """Until the first replace, the built-in defaults are in force as version 1 without being stored. They are
+        stored then, as version 1, so that the history holds every version that priced an entry. A concurrent
+        first replace may have stored them first: the same defaults, or already a version 2, which the replace's
+        own condition then refuses."""
+        with contextlib.suppress(ProgramVersionMoved):
+            self.store.put_program(ProgramConfig(), replaces=None)
+
     # ---- rewards ------------------------------------------------------------------------------------------
 
     def rewards(self) -> list[Reward]:
@@ -451,6 +556,12 @@ class LoyaltyService:
     def member_id_for_external(self, external_id: str) -> str | None:
         """The member enrolled under the commerce system's or the identity provider's id; None for a non-member."""
         return self.store.member_id_for_external(external_id)
+
+
+def _stale(in_force: int, if_version: int) -> ConfigVersionConflict:
+    return ConfigVersionConflict(
+        f"the program is at version {in_force}, not {if_version}; read it again", details={"version": in_force}
+    )
 
 
 def _replayed(replay: Replay) -> Outcome:

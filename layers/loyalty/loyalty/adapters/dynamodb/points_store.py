@@ -82,6 +82,7 @@ from loyalty.points.ports import (
     EarnGuards,
     ExternalIdTaken,
     MemberHoldings,
+    ProgramVersionMoved,
     PurchaseFacts,
     ReferralCodeTaken,
     RefundBasisMoved,
@@ -91,7 +92,7 @@ from loyalty.points.ports import (
     order_conflict,
     tier_event,
 )
-from loyalty.points.program import ProgramConfig
+from loyalty.points.program import ProgramConfig, ProgramVersion
 from loyalty.points.rewards import Reward
 
 ROSTER_INDEX = "MemberRoster"  # sparse GSI over member items only (their roster_id): the refresh scans it
@@ -127,6 +128,15 @@ def claim_item(claim: Claim, now: datetime, order: OrderRecord | None = None) ->
         if claim.expires:
             values[TTL_ATTRIBUTE] = int(now.timestamp()) + IDEMPOTENCY_TTL_SECONDS
     return {**claim_key(claim, order), **to_item(values)}
+
+
+PROGRAM_KEY = key("PROGRAM", "CONFIG")  # the document in force
+PROGRAM_VERSION_PREFIX = "VERSION#"  # PK PROGRAM: every version kept, SK VERSION#<10-digit version>
+
+
+def program_version_key(version: int) -> dict[str, Any]:
+    """A kept version's item: zero-padded, so that a query in SK order is in version order."""
+    return key("PROGRAM", f"{PROGRAM_VERSION_PREFIX}{version:010d}")
 
 
 def ledger_cursor(last_key: dict[str, Any] | None) -> str | None:
@@ -607,17 +617,75 @@ class LoyaltyStore:
         )
 
     def get_program(self) -> ProgramConfig | None:
-        item = self._io.get(key("PROGRAM", "CONFIG"))
+        item = self._io.get(PROGRAM_KEY)
         return ProgramConfig.model_validate_json(item["document"]) if item else None
 
-    def put_program(self, program: ProgramConfig) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                **key("PROGRAM", "CONFIG"),
-                **to_item({"version": program.version, "document": program.model_dump_json()}),
-            },
+    def put_program(
+        self,
+        program: ProgramConfig,
+        *,
+        replaces: int | None,
+        replaced_at: datetime | None = None,
+        replaced_by: str | None = None,
+        claim: Claim | None = None,
+    ) -> Replay | None:
+        """One transaction: the document in force, put on condition that it is still at `replaces` (absent for
+        None); the same version kept as its own item, on condition that it is not kept yet; the claim, if any."""
+        values = to_item(
+            {
+                "version": program.version,
+                "document": program.model_dump_json(),
+                "replaced_at": replaced_at,
+                "replaced_by": replaced_by,
+            }
         )
+        in_force: dict[str, Any] = {"TableName": self._table, "Item": {**PROGRAM_KEY, **values}}
+        if replaces is None:
+            in_force["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            in_force["ConditionExpression"] = "version = :replaces"
+            in_force["ExpressionAttributeValues"] = {":replaces": {"N": str(replaces)}}
+        kept = {
+            "TableName": self._table,
+            "Item": {**program_version_key(program.version), **values},
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+        items: list[dict[str, Any]] = [{"Put": in_force}, {"Put": kept}]
+        if claim is not None:
+            items.append(self._claim_put(claim, replaced_at or self._clock()))
+        try:
+            self._io.transact(items)
+            return None
+        except Cancelled as cancelled:
+            if claim is not None:
+                if cancelled.failed(2):
+                    return self._replay(claim, cancelled.old_item(2))
+                stored = self._io.get(claim_key(claim))  # a replay whose claim the cancellation did not report
+                if stored is not None:
+                    return self._replay(claim, stored)
+            raise ProgramVersionMoved(f"the program is no longer at version {replaces}") from None
+
+    def program_versions(self, limit: int, cursor: str | None) -> tuple[list[ProgramVersion], str | None]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": "PROGRAM"}, ":prefix": {"S": PROGRAM_VERSION_PREFIX}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            sk = decode_cursor(cursor).get("sk")
+            if not isinstance(sk, str) or not sk.startswith(PROGRAM_VERSION_PREFIX):
+                raise InvalidRequest("cursor is not one this API returned", field="cursor")
+            request["ExclusiveStartKey"] = key("PROGRAM", sk)
+        page = self._client.query(**request)
+        versions = [program_version_from_item(from_item(item)) for item in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        return versions, encode_cursor({"sk": last["SK"]["S"]}) if last else None
+
+    def program_version(self, version: int) -> ProgramVersion | None:
+        item = self._io.get(program_version_key(version))
+        return program_version_from_item(item) if item else None
 
 
 def budget_key(promotion_id: str) -> dict[str, Any]:
@@ -643,4 +711,15 @@ def entry_from_item(item: dict[str, Any]) -> LedgerEntry:
     fields = {k: v for k, v in item.items() if k in LedgerEntry.model_fields}
     fields["points"] = int(fields["points"])
     fields["unrecovered"] = int(fields.get("unrecovered", 0))
+    if fields.get("program_version") is not None:
+        fields["program_version"] = int(fields["program_version"])
     return LedgerEntry.model_validate(fields)
+
+
+def program_version_from_item(item: dict[str, Any]) -> ProgramVersion:
+    replaced_at = item.get("replaced_at")
+    return ProgramVersion(
+        program=ProgramConfig.model_validate_json(item["document"]),
+        replaced_at=datetime.fromisoformat(replaced_at) if replaced_at else None,
+        replaced_by=item.get("replaced_by"),
+    )

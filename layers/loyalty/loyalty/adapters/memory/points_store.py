@@ -39,6 +39,7 @@ from loyalty.points.ports import (
     ExternalIdTaken,
     MemberHoldings,
     PointsStore,
+    ProgramVersionMoved,
     PurchaseFacts,
     ReferralCodeTaken,
     RefundBasisMoved,
@@ -48,12 +49,13 @@ from loyalty.points.ports import (
     order_conflict,
     tier_event,
 )
-from loyalty.points.program import ProgramConfig
+from loyalty.points.program import ProgramConfig, ProgramVersion
 from loyalty.points.rewards import Reward
 
 _COUNTERS = tuple(Balance.model_fields)
 _MONTHLY = ("spend_by_month", "purchases_by_month", "points_by_month")
 _LEDGER = "LEDGER#"  # a cursor holds a position in the ledger, as the DynamoDB store's does
+_VERSION = "VERSION#"  # ... or in the program's history
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class MemoryPointsStore:
         self._orders: dict[str, _Order] = {}
         self._claims: dict[str, _Answer] = {}
         self._program: ProgramConfig | None = None
+        self._program_versions: dict[int, ProgramVersion] = {}
         self._rewards: dict[str, Reward] = {}
         self._budgets: dict[str, int] = {}
         self.tier_events: list[dict[str, Any]] = []  # the TierChanged records, as the table's TIER# items hold them
@@ -172,7 +175,7 @@ class MemoryPointsStore:
             return {pid: self._budgets.get(pid, 0) for pid in promotion_ids}
 
     def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
-        position = _position(cursor) if cursor else None
+        position = _position(cursor, _LEDGER) if cursor else None
         with self._lock:
             ids = sorted(self._ledgers.get(member_id, {}), reverse=True)
             if position is not None:
@@ -307,9 +310,44 @@ class MemoryPointsStore:
         with self._lock:
             return self._program
 
-    def put_program(self, program: ProgramConfig) -> None:
+    def put_program(
+        self,
+        program: ProgramConfig,
+        *,
+        replaces: int | None,
+        replaced_at: datetime | None = None,
+        replaced_by: str | None = None,
+        claim: Claim | None = None,
+    ) -> Replay | None:
         with self._lock:
+            taken = self._claims.get(claim.key) if claim is not None else None
+            if claim is not None and taken is not None:
+                return _replay(claim, taken)
+            stored = self._program.version if self._program is not None else None
+            if stored != replaces or program.version in self._program_versions:
+                raise ProgramVersionMoved(f"the program is at version {stored}, not {replaces}")
+            at = replaced_at.astimezone(UTC) if replaced_at is not None else None
             self._program = program
+            self._program_versions[program.version] = ProgramVersion(
+                program=program, replaced_at=at, replaced_by=replaced_by
+            )
+            if claim is not None:
+                self._claims[claim.key] = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
+            return None
+
+    def program_versions(self, limit: int, cursor: str | None) -> tuple[list[ProgramVersion], str | None]:
+        position = _position(cursor, _VERSION) if cursor else None
+        with self._lock:
+            numbers = sorted(self._program_versions, reverse=True)
+            if position is not None:
+                numbers = [n for n in numbers if _version_sk(n) < position]
+            page = [self._program_versions[n] for n in numbers[:limit]]
+        next_cursor = encode_cursor({"sk": _version_sk(page[-1].version)}) if len(page) == limit else None
+        return page, next_cursor
+
+    def program_version(self, version: int) -> ProgramVersion | None:
+        with self._lock:
+            return self._program_versions.get(version)
 
     def list_rewards(self) -> list[Reward]:
         with self._lock:
@@ -415,11 +453,15 @@ def _replay(claim: Claim, taken: _Answer, order: OrderRecord | None = None) -> R
     return taken.replay
 
 
-def _position(cursor: str) -> str:
+def _position(cursor: str, prefix: str) -> str:
     sk = decode_cursor(cursor).get("sk")
-    if not isinstance(sk, str) or not sk.startswith(_LEDGER):
+    if not isinstance(sk, str) or not sk.startswith(prefix):
         raise InvalidRequest("cursor is not one this API returned", field="cursor")
     return sk
+
+
+def _version_sk(version: int) -> str:
+    return f"{_VERSION}{version:010d}"  # zero-padded, as the DynamoDB store's sort key, so text order is number order
 
 
 if TYPE_CHECKING:  # the type checker holds the fake to the port
