@@ -44,6 +44,7 @@ from loyalty.points.ports import (
     RefundBasisMoved,
     Reversal,
     StandingMoved,
+    TierReviewed,
 )
 from loyalty.points.program import MAX_DOCUMENT_BYTES, ProgramConfig, ProgramVersion
 from loyalty.points.rewards import Reward, RewardKind
@@ -854,3 +855,49 @@ def test_a_promotion_budget_is_never_overspent_and_a_refusal_says_what_was_given
     assert (spent.value.promotion_id, spent.value.given) == (promotion, 250)
     assert subject.store.budgets_given([promotion, "never-used"]) == {promotion: 250, "never-used": 0}
     assert subject.snapshot(member) == before
+
+
+# ---- the scheduled tier review: the roster in shares, a move pinned to the revision read ---------------------------
+
+
+def test_the_roster_shares_hold_every_member_once_page_by_page(subject: Subject) -> None:
+    members = {subject.enroll() for _ in range(7)}
+    seen: list[str] = []
+    for worker in range(3):
+        cursor: str | None = None
+        while True:
+            page, cursor = subject.store.roster_page(worker, 3, cursor, 2)
+            seen.extend(standing.member.member_id for standing in page)
+            if cursor is None:
+                break
+
+    assert sorted(seen) == sorted(members)
+    with pytest.raises(InvalidRequest) as refused:
+        subject.store.roster_page(0, 3, "eyJrZXkiOiB7IlBLIjogeyJTIjogIk9SREVSI3gifX19", 2)  # a position off the roster
+    assert refused.value.field == "cursor"
+
+
+def _review(member_id: str, revision: int, at: datetime = START) -> TierReviewed:
+    move = TierMove(
+        at=at, from_tier="VIB", to_tier="Insider", direction="down", reason="review", value=D(12), measure="points"
+    )
+    return TierReviewed(member_id=member_id, revision=revision, review_at=at, move=move, headroom=D(338), basis=1)
+
+
+def test_a_review_writes_its_move_once_and_never_over_a_member_who_moved_since(subject: Subject) -> None:
+    member = subject.enroll()
+
+    assert subject.store.review_tier(_review(member, 1)) is True
+    assert subject.store.review_tier(_review(member, 2)) is False  # reviewed at this instant already
+    after = subject.store.standing(member)
+    assert (after.member.tier, after.revision, after.reviewed_at, after.headroom) == ("Insider", 2, START, 338)
+    assert [(m.from_tier, m.to_tier, m.reason) for m in after.member.tier_history] == [("VIB", "Insider", "review")]
+    (event,) = subject.read_tier_events(member)
+    assert event["event_type"] == "TierChanged" and event["event_id"] == f"{member}-review-{timestamp(START)}"
+
+    later = START + timedelta(days=30)
+    subject.credit(member, 5)  # revision 3
+    before = subject.snapshot(member)
+    assert subject.store.review_tier(_review(member, 2, later)) is False  # the member moved since it was read
+    assert subject.snapshot(member) == before
+    assert subject.store.review_tier(_review(member, 3, later)) is True

@@ -49,6 +49,7 @@ SPEND_OTHER_CATEGORIES: Final = OTHER_CATEGORIES  # categorised spend beyond the
 TIER: Final = "tier"
 TIER_UPGRADED_AT: Final = "tier_upgraded_at"  # when the member last moved up (a review's grace counts from it)
 TIER_HISTORY: Final = "tier_history"  # every move on the ladder, oldest first (docs/tiers.md)
+TIER_REVIEWED_AT: Final = "tier_reviewed_at"  # the last scheduled review that moved the member
 # How much more the member can qualify with before the next threshold, as last computed, and under which program
 # version: every earn takes its qualifying units off it under a condition that it stays above 0, so an earn that
 # might cross a threshold fails that condition and is written again with the exact standing (docs/tiers.md,
@@ -148,6 +149,7 @@ class MemberStanding:
     headroom: Decimal | None
     basis: int | None
     promotion_usage: Mapping[str, int]
+    reviewed_at: datetime | None = None
 
 
 def standing_of(item: Mapping[str, Any]) -> MemberStanding:
@@ -160,6 +162,7 @@ def standing_of(item: Mapping[str, Any]) -> MemberStanding:
         headroom=None if headroom is None else Decimal(headroom),
         basis=None if basis is None else int(basis),
         promotion_usage={str(k): int(v) for k, v in (item.get(PROMOTION_USAGE) or {}).items()},
+        reviewed_at=_instant(item[TIER_REVIEWED_AT]) if item.get(TIER_REVIEWED_AT) else None,
     )
 
 

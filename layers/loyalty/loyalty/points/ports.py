@@ -115,6 +115,27 @@ def tier_event(member_id: str, entry_id: str, move: TierMove) -> dict[str, Any]:
     }
 
 
+def review_event(member_id: str, review_at: datetime, move: TierMove) -> dict[str, Any]:
+    """The record of a move a review made (the table's TIER#review-<instant> item): a TierChanged domain event, its
+    id naming the member and the review, so a review run twice records it once."""
+    record_id = f"review-{timestamp(review_at)}"
+    return {**tier_event(member_id, record_id, move), "event_id": f"{member_id}-{record_id}", "entry_id": None}
+
+
+@dataclass(frozen=True)
+class TierReviewed:
+    """A move a scheduled review decided for a member as read at `revision` (the store writes it on condition that
+    the member is still there, and was not reviewed at `review_at` or later): the move, the headroom after it under
+    program `basis`, and the review's instant, kept on the member as `tier_reviewed_at`."""
+
+    member_id: str
+    revision: int
+    review_at: datetime
+    move: TierMove
+    headroom: Decimal
+    basis: int
+
+
 @dataclass(frozen=True)
 class BudgetUse:
     """Points a promotion with a budget gives: the write adds them to its total on condition that the total stays
@@ -202,6 +223,20 @@ class PointsStore(Protocol):
 
     def budgets_given(self, promotion_ids: Iterable[str]) -> dict[str, int]:
         """The points each promotion has given so far (0 for one that has given none)."""
+        ...
+
+    def roster_page(
+        self, worker: int, workers: int, cursor: str | None, limit: int
+    ) -> tuple[list[MemberStanding], str | None]:
+        """One page of share `worker` of `workers` of every member (a parallel scan of the MemberRoster index: a
+        scheduled job's read, never a request's), and the cursor to go on from (None: the share is done). Raises
+        InvalidRequest (field `cursor`) for a cursor this store did not make."""
+        ...
+
+    def review_tier(self, reviewed: TierReviewed) -> bool:
+        """Write a review's move: the tier, its history, the headroom, `tier_reviewed_at`, +1 revision, and the
+        TierChanged record (review_event). False (nothing written) if the member moved since `revision` or was
+        reviewed at `review_at` or later already. Raises MemberNotFound."""
         ...
 
     def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:

@@ -38,7 +38,7 @@ from loyalty.core.instants import EARLIEST
 from loyalty.points.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
 from loyalty.points.categories import OrderCategories, order_categories, refund_shares, taken_from_member
 from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord, plan_refund
-from loyalty.points.member_record import NO_TIER_ABOVE, MemberStanding, month_index
+from loyalty.points.member_record import MemberStanding, month_index
 from loyalty.points.members import Enrollment, Member, TierMove
 from loyalty.points.ports import (
     BudgetSpent,
@@ -61,12 +61,11 @@ from loyalty.points.program import (
     ProgramConfig,
     ProgramVersion,
     QualifyingMeasure,
-    TierPolicy,
     activity_points,
 )
 from loyalty.points.promotions import PromotionKind
 from loyalty.points.rewards import Reward
-from loyalty.points.tiers import after_earn, progress, qualifying_value, rank, tier_for, window_months
+from loyalty.points.tiers import after_earn, headroom_above, on_ladder, progress, qualifying_value, rank, window_months
 
 CLOCK_SKEW = timedelta(minutes=5)
 REFUND_ATTEMPTS = 12  # plans of one refund, each from fresh reads, before a 503 (concurrent refunds of its order)
@@ -122,7 +121,7 @@ class LoyaltyService:
             )
             program = self.program.get()
             try:
-                self.store.create_member(member, headroom=_headroom(program.tier_policy, 0), basis=program.version)
+                self.store.create_member(member, headroom=headroom_above(program.tier_policy, 0), basis=program.version)
             except ReferralCodeTaken:
                 continue
             except ExternalIdTaken:  # a concurrent enrolment of the same external id got there first
@@ -145,7 +144,7 @@ class LoyaltyService:
         standing = self.store.standing(member_id)
         member, program = standing.member, self.program.get()
         policy = program.tier_policy
-        tier = _on_ladder(member.tier, policy)
+        tier = on_ladder(member.tier, policy)
         bar = progress(
             tier,
             standing.aggregates,
@@ -325,7 +324,7 @@ class LoyaltyService:
         each capped promotion's counter for its period (the whole map, pinned by the revision)."""
         now = self._clock()
         policy = program.tier_policy
-        tier = _on_ladder(standing.member.tier, policy)
+        tier = on_ladder(standing.member.tier, policy)
         value = qualifying_value(standing.aggregates, policy, now)
         if month_index(at) in window_months(policy, now):
             value += units if policy.measure is QualifyingMeasure.SPEND else int(units)
@@ -352,7 +351,7 @@ class LoyaltyService:
         return PinnedStanding(
             revision=standing.revision,
             basis=program.version,
-            headroom=_headroom(policy, value, tier),
+            headroom=headroom_above(policy, value, tier),
             move=move,
             usage=usage,
         )
@@ -571,21 +570,6 @@ def _replayed(replay: Replay) -> Outcome:
 _Priced = tuple[LedgerEntry, Claim, OrderRecord | None, Pricing | None]
 
 
-def _on_ladder(tier: str, policy: TierPolicy) -> str:
-    """The member's tier, or the ladder's first if the ladder no longer names it (renamed in a new version)."""
-    return tier if any(level.name == tier for level in policy.ladder) else policy.ladder[0].name
-
-
-def _headroom(policy: TierPolicy, value: int | Decimal, tier: str | None = None) -> Decimal:
-    """Qualifying units left before the threshold above `tier` (by default the tier `value` reaches); the
-    NO_TIER_ABOVE sentinel at the top."""
-    held = tier if tier is not None else tier_for(value, policy.ladder).name
-    position = rank(held, policy.ladder)
-    if position + 1 >= len(policy.ladder):
-        return NO_TIER_ABOVE
-    return Decimal(policy.ladder[position + 1].threshold) - Decimal(value)
-
-
 def _prices_by_member(program: ProgramConfig, at: datetime) -> bool:
     """True if what a purchase at `at` earns depends on who makes it: a tier that multiplies, or a promotion on
     then with an audience, a cap per member, or a first-purchase rule."""
@@ -602,7 +586,7 @@ def _member_context(standing: MemberStanding | None, program: ProgramConfig, at:
     if standing is None:
         return MemberContext(tier=program.entry_tier)
     policy = program.tier_policy
-    tier = _on_ladder(standing.member.tier, policy)
+    tier = on_ladder(standing.member.tier, policy)
     level = policy.ladder[rank(tier, policy.ladder)]
     given: dict[str, int] = {}
     for promotion in program.promotions:

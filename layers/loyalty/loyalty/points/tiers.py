@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loyalty.points.member_record import PurchaseAggregates, aggregates_of, month_index, month_key
+from loyalty.points.member_record import NO_TIER_ABOVE, PurchaseAggregates, aggregates_of, month_index, month_key
 from loyalty.points.program import QualifyingMeasure, QualifyingWindow, ReviewCadence, Tier, TierPolicy
 from loyalty.points.rewards import Reward
 
@@ -221,6 +221,30 @@ def at_review(
     if upgrade is not None or in_grace(upgraded_at, policy, now):
         return upgrade
     return _one_down(current_tier, value, policy, ChangeReason.REVIEW)
+
+
+def last_review(policy: TierPolicy, now: datetime) -> datetime:
+    """The latest scheduled review at or before `now` (00:00 UTC): the one a review job started now carries out."""
+    moment = _utc(now)
+    if policy.review is ReviewCadence.MONTHLY:
+        return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+    this_year = datetime(moment.year, policy.review_month, policy.review_day, tzinfo=UTC)
+    return this_year if this_year <= moment else this_year.replace(year=moment.year - 1)
+
+
+def on_ladder(tier: str, policy: TierPolicy) -> str:
+    """The member's tier, or the ladder's first if the ladder no longer names it (renamed in a new version)."""
+    return tier if any(level.name == tier for level in policy.ladder) else policy.ladder[0].name
+
+
+def headroom_above(policy: TierPolicy, value: Value, tier: str | None = None) -> Decimal:
+    """Qualifying units left before the threshold above `tier` (by default the tier `value` reaches), as the member
+    item keeps them for the one-round-trip earn (docs/tiers.md); NO_TIER_ABOVE at the top."""
+    held = tier if tier is not None else tier_for(value, policy.ladder).name
+    position = rank(held, policy.ladder)
+    if position + 1 >= len(policy.ladder):
+        return NO_TIER_ABOVE
+    return Decimal(policy.ladder[position + 1].threshold) - Decimal(value)
 
 
 def next_review(policy: TierPolicy, now: datetime) -> datetime:

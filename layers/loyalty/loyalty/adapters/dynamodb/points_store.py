@@ -65,6 +65,7 @@ from loyalty.points.member_record import (
     TIER_BASIS,
     TIER_HEADROOM,
     TIER_HISTORY,
+    TIER_REVIEWED_AT,
     TIER_UPGRADED_AT,
     MemberStanding,
     is_kept,
@@ -88,8 +89,10 @@ from loyalty.points.ports import (
     RefundBasisMoved,
     Reversal,
     StandingMoved,
+    TierReviewed,
     insufficient_points,
     order_conflict,
+    review_event,
     tier_event,
 )
 from loyalty.points.program import ProgramConfig, ProgramVersion
@@ -141,6 +144,13 @@ def program_version_key(version: int) -> dict[str, Any]:
 
 def ledger_cursor(last_key: dict[str, Any] | None) -> str | None:
     return encode_cursor({"sk": last_key["SK"]["S"]}) if last_key else None
+
+
+def roster_position(cursor: str) -> dict[str, Any]:
+    position = decode_cursor(cursor).get("key")
+    if not isinstance(position, dict) or not str(position.get("PK", {}).get("S", "")).startswith("MEMBER#"):
+        raise InvalidRequest("cursor is not one this store made", field="cursor")
+    return position
 
 
 def ledger_position(cursor: str, pk: str) -> dict[str, Any]:
@@ -256,6 +266,62 @@ class LoyaltyStore:
 
     def budgets_given(self, promotion_ids: Iterable[str]) -> dict[str, int]:
         return {pid: int((self._io.get(budget_key(pid)) or {}).get("given", 0)) for pid in promotion_ids}
+
+    def roster_page(
+        self, worker: int, workers: int, cursor: str | None, limit: int
+    ) -> tuple[list[MemberStanding], str | None]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": ROSTER_INDEX,
+            "Segment": worker,
+            "TotalSegments": workers,
+            "Limit": limit,
+        }
+        if cursor:
+            request["ExclusiveStartKey"] = roster_position(cursor)
+        page = self._client.scan(**request)
+        standings = [standing_of(from_item(raw)) for raw in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        return standings, encode_cursor({"key": last}) if last else None
+
+    def review_tier(self, reviewed: TierReviewed) -> bool:
+        move, update = reviewed.move, Update()
+        update.conditions.append("attribute_exists(PK)")
+        update.conditions.append(f"{update.name(REVISION)} = {update.value(reviewed.revision)}")
+        at = update.name(TIER_REVIEWED_AT)
+        update.conditions.append(f"attribute_not_exists({at}) OR {at} < {update.value(reviewed.review_at)}")
+        update.adds.append(f"{update.name(REVISION)} {update.value(1)}")
+        history = update.name(TIER_HISTORY)
+        update.sets.append(f"{update.name(TIER)} = {update.value(move.to_tier)}")
+        update.sets.append(
+            f"{history} = list_append(if_not_exists({history}, {update.value([])}), {update.value([move.model_dump()])})"
+        )
+        update.sets.append(f"{at} = {update.value(reviewed.review_at)}")
+        update.sets.append(f"{update.name(TIER_HEADROOM)} = {update.value(reviewed.headroom)}")
+        update.sets.append(f"{update.name(TIER_BASIS)} = {update.value(reviewed.basis)}")
+        if move.direction == "up":
+            update.sets.append(f"{update.name(TIER_UPGRADED_AT)} = {update.value(move.at)}")
+        record = review_event(reviewed.member_id, reviewed.review_at, move)
+        items = [
+            update.request(self._table, member_key(reviewed.member_id)),
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **key(f"MEMBER#{reviewed.member_id}", f"TIER#review-{timestamp(reviewed.review_at)}"),
+                        **to_item({k: v for k, v in record.items() if v is not None}),
+                    },
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+        ]
+        try:
+            self._io.transact(items)
+            return True
+        except Cancelled as cancelled:
+            if cancelled.failed(0) and cancelled.old_item(0) is None:
+                raise MemberNotFound(f"member {reviewed.member_id} not found", field="member_id") from None
+            return False
 
     def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
         """Newest first. The cursor is opaque to clients and only ever points into this member's ledger."""

@@ -11,6 +11,7 @@ behaviours against both.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,8 +46,10 @@ from loyalty.points.ports import (
     RefundBasisMoved,
     Reversal,
     StandingMoved,
+    TierReviewed,
     insufficient_points,
     order_conflict,
+    review_event,
     tier_event,
 )
 from loyalty.points.program import ProgramConfig, ProgramVersion
@@ -87,6 +90,7 @@ class _Member:
     basis: int | None = None
     promotion_usage: dict[str, int] = field(default_factory=dict)
     segments: frozenset[str] = frozenset()  # as a segment write would leave them (set_segments, for tests)
+    reviewed_at: datetime | None = None
 
 
 class MemoryPointsStore:
@@ -163,7 +167,41 @@ class MemoryPointsStore:
                 headroom=state.headroom,
                 basis=state.basis,
                 promotion_usage=dict(state.promotion_usage),
+                reviewed_at=state.reviewed_at,
             )
+
+    def roster_page(
+        self, worker: int, workers: int, cursor: str | None, limit: int
+    ) -> tuple[list[MemberStanding], str | None]:
+        after = ""
+        if cursor:
+            position = decode_cursor(cursor).get("after")
+            if not isinstance(position, str):
+                raise InvalidRequest("cursor is not one this store made", field="cursor")
+            after = position
+        with self._lock:
+            share = sorted(m for m in self._members if zlib.crc32(m.encode()) % workers == worker and m > after)
+            page = [self._standing(member_id) for member_id in share[:limit]]
+        more = len(share) > limit
+        return page, encode_cursor({"after": page[-1].member.member_id}) if more else None
+
+    def review_tier(self, reviewed: TierReviewed) -> bool:
+        with self._lock:
+            state = self._member(reviewed.member_id)
+            if state.revision != reviewed.revision:
+                return False
+            if state.reviewed_at is not None and state.reviewed_at >= reviewed.review_at:
+                return False
+            move = reviewed.move
+            update: dict[str, Any] = {"tier": move.to_tier, "tier_history": [*state.member.tier_history, move]}
+            if move.direction == "up":
+                update["tier_upgraded_at"] = move.at
+            state.member = state.member.model_copy(update=update)
+            state.revision += 1
+            state.reviewed_at = reviewed.review_at
+            state.headroom, state.basis = reviewed.headroom, reviewed.basis
+            self.tier_events.append(review_event(reviewed.member_id, reviewed.review_at, move))
+            return True
 
     def set_segments(self, member_id: str, segments: Iterable[str]) -> None:
         """What a segment write leaves on the member item (the segments context writes them; tests set them)."""
