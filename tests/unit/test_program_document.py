@@ -354,7 +354,13 @@ def test_a_policy_outside_its_bounds_is_refused_naming_its_field(section: dict[s
 
 
 def test_an_expiry_policy_switched_on_reads_back_as_written() -> None:
-    written = {"enabled": True, "mode": "after_last_activity", "months": 24, "round_to_period_end": True}
+    written = {
+        "enabled": True,
+        "mode": "after_last_activity",
+        "months": 24,
+        "round_to_period_end": True,
+        "warn_days": 14,
+    }
 
     program = ProgramConfig.model_validate({"expiry": written, "rewards": {"pending_days": 30}})
 

@@ -72,6 +72,10 @@ class LedgerEntry(BaseModel):
         description="The version of the program document that priced the entry (earns, bonuses, adjustments).",
     )
     breakdown: list[EarnLine] | None = Field(default=None, description="A purchase's points, rule by rule.")
+    lot: str | None = Field(
+        default=None,
+        description="A credit's lot: the last day its points can be spent (YYYY-MM-DD), last-activity, or never.",
+    )
 
     def counters(self) -> dict[str, int]:
         """How this entry moves the member's balance counters."""
@@ -86,6 +90,21 @@ class LedgerEntry(BaseModel):
         if self.unrecovered:
             counters["unrecovered"] = self.unrecovered
         return counters
+
+    def consumes(self) -> int:
+        """Points this entry consumes from the member's lots (docs/expiry.md): a redemption, a negative adjustment,
+        an expiry. A reversal takes back from its order's lot instead (the store's refund write)."""
+        spends = self.kind in (EntryKind.REDEEM, EntryKind.EXPIRY) or (self.kind is EntryKind.ADJUSTMENT)
+        return -self.points if spends and self.points < 0 else 0
+
+    def credits_lot(self) -> bool:
+        """True for a credit booked into a lot (`lot`)."""
+        return self.lot is not None and self.points > 0 and self.kind is not EntryKind.REVERSAL
+
+    def is_activity(self) -> bool:
+        """An earn, a bonus or a redemption: what moves a member's last activity (an expiry policy may count from
+        it)."""
+        return self.kind in (EntryKind.EARN, EntryKind.BONUS, EntryKind.REDEEM)
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
@@ -115,6 +134,7 @@ class OrderRecord(BaseModel):
     # What the order added to the member's category spend (loyalty.points.categories), so a refund takes back its share.
     category_totals: dict[str, Decimal] = Field(default_factory=dict)
     other_categories_total: Decimal = Decimal(0)
+    lot: str | None = None  # the lot its points went to: a refund takes them back from it (docs/expiry.md)
 
 
 class RefundPlan(BaseModel):

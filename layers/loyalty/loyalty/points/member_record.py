@@ -58,6 +58,11 @@ TIER_HEADROOM: Final = "tier_headroom"
 TIER_BASIS: Final = "tier_basis"
 NO_TIER_ABOVE: Final = Decimal(10) ** 30  # the headroom at the top of the ladder
 PROMOTION_USAGE: Final = "promotion_usage"  # points each capped promotion gave, by "<promotion id>#<period key>"
+# Lots (loyalty.points.lots, docs/expiry.md): credits by the bucket they expire in, and what debits consumed.
+LOTS: Final = "lots"
+LOTS_CONSUMED: Final = "lots_consumed"
+LAST_ACTIVITY_AT: Final = "last_activity_at"  # the member's last earn or redemption
+EXPIRY_WARNED_THROUGH: Final = "expiry_warned_through"  # the last bucket PointsExpiringSoon announced
 
 SEGMENTS: Final = "segments"  # the member's segment ids, as last written
 SEGMENTS_VERSION: Final = "segments_version"  # +1 on every segment write; absent before the first
@@ -150,6 +155,10 @@ class MemberStanding:
     basis: int | None
     promotion_usage: Mapping[str, int]
     reviewed_at: datetime | None = None
+    lots: Mapping[str, int] | None = None  # None on an item from before lots were kept
+    lots_consumed: int = 0
+    last_activity_at: datetime | None = None
+    warned_through: str | None = None
 
 
 def standing_of(item: Mapping[str, Any]) -> MemberStanding:
@@ -163,6 +172,10 @@ def standing_of(item: Mapping[str, Any]) -> MemberStanding:
         basis=None if basis is None else int(basis),
         promotion_usage={str(k): int(v) for k, v in (item.get(PROMOTION_USAGE) or {}).items()},
         reviewed_at=_instant(item[TIER_REVIEWED_AT]) if item.get(TIER_REVIEWED_AT) else None,
+        lots=None if item.get(LOTS) is None else {str(k): int(v) for k, v in item[LOTS].items()},
+        lots_consumed=int(item.get(LOTS_CONSUMED) or 0),
+        last_activity_at=_instant(item[LAST_ACTIVITY_AT]) if item.get(LAST_ACTIVITY_AT) else None,
+        warned_through=item.get(EXPIRY_WARNED_THROUGH),
     )
 
 
@@ -212,6 +225,7 @@ def new_member_item(
     values.update({name: 0 for name in COUNTERS})
     values.update({name: {} for name in MONTHLY_MAPS})
     values.update({SPEND_BY_CATEGORY: {}, SPEND_OTHER_CATEGORIES: 0, PURCHASE_COUNT: 0})
+    values.update({LOTS: {}, LOTS_CONSUMED: 0})
     values.update({EVENT_TYPE: EventType.MEMBER_ENROLLED, ROSTER_ID: member.member_id, REVISION: 1})
     return values
 

@@ -159,8 +159,8 @@ class ExpiryMode(StrEnum):
 
 
 class ExpiryPolicy(BaseModel):
-    """When points expire: never, by default. Kept and validated with the program; no job expires points yet
-    (docs/program.md)."""
+    """When points expire: never, by default. Credits are kept in lots by expiry date and a daily job books what
+    expired (loyalty.points.lots, docs/expiry.md)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -169,6 +169,9 @@ class ExpiryPolicy(BaseModel):
     months: int = Field(default=12, ge=1, le=120, description="Months after the earn or the last activity.")
     round_to_period_end: bool = Field(
         default=False, description="Expire at the end of the UTC calendar month the expiry date falls in."
+    )
+    warn_days: int = Field(
+        default=30, ge=0, le=365, description="PointsExpiringSoon this many days before points expire (0: no warning)."
     )
 
 

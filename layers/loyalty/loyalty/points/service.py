@@ -38,6 +38,7 @@ from loyalty.core.instants import EARLIEST
 from loyalty.points.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
 from loyalty.points.categories import OrderCategories, order_categories, refund_shares, taken_from_member
 from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord, plan_refund
+from loyalty.points.lots import bucket_for
 from loyalty.points.member_record import MemberStanding, month_index
 from loyalty.points.members import Enrollment, Member, TierMove
 from loyalty.points.ports import (
@@ -187,6 +188,7 @@ class LoyaltyService:
                 activity=activity.type,
                 reference=activity.reference,
                 program_version=program.version,
+                lot=bucket_for(program.expiry, now),
             )
             claim = Claim(
                 f"activity:{member_id}:{idempotency_key}",
@@ -210,6 +212,7 @@ class LoyaltyService:
                 activity=ActivityType.ADJUSTMENT,
                 reason=activity.reason,
                 program_version=program.version,
+                lot=bucket_for(program.expiry, now) if activity.points > 0 else None,
             )
         key = f"activity:{member_id}:{idempotency_key}"
         return self._post(
@@ -230,6 +233,7 @@ class LoyaltyService:
         price_purchase(program, bought, MemberContext(tier=program.entry_tier), occurred_at)  # refusals first
         categories = order_categories(purchase.line_items)
         entry_id = ids.ulid()
+        lot = bucket_for(program.expiry, now)
         spend = program.tier_policy.measure is QualifyingMeasure.SPEND
         uses = purchase.amount if spend else None
 
@@ -246,6 +250,7 @@ class LoyaltyService:
                 order_id=purchase.order_id,
                 program_version=program.version,
                 breakdown=[{"rule": line.rule, "points": line.points} for line in pricing.breakdown],
+                lot=lot,
             )
             order = OrderRecord(
                 order_id=purchase.order_id,
@@ -256,6 +261,7 @@ class LoyaltyService:
                 occurred_at=occurred_at,
                 category_totals=categories.totals,
                 other_categories_total=categories.other,
+                lot=lot,
             )
             claim = Claim(
                 f"order:{purchase.order_id}",

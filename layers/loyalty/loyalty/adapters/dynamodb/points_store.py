@@ -49,9 +49,13 @@ from loyalty.points.categories import (
     place,
 )
 from loyalty.points.ledger import EVENT_OF_KIND, EntryKind, LedgerEntry, OrderRecord
+from loyalty.points.lots import NEVER
 from loyalty.points.member_record import (
     FIRST_PURCHASE_AT,
+    LAST_ACTIVITY_AT,
     LAST_PURCHASE_AT,
+    LOTS,
+    LOTS_CONSUMED,
     MONTHLY_MAPS,
     MONTHS_KEPT,
     POINTS_BY_MONTH,
@@ -348,10 +352,12 @@ class LoyaltyStore:
         *,
         out_of_order: dict[str, Any] | None = None,
         categories_seen: dict[str, Any] | None = None,
+        lots_seen: dict[str, Any] | None = None,
     ) -> Update:
         update = Update()
         update.conditions.append("attribute_exists(PK)")
         update.adds.append(f"{update.name(REVISION)} {update.value(1)}")
+        self._book_lots(update, entry, lots_seen)
         for counter, delta in entry.counters().items():
             if delta:
                 update.adds.append(f"{update.name(counter)} {update.value(delta)}")
@@ -364,6 +370,34 @@ class LoyaltyStore:
             self._record_purchase(update, purchase, out_of_order)
             self._add_categories(update, purchase.categories, categories_seen)
         return update
+
+    @staticmethod
+    def _book_lots(update: Update, entry: LedgerEntry, lots_seen: dict[str, Any] | None) -> None:
+        """A credit into its lot, a debit into what the lots consumed, an earn or a redemption into the last
+        activity (docs/expiry.md). An item from before lots were kept (no `lots` map: the condition fails, the item
+        comes back as `lots_seen`) gets its map with the balance it had as a lot that never expires, pinned to
+        that balance and what was consumed, so that lots - consumed stays the balance."""
+        if entry.credits_lot():
+            lots, bucket = update.name(LOTS), update.name(str(entry.lot))
+            if lots_seen is None:
+                path = f"{lots}.{bucket}"
+                update.sets.append(f"{path} = if_not_exists({path}, {update.value(0)}) + {update.value(entry.points)}")
+                update.conditions.append(f"attribute_exists({lots})")
+            else:
+                available, consumed = int(lots_seen.get("available", 0)), int(lots_seen.get(LOTS_CONSUMED, 0))
+                seeded = {NEVER: available + consumed} if available + consumed else {}
+                seeded[str(entry.lot)] = seeded.get(str(entry.lot), 0) + entry.points
+                update.sets.append(f"{lots} = {update.value(seeded)}")
+                update.conditions.append(f"attribute_not_exists({lots})")
+                update.conditions.append(f"{update.name('available')} = {update.value(available)}")
+                used = update.name(LOTS_CONSUMED)
+                update.conditions.append(
+                    f"attribute_not_exists({used})" if not consumed else f"{used} = {update.value(consumed)}"
+                )
+        if entry.consumes():
+            update.adds.append(f"{update.name(LOTS_CONSUMED)} {update.value(entry.consumes())}")
+        if entry.is_activity():
+            update.sets.append(f"{update.name(LAST_ACTIVITY_AT)} = {update.value(entry.created_at)}")
 
     @staticmethod
     def _guard_standing(update: Update, guards: EarnGuards) -> None:
@@ -543,8 +577,11 @@ class LoyaltyStore:
         purchase = PurchaseFacts.of(order) if order is not None else None
         out_of_order: dict[str, Any] | None = None
         categories_seen: dict[str, Any] | None = None
-        for _ in range(4):
-            update = self._member_update(entry, purchase, out_of_order=out_of_order, categories_seen=categories_seen)
+        lots_seen: dict[str, Any] | None = None
+        for _ in range(5):
+            update = self._member_update(
+                entry, purchase, out_of_order=out_of_order, categories_seen=categories_seen, lots_seen=lots_seen
+            )
             self._guard_standing(update, guards)
             items = [
                 update.request(self._table, member_key(entry.member_id)),
@@ -582,6 +619,9 @@ class LoyaltyStore:
                     return self._replay(claim, stored, order)
                 if entry.points < 0 and int(member.get("available", 0)) < -entry.points:
                     raise insufficient_points(-entry.points, int(member.get("available", 0))) from None
+                if entry.credits_lot() and (LOTS not in member) != (lots_seen is not None):
+                    lots_seen = member if LOTS not in member else None  # an item from before lots were kept
+                    continue
                 if purchase is not None:
                     # An older purchase arriving after a newer one, and/or category names that do not all fit
                     # the member's map: both are planned from the item the cancellation handed back.
@@ -628,6 +668,13 @@ class LoyaltyStore:
         order_update.adds.append(f"{order_update.name('reversal_due')} {order_update.value(reversal.due)}")
 
         member_update = self._member_update(entry, None)
+        taken_back = -entry.points
+        if taken_back and order.lot is not None:
+            path, value = f"{member_update.name(LOTS)}.{member_update.name(order.lot)}", member_update.value(taken_back)
+            member_update.sets.append(f"{path} = {path} - {value}")
+            member_update.conditions.append(f"{path} >= {value}")
+        elif taken_back:  # an order from before lots were kept: its points are consumed like a debit's
+            member_update.adds.append(f"{member_update.name(LOTS_CONSUMED)} {member_update.value(taken_back)}")
         for aggregate, delta in (("spend_by_month", -reversal.amount), ("points_by_month", -reversal.due)):
             if delta:
                 self._add_to_month(member_update, aggregate, order.occurred_at, delta)

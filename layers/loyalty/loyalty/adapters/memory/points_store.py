@@ -24,6 +24,7 @@ from loyalty.core.idempotency import Claim, Replay, key_reused
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import OrderCategories, place
 from loyalty.points.ledger import Balance, EntryKind, LedgerEntry, OrderRecord
+from loyalty.points.lots import NEVER
 from loyalty.points.member_record import (
     MONTHS_KEPT,
     PRUNE_SPAN,
@@ -91,6 +92,10 @@ class _Member:
     promotion_usage: dict[str, int] = field(default_factory=dict)
     segments: frozenset[str] = frozenset()  # as a segment write would leave them (set_segments, for tests)
     reviewed_at: datetime | None = None
+    lots: dict[str, int] | None = field(default_factory=dict)  # None: as an item from before lots were kept
+    lots_consumed: int = 0
+    last_activity_at: datetime | None = None
+    warned_through: str | None = None
 
 
 class MemoryPointsStore:
@@ -168,6 +173,10 @@ class MemoryPointsStore:
                 basis=state.basis,
                 promotion_usage=dict(state.promotion_usage),
                 reviewed_at=state.reviewed_at,
+                lots=None if state.lots is None else dict(state.lots),
+                lots_consumed=state.lots_consumed,
+                last_activity_at=state.last_activity_at,
+                warned_through=state.warned_through,
             )
 
     def roster_page(
@@ -322,6 +331,7 @@ class MemoryPointsStore:
                 or (entry.points < 0 and state.counters["available"] < -entry.points)
                 or not _can_take(state, reversal.taken)
                 or entry.entry_id in self._ledgers[entry.member_id]
+                or (read.lot is not None and -entry.points > (state.lots or {}).get(read.lot, 0))
             ):
                 raise RefundBasisMoved(read.order_id)
             stored.record = stored.record.model_copy(
@@ -331,6 +341,10 @@ class MemoryPointsStore:
                 }
             )
             self._apply(state, entry)
+            if -entry.points and read.lot is not None and state.lots is not None:
+                state.lots[read.lot] -= -entry.points  # the order's own lot gives its points back
+            elif -entry.points:
+                state.lots_consumed += -entry.points  # an order from before lots were kept
             for aggregate, delta in (("spend_by_month", -reversal.amount), ("points_by_month", Decimal(-reversal.due))):
                 if delta:
                     self._add_to_month(state, aggregate, read.occurred_at, delta)
@@ -442,6 +456,14 @@ class MemoryPointsStore:
         for counter, delta in entry.counters().items():
             state.counters[counter] += delta
         self._ledgers[entry.member_id][entry.entry_id] = entry
+        if entry.credits_lot():
+            if state.lots is None:  # an item from before lots were kept: its balance becomes a lot that never expires
+                held = state.counters["available"] - entry.points + state.lots_consumed
+                state.lots = {NEVER: held} if held else {}
+            state.lots[str(entry.lot)] = state.lots.get(str(entry.lot), 0) + entry.points
+        state.lots_consumed += entry.consumes()
+        if entry.is_activity():
+            state.last_activity_at = entry.created_at
 
     def _add_to_month(self, state: _Member, aggregate: str, when: datetime, amount: Decimal) -> None:
         if not is_kept(month_key(when), self._clock()):
