@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,14 @@ def main() -> None:
         table = os.environ["TABLE_NAME"]
         service = loyalty_service()
         service.store.put_reward(
-            Reward(reward_id="bench-reward", name="Bench", kind=RewardKind.DISCOUNT, cost_points=1)
+            Reward(
+                reward_id="bench-reward",
+                name="Bench",
+                kind=RewardKind.DISCOUNT_FIXED,
+                cost_points=1,
+                value=Decimal(1),
+                currency="USD",
+            )
         )
         # The calls the request itself makes: those of this thread (the stack runs an invoked handler in the caller's
         # thread). The stream's consumers (segment re-evaluation) share the client from their own threads, and their

@@ -29,7 +29,7 @@ REWARDS = (
     Reward(
         reward_id="ten-off",
         name="$10 off your next order",
-        kind=RewardKind.DISCOUNT,
+        kind=RewardKind.DISCOUNT_FIXED,
         cost_points=500,
         value=Decimal(10),
         currency="USD",
@@ -37,7 +37,7 @@ REWARDS = (
     Reward(
         reward_id="twenty-five-off",
         name="$25 off your next order",
-        kind=RewardKind.DISCOUNT,
+        kind=RewardKind.DISCOUNT_FIXED,
         cost_points=1000,
         value=Decimal(25),
         currency="USD",

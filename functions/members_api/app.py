@@ -85,8 +85,10 @@ class EntryResult(BaseModel):
 
 class RedemptionResult(BaseModel):
     entry: LedgerEntry
-    voucher_code: str
-    reward: Reward
+    voucher_code: str | None = Field(
+        default=None, description="The code to present; absent for a donation, which gives no voucher."
+    )
+    reward: Reward = Field(description="The reward's terms as redeemed (its stock left out: the redemption moved it).")
 
 
 class LedgerPage(BaseModel):
@@ -94,8 +96,15 @@ class LedgerPage(BaseModel):
     next_cursor: str | None
 
 
+class OfferedReward(Reward):
+    tier_allows: bool = Field(
+        description="Whether the caller's tier may redeem it (a member's own tier; the entry tier for anyone else). "
+        "A reward gated above it is listed as something to reach for, except an exclusive_offer, which is not listed."
+    )
+
+
 class RewardList(BaseModel):
-    rewards: list[Reward]
+    rewards: list[OfferedReward] = Field(description="Active, inside their window and in stock; cheapest first.")
 
 
 class MemberSegment(BaseModel):
@@ -191,7 +200,12 @@ def list_ledger(
         "Redeemed",
         403,
         (404, "Unknown member, or a reward not in the catalog or retired (remembered under the key)"),
-        (409, "Insufficient points (remembered under the key: a replay gets the same refusal)"),
+        (
+            409,
+            "The reward is not redeemable now, by code: reward_not_yet_valid, reward_expired, out_of_stock, "
+            "tier_too_low, limit_reached, insufficient_points (each remembered under the key: a replay gets the same "
+            "refusal)",
+        ),
         422,
         503,
     ),
@@ -235,11 +249,15 @@ def get_member_prediction(member_id: MemberId) -> Response[Any]:
 @api.get(
     "/v1/rewards",
     access=SIGNED_IN,
-    summary="The rewards catalog",
-    responses=documented(200, RewardList, "Active rewards"),
+    summary="The rewards catalog as the caller sees it: what is offered now, and whether their tier may redeem it",
+    responses=documented(
+        200, RewardList, "Offered rewards", (404, "The member the token names is not enrolled (any more)")
+    ),
 )
 def list_rewards() -> Response[Any]:
-    return answer(200, RewardList, {"rewards": [r.public() for r in loyalty_service().rewards()]})
+    caller = api.caller()
+    offered = loyalty_service().offers(caller.member_id if caller.role is Role.MEMBER else None)
+    return answer(200, RewardList, {"rewards": [{**o.reward.public(), "tier_allows": o.tier_allows} for o in offered]})
 
 
 @api.get("/v1/openapi.json", access=PUBLIC, summary="This API's OpenAPI document")

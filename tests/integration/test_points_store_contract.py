@@ -11,6 +11,7 @@ the program's kept versions, and the counters and write-time aggregates the memb
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,11 +21,23 @@ from typing import Any
 
 import pytest
 
-from loyalty.adapters.dynamodb.points_store import LoyaltyStore, month_key, months_before
-from loyalty.adapters.dynamodb.table import from_item
+from loyalty.adapters.dynamodb.points_store import LoyaltyStore, month_key, months_before, redeemed_key, reward_key
+from loyalty.adapters.dynamodb.table import from_item, to_item
 from loyalty.adapters.memory.points_store import MemoryPointsStore
 from loyalty.core import ids
-from loyalty.core.errors import IdempotencyKeyReused, InsufficientPoints, InvalidRequest, MemberNotFound, OrderConflict
+from loyalty.core.errors import (
+    ConfigVersionConflict,
+    IdempotencyKeyReused,
+    InsufficientPoints,
+    InvalidRequest,
+    LimitReached,
+    MemberNotFound,
+    OrderConflict,
+    OutOfStock,
+    RewardNotFound,
+    StockConflict,
+    TierTooLow,
+)
 from loyalty.core.idempotency import Claim, Replay
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import MAX_CATEGORIES, OrderCategories
@@ -37,17 +50,22 @@ from loyalty.points.ports import (
     ExternalIdTaken,
     HeadroomGuard,
     MemberHoldings,
+    MemberLimit,
     PinnedStanding,
     PointsStore,
     ProgramVersionMoved,
+    Redemption,
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
+    RewardChanged,
     StandingMoved,
+    StockDelta,
+    StockLevel,
     TierReviewed,
 )
 from loyalty.points.program import MAX_DOCUMENT_BYTES, ProgramConfig, ProgramVersion
-from loyalty.points.rewards import Reward, RewardKind
+from loyalty.points.rewards import MAX_STOCK, LimitPeriod, Reward, RewardKind
 from tests.integration.conftest import Backend, create_loyalty_table
 
 D = Decimal
@@ -85,6 +103,9 @@ class Subject:
     read_member_item: Callable[[str], dict[str, Any]]
     read_tier_events: Callable[[str], list[dict[str, Any]]]
     members: list[str] = field(default_factory=list)
+    # the member's counter of a reward in a period (member id, reward id, period key), as the store keeps it
+    read_redeemed: Callable[[str, str, str], int] = lambda member_id, reward_id, period: 0
+    put_raw_reward: Callable[[dict[str, Any]], None] | None = None  # an item as an older model stored it (DynamoDB)
 
     def aggregates(self, member_id: str) -> dict[str, Any]:
         item = self.read_member_item(member_id)
@@ -163,7 +184,7 @@ def subject(store_backend: Backend) -> Iterator[Subject]:
         def memory_tier_events(member_id: str) -> list[dict[str, Any]]:
             return [event for event in memory.tier_events if event["member_id"] == member_id]
 
-        yield Subject("memory", memory, clock, memory.member_item, memory_tier_events)
+        yield Subject("memory", memory, clock, memory.member_item, memory_tier_events, read_redeemed=memory.redeemed)
         return
     client = store_backend.client
     table = create_loyalty_table(client)
@@ -181,8 +202,16 @@ def subject(store_backend: Backend) -> Iterator[Subject]:
         )
         return [{k: v for k, v in from_item(item).items() if k not in ("PK", "SK")} for item in page["Items"]]
 
+
+    def read_redeemed(member_id: str, reward_id: str, period: str) -> int:
+        item = client.get_item(TableName=table, Key=redeemed_key(member_id, reward_id, period), ConsistentRead=True)
+        return int(from_item(item["Item"])["redeemed"]) if "Item" in item else 0
+
+    def put_raw_reward(values: dict[str, Any]) -> None:
+        client.put_item(TableName=table, Item={**reward_key(values["reward_id"]), **to_item(values)})
+
     store = LoyaltyStore(client, table, clock=clock)
-    yield Subject(store_backend.name, store, clock, read_member_item, read_tier_events)
+    yield Subject(store_backend.name, store, clock, read_member_item, read_tier_events, [], read_redeemed, put_raw_reward)
     client.delete_table(TableName=table)
 
 
@@ -595,6 +624,326 @@ def test_a_cursor_reads_only_inside_the_members_own_ledger_and_a_forged_one_is_r
         assert refused.value.field == "cursor"
 
 
+# ---- redemptions: the reward, the member's tier and limit, pinned in one write ------------------------------------
+
+JUNE = MemberLimit("2026-06", 2, LimitPeriod.MONTH, datetime(2026, 7, 1, tzinfo=UTC))
+
+
+def catalog_reward(subject: Subject, reward_id: str = "treat", **terms: Any) -> Reward:
+    reward = Reward.model_validate(
+        {"reward_id": reward_id, "name": "Treat", "kind": "free_product", "cost_points": 10, **terms}
+    )
+    subject.store.put_reward(reward)
+    return reward
+
+
+def redemption(
+    member_id: str,
+    reward: Reward,
+    *,
+    tiers: tuple[str, ...] | None = None,
+    limit: MemberLimit | None = None,
+    key: str | None = None,
+    fingerprint: str = "f",
+) -> Redemption:
+    debit = entry(member_id, EntryKind.REDEEM, -reward.cost_points, reward_id=reward.reward_id, voucher_code="V-1")
+    claim = Claim(key or f"redeem:{member_id}:{uuid.uuid4().hex}", fingerprint, 201, {"voucher_code": "V-1"})
+    return Redemption(debit, claim, reward, tiers, limit)
+
+
+def redemption_state(subject: Subject, member_id: str, reward_id: str = "treat") -> tuple[Any, ...]:
+    """What a refused redemption must leave as it was: the member, the reward's stock and the member's counter."""
+    reward = subject.store.get_reward(reward_id)
+    counted = subject.read_redeemed(member_id, reward_id, JUNE.key)
+    return subject.snapshot(member_id), reward.stock if reward else None, counted
+
+
+def test_a_redemption_debits_takes_one_of_the_stock_counts_for_the_member_and_its_replay_changes_nothing(
+    subject: Subject,
+) -> None:
+    member_id = subject.enroll()
+    subject.credit(member_id, 50)
+    reward = catalog_reward(subject, stock=3)
+    planned = redemption(member_id, reward, tiers=("Insider", "VIB"), limit=JUNE)
+
+    assert subject.store.redeem(planned) is None
+    after = redemption_state(subject, member_id)
+    replay = subject.store.redeem(planned)
+
+    assert replay == Replay(201, {"voucher_code": "V-1"})
+    assert redemption_state(subject, member_id) == after
+    item = subject.aggregates(member_id)
+    assert (item["available"], item["redeemed"], item["revision"]) == (40, 10, 3)
+    assert after[1:] == (2, 1)  # stock 3 -> 2; the member's June counter 0 -> 1
+    [debit] = [e for e in subject.store.ledger_page(member_id, 10, None)[0] if e.kind is EntryKind.REDEEM]
+    assert (debit.points, debit.reward_id, debit.voucher_code) == (-10, "treat", "V-1")
+
+
+def test_a_reward_without_a_stock_stays_unlimited_and_a_redemption_without_a_limit_counts_nothing(
+    subject: Subject,
+) -> None:
+    member_id = subject.enroll()
+    subject.credit(member_id, 50)
+    reward = catalog_reward(subject)
+
+    for _ in range(3):
+        assert subject.store.redeem(redemption(member_id, reward)) is None
+
+    stored = subject.store.get_reward("treat")
+    assert stored is not None and stored.stock is None and stored == reward
+    assert subject.read_redeemed(member_id, "treat", JUNE.key) == 0
+    assert subject.aggregates(member_id)["available"] == 20
+
+
+@pytest.mark.parametrize(
+    ("terms", "tiers", "credit", "counted", "refusal"),
+    [
+        ({"stock": 0}, None, 50, 0, OutOfStock),
+        ({}, ("VIB", "Rouge"), 50, 0, TierTooLow),
+        ({}, (), 50, 0, TierTooLow),  # a gate naming no tier of the ladder
+        ({}, None, 50, 2, LimitReached),
+        ({}, None, 9, 0, InsufficientPoints),
+    ],
+    ids=["out-of-stock", "tier-too-low", "no-tier-allowed", "limit-reached", "insufficient-points"],
+)
+def test_each_failed_condition_is_its_refusal_and_writes_nothing(
+    subject: Subject,
+    terms: dict[str, Any],
+    tiers: tuple[str, ...] | None,
+    credit: int,
+    counted: int,
+    refusal: type[Exception],
+) -> None:
+    member_id = subject.enroll()
+    subject.credit(member_id, credit)
+    reward = catalog_reward(subject, **terms)
+    for _ in range(counted):  # the member's June redemptions so far
+        assert subject.store.redeem(redemption(member_id, reward, limit=JUNE)) is None
+    before = redemption_state(subject, member_id)
+    refused = redemption(member_id, reward, tiers=tiers, limit=JUNE)
+
+    with pytest.raises(refusal) as raised:
+        subject.store.redeem(refused)
+
+    assert redemption_state(subject, member_id) == before
+    assert subject.store.replay(refused.claim) is None  # the refusal is the service's to remember
+    body = raised.value.body()  # type: ignore[attr-defined]
+    if refusal is TierTooLow:
+        assert body["tier"] == "Insider"
+    if refusal is LimitReached:
+        assert (body["limit"], body["redeemed"], body["period"]) == (2, 2, "month")
+    if refusal is InsufficientPoints:
+        assert (body["available"], body["needed"]) == (9, 10)
+
+
+@pytest.mark.parametrize(
+    ("stored", "planned", "current"),
+    [
+        ({"version": 2, "cost_points": 20}, {}, "stored"),
+        ({"active": False}, {}, "stored"),
+        (None, {}, None),
+        ({"stock": 5}, {}, "stored"),  # made limited since the plan: its stock must be taken
+        ({}, {"stock": 5}, "stored"),  # made unlimited since the plan
+    ],
+    ids=["replaced", "retired", "gone", "made-limited", "made-unlimited"],
+)
+def test_a_reward_no_longer_on_the_planned_terms_is_reward_changed_with_the_stored_one_and_nothing_written(
+    subject: Subject, stored: dict[str, Any] | None, planned: dict[str, Any], current: str | None
+) -> None:
+    member_id = subject.enroll()
+    subject.credit(member_id, 50)
+    plan = Reward(reward_id="treat", name="Treat", kind=RewardKind.FREE_PRODUCT, cost_points=10, **planned)
+    kept = catalog_reward(subject, **stored) if stored is not None else None
+    before = subject.snapshot(member_id)
+
+    with pytest.raises(RewardChanged) as changed:
+        subject.store.redeem(redemption(member_id, plan))
+
+    assert changed.value.current == (kept if current == "stored" else None)
+    assert subject.snapshot(member_id) == before
+    assert subject.store.get_reward("treat") == kept
+
+
+def test_when_several_conditions_fail_the_refusal_is_the_first_in_the_ports_order(subject: Subject) -> None:
+    member_id = subject.enroll()
+    subject.credit(member_id, 5)  # too few points for each refused case below
+    sold_out = catalog_reward(subject, "sold-out", stock=0)
+    gated = catalog_reward(subject, "gated")
+    twice = catalog_reward(subject, "twice", cost_points=2)
+    assert subject.store.redeem(redemption(member_id, twice, limit=JUNE)) is None
+    assert subject.store.redeem(redemption(member_id, twice, limit=JUNE)) is None  # 1 point left: too few again
+
+    with pytest.raises(OutOfStock):
+        subject.store.redeem(redemption(member_id, sold_out, tiers=("Rouge",), limit=JUNE))
+    with pytest.raises(TierTooLow):
+        subject.store.redeem(redemption(member_id, gated.model_copy(update={"cost_points": 10}), tiers=("Rouge",)))
+    with pytest.raises(LimitReached):
+        subject.store.redeem(redemption(member_id, twice, limit=JUNE))
+
+
+def test_a_redemption_for_an_unknown_member_is_not_found_and_takes_no_stock(subject: Subject) -> None:
+    reward = catalog_reward(subject, stock=1)
+    planned = redemption("m_unknown", reward, limit=JUNE)
+
+    with pytest.raises(MemberNotFound):
+        subject.store.redeem(planned)
+
+    assert subject.store.replay(planned.claim) is None
+    assert subject.store.get_reward("treat") == reward
+
+
+def test_a_redemptions_key_taken_by_another_request_is_refused_and_writes_nothing(subject: Subject) -> None:
+    member_id = subject.enroll()
+    subject.credit(member_id, 50)
+    reward = catalog_reward(subject, stock=5)
+    first = redemption(member_id, reward, key="redeem:k", fingerprint="first")
+    assert subject.store.redeem(first) is None
+    before = redemption_state(subject, member_id)
+
+    with pytest.raises(IdempotencyKeyReused):
+        subject.store.redeem(redemption(member_id, reward, key="redeem:k", fingerprint="second"))
+
+    assert redemption_state(subject, member_id) == before
+
+
+def test_fifty_concurrent_redemptions_of_a_stock_of_ten_give_exactly_ten(subject: Subject) -> None:
+    """Fifty members at once, one reward with ten left: only the reward's stock can refuse."""
+    members = [subject.enroll() for _ in range(50)]
+    for member_id in members:
+        subject.credit(member_id, 30)
+    reward = catalog_reward(subject, stock=10, cost_points=25)
+
+    def redeem(member_id: str) -> str:
+        try:
+            return "redeemed" if subject.store.redeem(redemption(member_id, reward)) is None else "replayed"
+        except OutOfStock:
+            return "out_of_stock"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = Counter(pool.map(redeem, members))
+
+    assert outcomes == {"redeemed": 10, "out_of_stock": 40}
+    stored = subject.store.get_reward("treat")
+    assert stored is not None and stored.stock == 0
+    balances = Counter(subject.aggregates(member_id)["available"] for member_id in members)
+    assert balances == {5: 10, 30: 40}
+    for member_id in members:
+        entries, _ = subject.store.ledger_page(member_id, 10, None)
+        assert subject.aggregates(member_id)["available"] == sum(e.points for e in entries)
+
+
+# ---- the catalog ------------------------------------------------------------------------------------------------
+
+
+def test_a_reward_is_created_once_and_replaced_only_from_its_stored_version_keeping_its_stock(
+    subject: Subject,
+) -> None:
+    created = Reward(reward_id="treat", name="Treat", kind=RewardKind.FREE_PRODUCT, cost_points=10, stock=8)
+    subject.store.create_reward(created)
+    with pytest.raises(ConfigVersionConflict) as taken:
+        subject.store.create_reward(created.model_copy(update={"name": "Other"}))
+
+    replacement = created.model_copy(update={"name": "Better", "version": 2, "stock": 100, "sku": "SKU-1"})
+    replaced = subject.store.replace_reward(replacement, 1)
+    with pytest.raises(ConfigVersionConflict) as stale:
+        subject.store.replace_reward(replacement.model_copy(update={"version": 2}), 1)
+    dropped = subject.store.replace_reward(replaced.model_copy(update={"version": 3, "sku": None}), 2)
+    with pytest.raises(RewardNotFound):
+        subject.store.replace_reward(replacement.model_copy(update={"reward_id": "ghost"}), 1)
+
+    assert taken.value.body()["version"] == 1 and stale.value.body()["version"] == 2
+    assert (replaced.name, replaced.version, replaced.stock, replaced.sku) == ("Better", 2, 8, "SKU-1")
+    assert (dropped.version, dropped.sku, dropped.stock) == (3, None, 8)  # a term left out is removed
+    assert subject.store.get_reward("treat") == dropped
+    assert subject.store.get_reward("ghost") is None
+
+
+def test_a_retired_reward_is_kept_inactive_at_the_next_version(subject: Subject) -> None:
+    reward = catalog_reward(subject, stock=4)
+
+    retired = subject.store.retire_reward("treat")
+
+    assert retired == reward.model_copy(update={"active": False, "version": 2})
+    assert subject.store.get_reward("treat") == retired
+    assert subject.store.list_rewards() == [retired]
+    with pytest.raises(RewardNotFound):
+        subject.store.retire_reward("ghost")
+
+
+@pytest.mark.parametrize(
+    ("stock", "change", "after"),
+    [
+        (10, StockDelta(-10), 0),
+        (10, StockDelta(7), 17),
+        (0, StockDelta(MAX_STOCK), MAX_STOCK),
+        (10, StockLevel(3), 3),
+        (10, StockLevel(None), None),
+        (None, StockLevel(6), 6),
+    ],
+)
+def test_a_stock_change_is_applied_as_asked(
+    subject: Subject, stock: int | None, change: Any, after: int | None
+) -> None:
+    catalog_reward(subject, stock=stock)
+
+    changed = subject.store.change_stock("treat", change)
+
+    assert changed.stock == after
+    assert subject.store.get_reward("treat") == changed and changed.version == 1
+
+
+@pytest.mark.parametrize(("stock", "add"), [(3, -4), (MAX_STOCK, 1), (None, 1)], ids=["below-0", "above", "unlimited"])
+def test_a_delta_the_stock_cannot_take_is_a_stock_conflict_with_the_stock_and_changes_nothing(
+    subject: Subject, stock: int | None, add: int
+) -> None:
+    reward = catalog_reward(subject, stock=stock)
+
+    with pytest.raises(StockConflict) as refused:
+        subject.store.change_stock("treat", StockDelta(add))
+
+    assert refused.value.body()["stock"] == stock
+    assert subject.store.get_reward("treat") == reward
+    with pytest.raises(RewardNotFound):
+        subject.store.change_stock("ghost", StockDelta(1))
+
+
+def test_the_catalog_pages_by_id_and_a_cursor_from_elsewhere_is_refused(subject: Subject) -> None:
+    for reward_id in ("e", "b", "a", "d", "c"):
+        catalog_reward(subject, reward_id)
+
+    first, cursor = subject.store.rewards_page(2, None)
+    second, cursor = subject.store.rewards_page(2, cursor)
+    third, cursor = subject.store.rewards_page(2, cursor)
+
+    assert [r.reward_id for r in first + second + third] == ["a", "b", "c", "d", "e"]
+    assert cursor is None
+    for forged in ("eyJzayI6IkxFREdFUiMxIn0", "%%%"):  # a ledger's position; not a cursor
+        with pytest.raises(InvalidRequest) as refused:
+            subject.store.rewards_page(2, forged)
+        assert refused.value.field == "cursor"
+
+
+def test_a_reward_stored_before_kinds_were_renamed_and_versions_kept_reads_and_redeems(subject: Subject) -> None:
+    if subject.put_raw_reward is None:
+        pytest.skip("the in-memory store holds models, never an older item")
+    member_id = subject.enroll()
+    subject.credit(member_id, 600)
+    old = {"reward_id": "ten-off", "name": "$10 off", "kind": "discount", "cost_points": 500, "active": True}
+    subject.put_raw_reward({**old, "value": D(10), "currency": "USD"})
+    subject.put_raw_reward({**old, "reward_id": "no-currency", "value": D(5)})  # the old model allowed it
+
+    [read] = subject.store.list_rewards()
+
+    assert (read.reward_id, read.kind, read.version, read.value) == ("ten-off", RewardKind.DISCOUNT_FIXED, 1, 10)
+    assert subject.store.get_reward("no-currency") is None  # offered to no one until an admin replaces it
+    assert subject.store.redeem(redemption(member_id, read)) is None  # the version-1 pin holds on no version
+    assert subject.store.retire_reward("ten-off").version == 2
+    fixed = Reward(
+        reward_id="no-currency", name="$5 off", kind="discount_fixed", cost_points=5, value=5, currency="USD"
+    )
+    assert subject.store.replace_reward(fixed.model_copy(update={"version": 2}), 1).currency == "USD"
+
+
 # ---- configuration --------------------------------------------------------------------------------------------
 
 
@@ -609,14 +958,21 @@ def test_the_program_and_the_catalog_read_back_as_stored(subject: Subject) -> No
     assert subject.store.put_program(program, replaces=None, replaced_at=START, replaced_by="ops-alice") is None
     subject.store.put_reward(treat)
     subject.store.put_reward(treat.model_copy(update={"active": False}))
-    subject.store.put_reward(Reward(reward_id="off", name="Off", kind=RewardKind.DISCOUNT, cost_points=5, value=D(1)))
+    off = Reward(reward_id="off", name="Off", kind=RewardKind.DISCOUNT_FIXED, cost_points=5, value=D(1), currency="EUR")
+    event = {"starts_at": START + timedelta(days=30), "place": "Paris"}
+    night = Reward(
+        reward_id="night", name="Night", kind=RewardKind.EXPERIENCE, cost_points=5, experience=event, stock=3
+    )
+    subject.store.put_reward(off)
+    subject.store.put_reward(night)
 
     assert subject.store.get_program() == program
     assert subject.store.program_version(2) == ProgramVersion(
         program=program, replaced_at=START, replaced_by="ops-alice"
     )
     assert sorted(subject.store.list_rewards(), key=lambda r: r.reward_id) == [
-        Reward(reward_id="off", name="Off", kind=RewardKind.DISCOUNT, cost_points=5, value=D(1)),
+        night,
+        off,
         treat.model_copy(update={"active": False}),
     ]
 

@@ -79,6 +79,38 @@ class OrderConflict(Conflict):
     code = "order_conflict"
 
 
+# Refusals of a redemption: each a state the member or the catalog is in now, which the same request could meet
+# differently at another time (so 409, like insufficient points), each with a code the caller can act on.
+
+
+class RewardNotYetValid(Conflict):
+    code = "reward_not_yet_valid"
+
+
+class RewardExpired(Conflict):
+    code = "reward_expired"
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+
+
+class TierTooLow(Conflict):
+    code = "tier_too_low"
+
+
+class LimitReached(Conflict):
+    """The member has redeemed this reward as often as its per-member limit allows in the current period."""
+
+    code = "limit_reached"
+
+
+class StockConflict(Conflict):
+    """An admin's stock change the reward cannot take: below 0, above the most a stock holds, or unlimited stock."""
+
+    code = "stock_conflict"
+
+
 class IdempotencyKeyReused(LoyaltyError):
     """The same idempotency key came back with a different request."""
 

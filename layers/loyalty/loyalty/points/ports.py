@@ -14,7 +14,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from loyalty.core.errors import InsufficientPoints, OrderConflict
+from loyalty.core.errors import (
+    ConfigVersionConflict,
+    InsufficientPoints,
+    LimitReached,
+    OrderConflict,
+    OutOfStock,
+    RewardNotFound,
+    StockConflict,
+    TierTooLow,
+)
 from loyalty.core.events import EventType
 from loyalty.core.idempotency import Claim, Replay
 from loyalty.core.instants import timestamp
@@ -23,7 +32,7 @@ from loyalty.points.ledger import LedgerEntry, OrderRecord
 from loyalty.points.member_record import MemberStanding
 from loyalty.points.members import Member, TierMove
 from loyalty.points.program import ProgramConfig, ProgramVersion
-from loyalty.points.rewards import Reward
+from loyalty.points.rewards import MAX_STOCK, LimitPeriod, Reward
 
 
 class ReferralCodeTaken(Exception):
@@ -42,6 +51,16 @@ class RefundBasisMoved(Exception):
 class ProgramVersionMoved(Exception):
     """A program replace found the stored version no longer the one it replaces (another replace got there first),
     or its version already kept. Nothing was written; the service answers 409 with the version now in force."""
+
+
+class RewardChanged(Exception):
+    """A redemption's write found the reward no longer on the terms it was planned from: replaced (another version),
+    retired, gone, or its stock made limited or unlimited. Nothing was written; `current` is the reward as stored
+    (None if it is not there), for the service to plan again from."""
+
+    def __init__(self, current: Reward | None):
+        super().__init__(current.reward_id if current is not None else "no such reward")
+        self.current = current
 
 
 def insufficient_points(needed: int, available: int) -> InsufficientPoints:
@@ -155,6 +174,58 @@ class EarnGuards:
     budgets: tuple[BudgetUse, ...] = ()
 
 
+def out_of_stock(reward_id: str) -> OutOfStock:
+    return OutOfStock(f"reward {reward_id} is out of stock", field="reward_id")
+
+
+def tier_too_low(tier: str | None, min_tier: str | None) -> TierTooLow:
+    return TierTooLow(
+        f"reward needs tier {min_tier} or above; the member is {tier}",
+        field="reward_id",
+        details={"tier": tier, "min_tier": min_tier},
+    )
+
+
+def limit_reached(limit: MemberLimit, redeemed: int) -> LimitReached:
+    return LimitReached(
+        f"redeemed {redeemed} times already; at most {limit.limit} per member ({limit.period.value}: {limit.key})",
+        field="reward_id",
+        details={"limit": limit.limit, "period": limit.period.value, "redeemed": redeemed},
+    )
+
+
+def reward_not_found(reward_id: str) -> RewardNotFound:
+    return RewardNotFound(f"reward {reward_id} not found", field="reward_id")
+
+
+def reward_version_conflict(reward_id: str, version: int, expected: int | None) -> ConfigVersionConflict:
+    """A change made from a version that is no longer the stored one (`expected` None: a create of an id taken)."""
+    if expected is None:
+        message = f"reward {reward_id} exists already (version {version}): replace it with If-Match: {version}"
+    else:
+        message = f"reward {reward_id} is at version {version}, not {expected}; read it again"
+    return ConfigVersionConflict(message, details={"version": version})
+
+
+def stock_conflict(reward_id: str, stock: int | None, add: int) -> StockConflict:
+    if stock is None:
+        message = f"reward {reward_id} has unlimited stock: set a number before adding to it"
+    elif stock + add < 0:
+        message = f"reward {reward_id} holds {stock}: taking {-add} would leave less than 0"
+    else:
+        message = f"reward {reward_id} holds {stock}: adding {add} would pass the most a stock holds ({MAX_STOCK})"
+    return StockConflict(message, field="add", details={"stock": stock})
+
+
+def holds_terms(stored: Reward, planned: Reward) -> bool:
+    """Whether the stored reward is still the one a redemption was planned from: what the write pins."""
+    return (
+        stored.active
+        and (stored.version, stored.cost_points) == (planned.version, planned.cost_points)
+        and (stored.stock is None) == (planned.stock is None)
+    )
+
+
 @dataclass(frozen=True)
 class PurchaseFacts:
     """What a purchase adds to the member's write-time aggregates."""
@@ -196,6 +267,52 @@ class Reversal:
     amount: Decimal
     due: int
     taken: OrderCategories
+
+
+@dataclass(frozen=True)
+class MemberLimit:
+    """A member's counter of redemptions of one reward in one period, and the most it may reach."""
+
+    key: str  # loyalty.points.rewards.limit_key: "lifetime", "2026", "2026-06"
+    limit: int
+    period: LimitPeriod
+    expires_at: datetime | None = None  # the period is over then, and the counter never read again
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """A redemption as the service planned it, for the store to write in one go (docs/rewards.md):
+
+    the debit `entry` (points -cost, the reward's id, its voucher code if any) on condition that the balance covers
+    it and that the member's tier is one of `tiers` (None: any tier); `claim`, the answer; the `reward` the plan was
+    made from, pinned (holds_terms: active, this version and cost), its stock decremented under stock >= 1, or if it
+    had none, still none; and, with a `limit`, the member's counter for it incremented under counter < limit.
+
+    Raises, nothing written: MemberNotFound; RewardChanged (the pin failed); OutOfStock; TierTooLow; LimitReached;
+    InsufficientPoints, in that order when several hold; IdempotencyKeyReused; StoreContention."""
+
+    entry: LedgerEntry
+    claim: Claim
+    reward: Reward
+    tiers: tuple[str, ...] | None = None
+    limit: MemberLimit | None = None
+
+
+@dataclass(frozen=True)
+class StockDelta:
+    """Add `add` (negative: take) to a reward's stock, which must exist and stay inside 0..MAX_STOCK."""
+
+    add: int
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    """Set a reward's stock to `stock` (None: unlimited)."""
+
+    stock: int | None
+
+
+StockChange = StockDelta | StockLevel
 
 
 class PointsStore(Protocol):
@@ -283,6 +400,11 @@ class PointsStore(Protocol):
         Raises RefundBasisMoved, IdempotencyKeyReused, StoreContention."""
         ...
 
+    def redeem(self, redemption: Redemption) -> Replay | None:
+        """Write a planned redemption (see Redemption) in one transaction. None when written; the first answer when
+        its claim was taken by the same request."""
+        ...
+
     # ---- configuration ----
 
     def get_program(self) -> ProgramConfig | None:
@@ -314,6 +436,38 @@ class PointsStore(Protocol):
 
     def program_version(self, version: int) -> ProgramVersion | None: ...
 
-    def list_rewards(self) -> list[Reward]: ...
+    # ---- the catalog ----
 
-    def put_reward(self, reward: Reward) -> None: ...
+    def list_rewards(self) -> list[Reward]:
+        """Every reward, retired ones too (the service's cached catalog)."""
+        ...
+
+    def get_reward(self, reward_id: str) -> Reward | None:
+        """The reward as stored now (a consistent read)."""
+        ...
+
+    def rewards_page(self, limit: int, cursor: str | None) -> tuple[list[Reward], str | None]:
+        """Rewards by id, retired ones too. Raises InvalidRequest (field `cursor`) for a cursor this store did not
+        make."""
+        ...
+
+    def put_reward(self, reward: Reward) -> None:
+        """Store the reward as it is, whatever was there (seeding)."""
+        ...
+
+    def create_reward(self, reward: Reward) -> None:
+        """Store a new reward. Raises ConfigVersionConflict (with the stored version) if the id is taken."""
+        ...
+
+    def replace_reward(self, reward: Reward, replaces: int) -> Reward:
+        """Replace the reward's terms and version if the stored version is `replaces` (a reward stored without one
+        is at 1); the stored stock stays. Returns the reward as stored. Raises RewardNotFound, ConfigVersionConflict."""
+        ...
+
+    def retire_reward(self, reward_id: str) -> Reward:
+        """active false and the version one up; kept for the ledger. Returns the reward. Raises RewardNotFound."""
+        ...
+
+    def change_stock(self, reward_id: str, change: StockChange) -> Reward:
+        """Apply the change atomically (no read first). Returns the reward. Raises RewardNotFound, StockConflict."""
+        ...

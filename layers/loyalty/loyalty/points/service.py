@@ -25,12 +25,14 @@ from loyalty.core.errors import (
     ConfigVersionConflict,
     InsufficientPoints,
     InvalidRequest,
+    LimitReached,
     LoyaltyError,
     OrderNotFound,
+    OutOfStock,
     ProgramVersionNotFound,
     RefundExceedsOrder,
-    RewardNotFound,
     StoreContention,
+    TierTooLow,
     invalid_document,
 )
 from loyalty.core.idempotency import Claim, Outcome, Replay, fingerprint
@@ -47,13 +49,19 @@ from loyalty.points.ports import (
     EarnGuards,
     ExternalIdTaken,
     HeadroomGuard,
+    MemberLimit,
     PinnedStanding,
     PointsStore,
     ProgramVersionMoved,
+    Redemption,
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
+    RewardChanged,
     StandingMoved,
+    StockChange,
+    StockLevel,
+    reward_not_found,
 )
 from loyalty.points.pricing import MemberContext, Pricing, PurchaseContext, price_purchase
 from loyalty.points.program import (
@@ -65,12 +73,23 @@ from loyalty.points.program import (
     activity_points,
 )
 from loyalty.points.promotions import PromotionKind
-from loyalty.points.rewards import Reward
+from loyalty.points.rewards import (
+    Offer,
+    Reward,
+    RewardKind,
+    RewardTerms,
+    allowed_tiers,
+    limit_ends,
+    limit_key,
+    offers,
+    window_refusal,
+)
 from loyalty.points.tiers import after_earn, headroom_above, on_ladder, progress, qualifying_value, rank, window_months
 
 CLOCK_SKEW = timedelta(minutes=5)
 REFUND_ATTEMPTS = 12  # plans of one refund, each from fresh reads, before a 503 (concurrent refunds of its order)
 EARN_ATTEMPTS = 12  # writes of one earn, each from the standing the last one found, before a 503
+REDEEM_ATTEMPTS = 4  # plans of one redemption, each from the reward as stored, before a 503 (a reward being edited)
 
 
 def _occurred(at: datetime | None, now: datetime) -> datetime:
@@ -514,29 +533,124 @@ class LoyaltyService:
     # ---- rewards ------------------------------------------------------------------------------------------
 
     def rewards(self) -> list[Reward]:
-        return sorted((r for r in self.catalog.get().values() if r.active), key=lambda r: (r.cost_points, r.name))
+        """The rewards offered now (active, inside their window, in stock as cached), cheapest first."""
+        now = self._clock()
+        offered = (reward for reward in self.catalog.get().values() if reward.is_offered(now))
+        return sorted(offered, key=lambda r: (r.cost_points, r.name, r.reward_id))
+
+    def offers(self, member_id: str | None) -> list[Offer]:
+        """The catalog as a member sees it (loyalty.points.rewards.offers): for a member, by their tier; for anyone
+        else (a shopper not enrolled yet, staff), by the tier a member starts at."""
+        program = self.program.get()
+        tier = self.store.get_member(member_id).tier if member_id is not None else program.entry_tier
+        return offers(self.catalog.get().values(), self._clock(), tier, program.tiers)
 
     def redeem(self, member_id: str, reward_id: str, idempotency_key: str) -> Outcome:
-        key = f"redeem:{member_id}:{idempotency_key}"
-        claim_fingerprint = fingerprint(member_id, reward_id)
+        """Redeem a reward (docs/rewards.md). Planned here from the cached catalog and program: the window, the
+        tiers the gate allows, the member's counter for the period; written by the store in one transaction pinned
+        to the reward's version and cost. A reward the cache has stale (replaced, retired, its stock made limited or
+        unlimited) fails that pin, and the redemption is planned again from the reward as stored: the member gets
+        the reward's terms as they are now, which is what a fresh cache would have given."""
+        now = self._clock()
+        claim = Claim(f"redeem:{member_id}:{idempotency_key}", fingerprint(member_id, reward_id), 0, {})
+        reward = self._catalog_reward(reward_id)
+        for _ in range(REDEEM_ATTEMPTS):
+            if reward is None or not reward.active:
+                return self._refuse(claim, reward_not_found(reward_id), now)
+            outside = window_refusal(reward, now)
+            if outside is not None:
+                return self._refuse(claim, outside, now)
+            redemption = self._redemption(member_id, reward, claim, now)
+            try:
+                replay = self.store.redeem(redemption)
+            except RewardChanged as changed:
+                self.catalog.clear()
+                reward = changed.current
+                continue
+            except (OutOfStock, TierTooLow, LimitReached, InsufficientPoints) as refusal:
+                return self._refuse(claim, refusal, now)
+            return _replayed(replay) if replay is not None else Outcome(201, redemption.claim.body)
+        raise StoreContention("the reward kept changing during the redemption; retry")
+
+    def _catalog_reward(self, reward_id: str) -> Reward | None:
         reward = self.catalog.get().get(reward_id)
         if reward is None or not reward.active:
             self.catalog.clear()  # the refusal is remembered: look once more past the cache before giving it
             reward = self.catalog.get().get(reward_id)
-        if reward is None or not reward.active:
-            refusal = RewardNotFound(f"reward {reward_id} not found or not available", field="reward_id")
-            return self._refuse(Claim(key, claim_fingerprint, 0, {}), refusal, self._clock())
+        return reward
+
+    def _redemption(self, member_id: str, reward: Reward, claim: Claim, now: datetime) -> Redemption:
         entry = LedgerEntry(
             entry_id=ids.ulid(),
             member_id=member_id,
             kind=EntryKind.REDEEM,
             points=-reward.cost_points,
-            created_at=self._clock(),
+            created_at=now,
             reward_id=reward.reward_id,
-            voucher_code=ids.voucher_code(),
+            voucher_code=ids.voucher_code() if reward.gives_voucher else None,
         )
-        body = {"entry": entry.public(), "voucher_code": entry.voucher_code, "reward": reward.public()}
-        return self._post(entry, Claim(key, claim_fingerprint, 201, body))
+        # The reward's terms as redeemed; not its stock, which this very redemption moves.
+        body: dict[str, Any] = {"entry": entry.public(), "reward": reward.model_copy(update={"stock": None}).public()}
+        if entry.voucher_code is not None:
+            body["voucher_code"] = entry.voucher_code
+        limit = None
+        if reward.per_member_limit is not None:
+            period = reward.limit_period
+            limit = MemberLimit(limit_key(period, now), reward.per_member_limit, period, limit_ends(period, now))
+        tiers = allowed_tiers(reward, self.program.get().tiers)
+        return Redemption(entry, claim.answering(201, body), reward, tiers, limit)
+
+    # ---- the catalog, for admins --------------------------------------------------------------------------
+
+    def reward(self, reward_id: str) -> Reward:
+        reward = self.store.get_reward(reward_id)
+        if reward is None:
+            raise reward_not_found(reward_id)
+        return reward
+
+    def rewards_page(self, limit: int, cursor: str | None) -> tuple[list[Reward], str | None]:
+        """Every reward by id, retired and out of stock ones too, as stored now."""
+        return self.store.rewards_page(limit, cursor)
+
+    def save_reward(self, reward_id: str, terms: RewardTerms, if_match: int | None) -> tuple[Reward, bool]:
+        """Create (`if_match` None: the id must be free) or replace (the stored version must be `if_match`) a reward;
+        (the reward as stored, created). A replace keeps the stored stock: a stock in `terms` counts at creation
+        only, since one read by the admin a while ago would undo the redemptions made since."""
+        self._check_gate(terms.min_tier)
+        if if_match is None:
+            reward = _reward(reward_id, terms, version=1, stock=terms.stock)
+            self.store.create_reward(reward)
+            stored, created = reward, True
+        else:
+            current = self.store.get_reward(reward_id)  # None: not there (the replace says so) or not readable
+            stock = current.stock if current is not None else terms.stock
+            reward = _reward(reward_id, terms, version=if_match + 1, stock=stock)
+            stored, created = self.store.replace_reward(reward, if_match), False
+        self.catalog.clear()
+        return stored, created
+
+    def retire_reward(self, reward_id: str) -> Reward:
+        """Retire, never delete: the ledger's entries name the reward, and a retired reward reads as it was."""
+        retired = self.store.retire_reward(reward_id)
+        self.catalog.clear()
+        return retired
+
+    def change_stock(self, reward_id: str, change: StockChange) -> Reward:
+        if (
+            isinstance(change, StockLevel)
+            and change.stock is None
+            and self.reward(reward_id).kind is RewardKind.EXPERIENCE
+        ):
+            raise InvalidRequest("an experience's stock is its capacity: it cannot be unlimited", field="unlimited")
+        changed = self.store.change_stock(reward_id, change)
+        self.catalog.clear()
+        return changed
+
+    def _check_gate(self, min_tier: str | None) -> None:
+        """A gate names a tier on the program's ladder as it is now (a gate naming another opens to no one)."""
+        ladder = [tier.name for tier in (self.store.get_program() or ProgramConfig()).tiers]
+        if min_tier is not None and min_tier not in ladder:
+            raise InvalidRequest(f"{min_tier!r} is not a tier of the program ({', '.join(ladder)})", field="min_tier")
 
     def _post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Outcome:
         try:
@@ -617,3 +731,17 @@ def _budget_uses(program: ProgramConfig, pricing: Pricing | None) -> tuple[Budge
         for award in pricing.promotions
         if award.promotion_id in budgets
     )
+
+
+def _reward(reward_id: str, terms: RewardTerms, *, version: int, stock: int | None) -> Reward:
+    """The reward the terms make under this id, version and stock; a 422 naming the field at fault."""
+    try:
+        reward = Reward.model_validate(
+            {**terms.model_dump(), "reward_id": reward_id, "version": version, "stock": stock}
+        )
+    except ValidationError as invalid:  # the terms were validated; the id is the path's, checked by the route
+        problem = invalid.errors()[0]
+        raise InvalidRequest(problem["msg"], field=".".join(map(str, problem["loc"]))) from None
+    if reward.lacks_capacity:
+        raise InvalidRequest("an experience reward needs a stock: its capacity", field="stock")
+    return reward

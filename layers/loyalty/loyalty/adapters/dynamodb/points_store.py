@@ -1,7 +1,8 @@
 """The DynamoDB adapter: one table, its keys (docs/data-model.md), and the transactions that keep the ledger true.
 
 Every balance change is ONE TransactWriteItems: the member item (counters and write-time aggregates, guarded by
-conditions), the append-only ledger entry, and the idempotency claim (the order item for purchases). No read
+conditions), the append-only ledger entry, and the idempotency claim (the order item for purchases); a redemption
+adds the reward (pinned, its stock taken) and the member's counter for a limited reward (docs/rewards.md). No read
 comes before it on the earn and redeem paths, so a change costs one round trip, and a replay is answered from the
 claim that the failed condition hands back in the same round trip.
 
@@ -19,7 +20,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from loyalty.adapters.dynamodb.table import (
     TTL_ATTRIBUTE,
@@ -89,21 +92,39 @@ from loyalty.points.ports import (
     MemberHoldings,
     ProgramVersionMoved,
     PurchaseFacts,
+    Redemption,
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
+    RewardChanged,
     StandingMoved,
+    StockChange,
+    StockDelta,
     TierReviewed,
+    holds_terms,
     insufficient_points,
+    limit_reached,
     order_conflict,
+    out_of_stock,
     review_event,
+    reward_not_found,
+    reward_version_conflict,
+    stock_conflict,
     tier_event,
+    tier_too_low,
 )
 from loyalty.points.program import ProgramConfig, ProgramVersion
-from loyalty.points.rewards import Reward
+from loyalty.points.rewards import MAX_STOCK, Reward
 
 ROSTER_INDEX = "MemberRoster"  # sparse GSI over member items only (their roster_id): the refresh scans it
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
+CATALOG = "CATALOG"
+REWARD_PREFIX = "REWARD#"
+REDEEMED = "redeemed"  # a member's redemptions of one reward in one period, on its own item (docs/rewards.md)
+# The attributes a replace leaves as they are: the stock, which redemptions and the stock route move.
+STOCK = "stock"
+
+logger = Logger()
 
 
 def member_key(member_id: str) -> dict[str, Any]:
@@ -112,6 +133,15 @@ def member_key(member_id: str) -> dict[str, Any]:
 
 def order_key(order_id: str) -> dict[str, Any]:
     return key(f"ORDER#{order_id}", "ORDER")
+
+
+def reward_key(reward_id: str) -> dict[str, Any]:
+    return key(CATALOG, f"{REWARD_PREFIX}{reward_id}")
+
+
+def redeemed_key(member_id: str, reward_id: str, period: str) -> dict[str, Any]:
+    """A member's counter of one reward in one period: beside the member item, in its partition."""
+    return key(f"MEMBER#{member_id}", f"REDEEMED#{reward_id}#{period}")
 
 
 def claim_key(claim: Claim, order: OrderRecord | None = None) -> dict[str, Any]:
@@ -707,27 +737,229 @@ class LoyaltyStore:
             update.adds.append(f"{name} {update.value(-taken.other)}")
             update.conditions.append(f"{name} >= {update.value(taken.other)}")
 
-    # ---- catalog and program ------------------------------------------------------------------------------
+    # ---- redemptions: the service plans (terms, tiers, limit), the store writes them pinned -----------------
+
+    def redeem(self, redemption: Redemption) -> Replay | None:
+        """One transaction: the member debited under `available >= cost` and its tier among those allowed, the
+        ledger entry, the claim, the reward pinned to the planned terms with its stock decremented under
+        `stock >= 1` (or still without one), and the member's counter for the period under its limit. A failed
+        condition is read from the items the cancellation hands back (docs/rewards.md); a cancellation none of them
+        explains any more (a concurrent change came and went) is tried again."""
+        entry, claim = redemption.entry, redemption.claim
+        items = [
+            self._redeemer_update(redemption).request(self._table, member_key(entry.member_id)),
+            self._entry_put(entry),
+            self._claim_put(claim, entry.created_at),
+            self._reward_pin(redemption.reward).request(self._table, reward_key(redemption.reward.reward_id)),
+        ]
+        if redemption.limit is not None:
+            counter = redeemed_key(entry.member_id, redemption.reward.reward_id, redemption.limit.key)
+            items.append(self._counter_update(redemption).request(self._table, counter))
+        for _ in range(4):
+            try:
+                self._io.transact(items)
+                return None
+            except Cancelled as cancelled:
+                if cancelled.failed(2):
+                    return self._replay(claim, cancelled.old_item(2))
+                if cancelled.failed(1):
+                    raise LoyaltyError("ledger entry id collision") from None
+                stored = self._io.get(claim_key(claim))  # a replay the cancellation did not report
+                if stored is not None:
+                    return self._replay(claim, stored)
+                refusal = self._redemption_refusal(redemption, cancelled)
+                if refusal is not None:
+                    raise refusal from None
+        raise StoreContention("the member or the reward kept changing during the redemption; retry")
+
+    def _redeemer_update(self, redemption: Redemption) -> Update:
+        update = self._member_update(redemption.entry, None)
+        if redemption.tiers is not None:
+            names = ", ".join(update.value(tier) for tier in redemption.tiers) or update.value("")
+            update.conditions.append(f"{update.name('tier')} IN ({names})")
+        return update
+
+    @staticmethod
+    def _reward_pin(reward: Reward) -> Update:
+        """The reward item as planned: there, active, at this version and cost; its stock taken one from under
+        `stock >= 1`, or, planned without a stock, still without one (a ConditionCheck then: nothing written)."""
+        update = Update()
+        version = update.name("version")
+        update.conditions.append("attribute_exists(PK)")
+        update.conditions.append(f"{update.name('active')} = {update.value(True)}")
+        update.conditions.append(f"{update.name('cost_points')} = {update.value(reward.cost_points)}")
+        if reward.version == 1:  # a reward stored before rewards had versions is at 1
+            update.conditions.append(f"attribute_not_exists({version}) OR {version} = {update.value(1)}")
+        else:
+            update.conditions.append(f"{version} = {update.value(reward.version)}")
+        stock = update.name(STOCK)
+        if reward.stock is None:
+            update.conditions.append(f"attribute_not_exists({stock})")
+        else:
+            update.conditions.append(f"{stock} >= {update.value(1)}")
+            update.adds.append(f"{stock} {update.value(-1)}")
+        return update
+
+    @staticmethod
+    def _counter_update(redemption: Redemption) -> Update:
+        limit = redemption.limit
+        assert limit is not None
+        update = Update()
+        count = update.name(REDEEMED)
+        update.conditions.append(f"attribute_not_exists({count}) OR {count} < {update.value(limit.limit)}")
+        update.adds.append(f"{count} {update.value(1)}")
+        update.sets.append(f"{update.name('reward_id')} = {update.value(redemption.reward.reward_id)}")
+        update.sets.append(f"{update.name('period')} = {update.value(limit.key)}")
+        if limit.expires_at is not None:
+            update.sets.append(f"{update.name(TTL_ATTRIBUTE)} = {update.value(int(limit.expires_at.timestamp()))}")
+        return update
+
+    def _redemption_refusal(self, redemption: Redemption, cancelled: Cancelled) -> Exception | None:
+        """What a cancelled redemption's items say, in the order the port names: the member gone, the reward moved,
+        out of stock, the tier, the limit, the balance. None when no condition fails on the items as handed back."""
+        entry, planned = redemption.entry, redemption.reward
+        member: dict[str, Any] | None = None
+        if cancelled.failed(0):
+            member = cancelled.old_item(0) or self._io.get(member_key(entry.member_id))
+            if member is None:
+                return MemberNotFound(f"member {entry.member_id} not found", field="member_id")
+        if cancelled.failed(3):
+            old = cancelled.old_item(3)
+            current = reward_from_item(old) if old is not None else None
+            if current is None or not holds_terms(current, planned):
+                return RewardChanged(current)
+            if current.stock is not None and current.stock < 1:
+                return out_of_stock(planned.reward_id)
+        if member is not None and redemption.tiers is not None and member.get("tier") not in redemption.tiers:
+            return tier_too_low(member.get("tier"), planned.min_tier)
+        if redemption.limit is not None and cancelled.failed(4):
+            redeemed = int((cancelled.old_item(4) or {}).get(REDEEMED, 0))
+            if redeemed >= redemption.limit.limit:
+                return limit_reached(redemption.limit, redeemed)
+        if member is not None and int(member.get("available", 0)) < -entry.points:
+            return insufficient_points(-entry.points, int(member.get("available", 0)))
+        return None
+
+    # ---- the catalog --------------------------------------------------------------------------------------
 
     def list_rewards(self) -> list[Reward]:
         rewards: list[Reward] = []
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": "CATALOG"}},
+            "ExpressionAttributeValues": {":pk": {"S": CATALOG}},
+            "ConsistentRead": True,
         }
         while True:
             page = self._client.query(**request)
-            rewards.extend(Reward.model_validate(from_item(item)) for item in page.get("Items", []))
+            rewards.extend(_readable(page.get("Items", [])))
             if "LastEvaluatedKey" not in page:
                 return rewards
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def get_reward(self, reward_id: str) -> Reward | None:
+        item = self._io.get(reward_key(reward_id))
+        return reward_from_item(item) if item is not None else None
+
+    def rewards_page(self, limit: int, cursor: str | None) -> tuple[list[Reward], str | None]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": CATALOG}, ":prefix": {"S": REWARD_PREFIX}},
+            "Limit": limit,
+            "ConsistentRead": True,
+        }
+        if cursor:
+            sk = decode_cursor(cursor).get("sk")
+            if not isinstance(sk, str) or not sk.startswith(REWARD_PREFIX):
+                raise InvalidRequest("cursor is not one this API returned", field="cursor")
+            request["ExclusiveStartKey"] = key(CATALOG, sk)
+        page = self._client.query(**request)
+        last = page.get("LastEvaluatedKey")
+        return list(_readable(page.get("Items", []))), encode_cursor({"sk": last["SK"]["S"]}) if last else None
+
     def put_reward(self, reward: Reward) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item={**key("CATALOG", f"REWARD#{reward.reward_id}"), **to_item(reward.model_dump())},
-        )
+        self._client.put_item(TableName=self._table, Item={**reward_key(reward.reward_id), **reward_item(reward)})
+
+    def create_reward(self, reward: Reward) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={**reward_key(reward.reward_id), **reward_item(reward)},
+                ConditionExpression="attribute_not_exists(PK)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            old = _failed_condition(error)
+            version = int(from_item(old).get("version", 1)) if old else 1
+            raise reward_version_conflict(reward.reward_id, version, None) from None
+
+    def replace_reward(self, reward: Reward, replaces: int) -> Reward:
+        """An update, not a put: every term is set (or removed when absent), the stock is left as it is."""
+        update = Update()
+        version = update.name("version")
+        update.conditions.append("attribute_exists(PK)")
+        if replaces == 1:
+            update.conditions.append(f"attribute_not_exists({version}) OR {version} = {update.value(1)}")
+        else:
+            update.conditions.append(f"{version} = {update.value(replaces)}")
+        values = reward.model_dump(exclude={STOCK})
+        for name, value in values.items():
+            if value is None:
+                update.removes.append(update.name(name))
+            else:
+                update.sets.append(f"{update.name(name)} = {update.value(value)}")
+        request = update.request(self._table, reward_key(reward.reward_id))
+        stored = self._update_reward(request["Update"], reward.reward_id, replaces)
+        return stored
+
+    def retire_reward(self, reward_id: str) -> Reward:
+        update = Update()
+        version = update.name("version")
+        update.conditions.append("attribute_exists(PK)")
+        update.sets.append(f"{update.name('active')} = {update.value(False)}")
+        update.sets.append(f"{version} = if_not_exists({version}, {update.value(1)}) + {update.value(1)}")
+        return self._update_reward(update.request(self._table, reward_key(reward_id))["Update"], reward_id)
+
+    def change_stock(self, reward_id: str, change: StockChange) -> Reward:
+        """One conditional update, no read: a delta under `stock >= -add` (and the most a stock holds), a level set
+        outright. Which condition failed is read from the item the refusal hands back."""
+        update = Update()
+        stock = update.name(STOCK)
+        update.conditions.append("attribute_exists(PK)")
+        if isinstance(change, StockDelta):
+            update.adds.append(f"{stock} {update.value(change.add)}")
+            update.conditions.append(f"{stock} >= {update.value(max(0, -change.add))}")
+            update.conditions.append(f"{stock} <= {update.value(MAX_STOCK - max(0, change.add))}")
+        elif change.stock is None:
+            update.removes.append(stock)
+        else:
+            update.sets.append(f"{stock} = {update.value(change.stock)}")
+        request = update.request(self._table, reward_key(reward_id))["Update"]
+        try:
+            return self._update_reward(request, reward_id)
+        except _RewardRefused as refused:
+            assert isinstance(change, StockDelta)  # a level is set on any reward that exists
+            held = refused.item.get(STOCK)
+            raise stock_conflict(reward_id, None if held is None else int(held), change.add) from None
+
+    def _update_reward(self, request: dict[str, Any], reward_id: str, replaces: int | None = None) -> Reward:
+        """Run a conditional UpdateItem on a reward; the reward as stored after it. A failed condition: no item is
+        RewardNotFound; with `replaces`, another version is a conflict; else _RewardRefused with the item."""
+        try:
+            answer = self._client.update_item(**request, ReturnValues="ALL_NEW")
+        except ClientError as error:
+            old = _failed_condition(error)
+            if old is None:
+                raise reward_not_found(reward_id) from None
+            item = from_item(old)
+            if replaces is not None:
+                raise reward_version_conflict(reward_id, int(item.get("version", 1)), replaces) from None
+            raise _RewardRefused(item) from None
+        stored = reward_from_item(from_item(answer["Attributes"]))
+        if stored is None:
+            raise LoyaltyError(f"reward {reward_id} was written but does not read back")
+        return stored
 
     def get_program(self) -> ProgramConfig | None:
         item = self._io.get(PROGRAM_KEY)
@@ -814,6 +1046,45 @@ def _standing_holds(member: dict[str, Any], guards: EarnGuards) -> bool:
         return True
     room, basis = member.get(TIER_HEADROOM), member.get(TIER_BASIS)
     return basis is not None and int(basis) == headroom.basis and room is not None and Decimal(room) > headroom.uses
+
+
+class _RewardRefused(Exception):
+    """A reward update's condition failed on an item that exists (`item`, as it was)."""
+
+    def __init__(self, item: dict[str, Any]):
+        super().__init__("condition failed")
+        self.item = item
+
+
+def _failed_condition(error: ClientError) -> dict[str, Any] | None:
+    """The item a failed condition handed back (None: there was none); any other error is raised again."""
+    if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+        raise error
+    response: dict[str, Any] = dict(error.response)
+    old: dict[str, Any] | None = response.get("Item")
+    return old or None
+
+
+def reward_item(reward: Reward) -> dict[str, Any]:
+    return to_item(reward.model_dump())
+
+
+def reward_from_item(item: dict[str, Any]) -> Reward | None:
+    """The reward an item holds; None, logged, for one that no longer reads as a reward (a stored discount the
+    old model let through without its value or currency, say): offered to no one until an admin replaces it."""
+    try:
+        return Reward.from_stored(item)
+    except ValidationError as invalid:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors()]
+        logger.warning(
+            "a stored reward does not read", extra={"reward_id": item.get("reward_id"), "problems": problems}
+        )
+        return None
+
+
+def _readable(items: list[dict[str, Any]]) -> list[Reward]:
+    rewards = (reward_from_item(from_item(item)) for item in items)
+    return [reward for reward in rewards if reward is not None]
 
 
 def member_from_item(item: dict[str, Any]) -> Member:

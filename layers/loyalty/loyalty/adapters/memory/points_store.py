@@ -2,7 +2,7 @@
 answers, same counters and write-time aggregates as the DynamoDB store, in microseconds and without an emulator.
 
 One lock makes every method atomic, as one DynamoDB transaction is, so concurrent callers see the same outcomes
-(a debit the balance no longer covers, a refund whose order moved). It reuses the domain's rules (entry counters,
+(a debit the balance no longer covers, a refund whose order moved, a reward's last unit of stock). It reuses the domain's rules (entry counters,
 category placement), the member item's codec (the months the aggregates keep: loyalty.points.member_record) and
 the cursor's form, so the two cannot disagree; tests/integration/test_points_store_contract.py runs the same
 behaviours against both.
@@ -43,23 +43,35 @@ from loyalty.points.ports import (
     PointsStore,
     ProgramVersionMoved,
     PurchaseFacts,
+    Redemption,
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
+    RewardChanged,
     StandingMoved,
+    StockChange,
+    StockDelta,
     TierReviewed,
+    holds_terms,
     insufficient_points,
+    limit_reached,
     order_conflict,
+    out_of_stock,
     review_event,
+    reward_not_found,
+    reward_version_conflict,
+    stock_conflict,
     tier_event,
+    tier_too_low,
 )
 from loyalty.points.program import ProgramConfig, ProgramVersion
-from loyalty.points.rewards import Reward
+from loyalty.points.rewards import MAX_STOCK, Reward
 
 _COUNTERS = tuple(Balance.model_fields)
 _MONTHLY = ("spend_by_month", "purchases_by_month", "points_by_month")
 _LEDGER = "LEDGER#"  # a cursor holds a position in the ledger, as the DynamoDB store's does
 _VERSION = "VERSION#"  # ... or in the program's history
+_REWARD = "REWARD#"  # and a position in the catalog
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,7 @@ class MemoryPointsStore:
         self._rewards: dict[str, Reward] = {}
         self._budgets: dict[str, int] = {}
         self.tier_events: list[dict[str, Any]] = []  # the TierChanged records, as the table's TIER# items hold them
+        self._redeemed: dict[tuple[str, str, str], int] = {}  # (member, reward, period key) -> redemptions
 
     # ---- members ----------------------------------------------------------------------------------------
 
@@ -356,7 +369,42 @@ class MemoryPointsStore:
             self._claims[claim.key] = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
             return None
 
-    # ---- catalog and program ----------------------------------------------------------------------------
+    def redeem(self, redemption: Redemption) -> Replay | None:
+        entry, claim, planned, limit = redemption.entry, redemption.claim, redemption.reward, redemption.limit
+        with self._lock:
+            taken = self._claims.get(claim.key)
+            if taken is not None:
+                return _replay(claim, taken)
+            state = self._member(entry.member_id)
+            stored = self._rewards.get(planned.reward_id)
+            if stored is None or not holds_terms(stored, planned):
+                raise RewardChanged(stored.model_copy() if stored is not None else None)
+            if stored.stock is not None and stored.stock < 1:
+                raise out_of_stock(stored.reward_id)
+            tier = state.member.tier
+            if redemption.tiers is not None and tier not in redemption.tiers:
+                raise tier_too_low(tier, planned.min_tier)
+            counter = (entry.member_id, planned.reward_id, limit.key) if limit is not None else None
+            if limit is not None and counter is not None and self._redeemed.get(counter, 0) >= limit.limit:
+                raise limit_reached(limit, self._redeemed[counter])
+            if state.counters["available"] < -entry.points:
+                raise insufficient_points(-entry.points, state.counters["available"])
+            if entry.entry_id in self._ledgers[entry.member_id]:
+                raise LoyaltyError("ledger entry id collision")
+            self._apply(state, entry)
+            if stored.stock is not None:
+                self._rewards[stored.reward_id] = stored.model_copy(update={"stock": stored.stock - 1})
+            if counter is not None:
+                self._redeemed[counter] = self._redeemed.get(counter, 0) + 1
+            self._claims[claim.key] = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
+            return None
+
+    def redeemed(self, member_id: str, reward_id: str, key: str) -> int:
+        """The member's counter of the reward in the period `key` (for tests that compare the two stores)."""
+        with self._lock:
+            return self._redeemed.get((member_id, reward_id, key), 0)
+
+    # ---- program --------------------------------------------------------------------------------------------
 
     def get_program(self) -> ProgramConfig | None:
         with self._lock:
@@ -401,13 +449,72 @@ class MemoryPointsStore:
         with self._lock:
             return self._program_versions.get(version)
 
+    # ---- the catalog ------------------------------------------------------------------------------------------
+
     def list_rewards(self) -> list[Reward]:
         with self._lock:
             return [reward.model_copy() for reward in self._rewards.values()]
 
+    def get_reward(self, reward_id: str) -> Reward | None:
+        with self._lock:
+            stored = self._rewards.get(reward_id)
+            return stored.model_copy() if stored is not None else None
+
+    def rewards_page(self, limit: int, cursor: str | None) -> tuple[list[Reward], str | None]:
+        position = _catalog_position(cursor) if cursor else None
+        with self._lock:
+            ids = sorted(self._rewards)
+            if position is not None:
+                ids = [reward_id for reward_id in ids if _REWARD + reward_id > position]
+            page = [self._rewards[reward_id].model_copy() for reward_id in ids[:limit]]
+        next_cursor = encode_cursor({"sk": _REWARD + page[-1].reward_id}) if len(page) == limit else None
+        return page, next_cursor
+
     def put_reward(self, reward: Reward) -> None:
         with self._lock:
             self._rewards[reward.reward_id] = reward.model_copy()
+
+    def create_reward(self, reward: Reward) -> None:
+        with self._lock:
+            stored = self._rewards.get(reward.reward_id)
+            if stored is not None:
+                raise reward_version_conflict(reward.reward_id, stored.version, None)
+            self._rewards[reward.reward_id] = reward.model_copy()
+
+    def replace_reward(self, reward: Reward, replaces: int) -> Reward:
+        with self._lock:
+            stored = self._rewards.get(reward.reward_id)
+            if stored is None:
+                raise reward_not_found(reward.reward_id)
+            if stored.version != replaces:
+                raise reward_version_conflict(reward.reward_id, stored.version, replaces)
+            replaced = reward.model_copy(update={"stock": stored.stock})
+            self._rewards[reward.reward_id] = replaced
+            return replaced.model_copy()
+
+    def retire_reward(self, reward_id: str) -> Reward:
+        with self._lock:
+            stored = self._rewards.get(reward_id)
+            if stored is None:
+                raise reward_not_found(reward_id)
+            retired = stored.model_copy(update={"active": False, "version": stored.version + 1})
+            self._rewards[reward_id] = retired
+            return retired.model_copy()
+
+    def change_stock(self, reward_id: str, change: StockChange) -> Reward:
+        with self._lock:
+            stored = self._rewards.get(reward_id)
+            if stored is None:
+                raise reward_not_found(reward_id)
+            if isinstance(change, StockDelta):
+                if stored.stock is None or not 0 <= stored.stock + change.add <= MAX_STOCK:
+                    raise stock_conflict(reward_id, stored.stock, change.add)
+                stock: int | None = stored.stock + change.add
+            else:
+                stock = change.stock
+            changed = stored.model_copy(update={"stock": stock})
+            self._rewards[reward_id] = changed
+            return changed.model_copy()
 
     # ---- an earn's guards: tier standing, promotion budgets -----------------------------------------------------
 
@@ -513,7 +620,7 @@ def _replay(claim: Claim, taken: _Answer, order: OrderRecord | None = None) -> R
     return taken.replay
 
 
-def _position(cursor: str, prefix: str) -> str:
+def _position(cursor: str, prefix: str = _LEDGER) -> str:
     sk = decode_cursor(cursor).get("sk")
     if not isinstance(sk, str) or not sk.startswith(prefix):
         raise InvalidRequest("cursor is not one this API returned", field="cursor")
@@ -522,6 +629,10 @@ def _position(cursor: str, prefix: str) -> str:
 
 def _version_sk(version: int) -> str:
     return f"{_VERSION}{version:010d}"  # zero-padded, as the DynamoDB store's sort key, so text order is number order
+
+
+def _catalog_position(cursor: str) -> str:
+    return _position(cursor, _REWARD)
 
 
 if TYPE_CHECKING:  # the type checker holds the fake to the port
