@@ -63,7 +63,13 @@ RequiredIdempotencyKey = Annotated[
 ]
 
 
+class HeldLot(BaseModel):
+    expires_on: str = Field(description="The last day its points can be spent (YYYY-MM-DD), last-activity, or never.")
+    points: int = Field(gt=0, description="Points of it still unspent (the soonest lots are spent first).")
+
+
 class MemberView(Member):
+    lots: list[HeldLot] = Field(description="What the member holds, soonest to expire first (docs/expiry.md).")
     progress: TierProgress = Field(
         description="Where the member stands: the tier, the next one and what it takes, the window, the next review "
         "and what keeps the tier at it, and the next reward (docs/tiers.md)."

@@ -202,7 +202,6 @@ def subject(store_backend: Backend) -> Iterator[Subject]:
         )
         return [{k: v for k, v in from_item(item).items() if k not in ("PK", "SK")} for item in page["Items"]]
 
-
     def read_redeemed(member_id: str, reward_id: str, period: str) -> int:
         item = client.get_item(TableName=table, Key=redeemed_key(member_id, reward_id, period), ConsistentRead=True)
         return int(from_item(item["Item"])["redeemed"]) if "Item" in item else 0
@@ -211,7 +210,9 @@ def subject(store_backend: Backend) -> Iterator[Subject]:
         client.put_item(TableName=table, Item={**reward_key(values["reward_id"]), **to_item(values)})
 
     store = LoyaltyStore(client, table, clock=clock)
-    yield Subject(store_backend.name, store, clock, read_member_item, read_tier_events, [], read_redeemed, put_raw_reward)
+    yield Subject(
+        store_backend.name, store, clock, read_member_item, read_tier_events, [], read_redeemed, put_raw_reward
+    )
     client.delete_table(TableName=table)
 
 
@@ -1257,3 +1258,120 @@ def test_a_review_writes_its_move_once_and_never_over_a_member_who_moved_since(s
     assert subject.store.review_tier(_review(member, 2, later)) is False  # the member moved since it was read
     assert subject.snapshot(member) == before
     assert subject.store.review_tier(_review(member, 3, later)) is True
+
+
+# ---- lots (docs/expiry.md): credits by bucket, debits consumed, an expiry pinned to what was consumed ------------
+
+
+def _lot_entry(member_id: str, kind: EntryKind, points: int, lot: str | None = None) -> LedgerEntry:
+    return entry(member_id, kind, points, lot=lot)
+
+
+def test_credits_go_to_their_lot_and_debits_are_counted_as_consumed(subject: Subject) -> None:
+    member = subject.enroll()
+    for points, lot in ((100, "2027-06-14"), (50, "2027-06-14"), (20, "2027-08-31")):
+        claim = Claim(f"activity:{uuid.uuid4().hex}", "f", 201, {})
+        assert subject.store.post(_lot_entry(member, EntryKind.BONUS, points, lot), claim) is None
+    debit = Claim(f"redeem:{uuid.uuid4().hex}", "f", 201, {})
+    assert subject.store.post(entry(member, EntryKind.REDEEM, -30, reward_id="treat"), debit) is None
+
+    standing = subject.store.standing(member)
+    assert standing.lots == {"2027-06-14": 150, "2027-08-31": 20}
+    assert (standing.lots_consumed, standing.member.balance.available) == (30, 140)
+    assert standing.last_activity_at == START
+
+
+def test_an_expiry_pinned_to_what_the_lots_consumed_is_refused_once_a_debit_moved_it(subject: Subject) -> None:
+    member = subject.enroll()
+    assert (
+        subject.store.post(_lot_entry(member, EntryKind.BONUS, 100, "2027-06-14"), Claim("activity:a", "f", 201, {}))
+        is None
+    )
+    read = subject.store.standing(member)
+    assert subject.store.post(entry(member, EntryKind.REDEEM, -40), Claim("redeem:b", "f", 201, {})) is None
+    before = subject.snapshot(member)
+
+    with pytest.raises(StandingMoved) as moved:
+        subject.store.post(
+            entry(member, EntryKind.EXPIRY, -100),
+            Claim("expiry:c", "f", 201, {}),
+            None,
+            EarnGuards(consumed=read.lots_consumed),
+        )
+
+    assert moved.value.standing.lots_consumed == 40
+    assert subject.snapshot(member) == before
+    fresh = moved.value.standing
+    assert (
+        subject.store.post(
+            entry(member, EntryKind.EXPIRY, -60),
+            Claim("expiry:c", "f", 201, {}),
+            None,
+            EarnGuards(consumed=fresh.lots_consumed),
+        )
+        is None
+    )
+    after = subject.store.standing(member)
+    assert (after.lots_consumed, after.member.balance.available, after.member.balance.expired) == (100, 0, 60)
+
+
+def test_expiring_lots_are_announced_once_and_the_member_remembers_how_far(subject: Subject) -> None:
+    member = subject.enroll()
+
+    assert subject.store.warn_expiring(member, {"2027-06-14": 70, "2027-06-30": 5}, None, START) is True
+    assert subject.store.warn_expiring(member, {"2027-06-30": 5}, None, START) is False  # another run got there
+    assert subject.store.standing(member).warned_through == "2027-06-30"
+    assert subject.store.warn_expiring(member, {"2027-07-19": 20}, "2027-06-30", START) is True
+    assert subject.store.standing(member).warned_through == "2027-07-19"
+
+
+def _forget_lots(subject: Subject, member_id: str) -> None:
+    """Make the member's item one from before lots were kept."""
+    store: Any = subject.store
+    if subject.backend == "memory":
+        store._members[member_id].lots, store._members[member_id].lots_consumed = None, 0
+        return
+    store.client.update_item(
+        TableName=store.table_name,
+        Key={"PK": {"S": f"MEMBER#{member_id}"}, "SK": {"S": "MEMBER"}},
+        UpdateExpression="REMOVE lots, lots_consumed",
+    )
+
+
+def test_an_item_from_before_lots_gets_its_balance_as_a_lot_that_never_expires_with_its_next_credit(
+    subject: Subject,
+) -> None:
+    member = subject.enroll()
+    subject.credit(member, 80)
+    _forget_lots(subject, member)
+
+    claim = Claim(f"activity:{uuid.uuid4().hex}", "f", 201, {})
+    assert subject.store.post(_lot_entry(member, EntryKind.BONUS, 20, "2027-06-14"), claim) is None
+
+    standing = subject.store.standing(member)
+    assert standing.lots == {"never": 80, "2027-06-14": 20}
+    assert standing.member.balance.available == 100 == sum(standing.lots.values()) - standing.lots_consumed
+
+
+def test_a_refund_gives_its_orders_lot_its_points_back(subject: Subject) -> None:
+    member = subject.enroll()
+    order = purchase_order(member, D(100), START, None, None).model_copy(update={"lot": "2027-06-14"})
+    claim = Claim(f"order:{order.order_id}", "f", 201, {})
+    assert subject.store.post(_lot_entry(member, EntryKind.EARN, 100, "2027-06-14"), claim, order) is None
+    stored = subject.store.get_order(order.order_id)
+    assert stored is not None and stored.lot == "2027-06-14"
+    back = entry(member, EntryKind.REVERSAL, -40, order_id=order.order_id, refund_id="r1")
+    reversal = Reversal(
+        entry=back,
+        claim=Claim(f"refund:{order.order_id}:r1", "f", 201, {}),
+        order=stored,
+        amount=D(40),
+        due=40,
+        taken=OrderCategories(),
+    )
+
+    assert subject.store.reverse(reversal) is None
+
+    standing = subject.store.standing(member)
+    assert standing.lots == {"2027-06-14": 60} and standing.lots_consumed == 0
+    assert standing.member.balance.available == 60

@@ -211,6 +211,14 @@ def test_every_function_has_a_sample_event_its_handler_accepts(emulated: dict[st
     reviewed = review.lambda_handler(samples["tier_review_share.json"], Context())
     assert reviewed["done"] is True and reviewed["moved"] == 0
 
+    # The daily expiry's tasks: begin names the day and its shares, a share expires and announces
+    expiry = _load("PointsExpiryFunction")
+    begun = expiry.lambda_handler(samples["points_expiry_begin.json"], Context())
+    assert begun["day"] == "2026-12-03" and len(begun["shares"]) == 8
+    assert begun["shares"][0] == samples["points_expiry_share.json"]["share"]
+    expired = expiry.lambda_handler(samples["points_expiry_share.json"], Context())
+    assert expired["done"] is True and expired["expired_points"] == 0
+
 
 def _tasks(states: dict[str, Any]) -> list[dict[str, Any]]:
     """Every Task state of a definition, those inside Map iterations included."""

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     SEGMENT_ENTERED = "SegmentEntered"
     SEGMENT_LEFT = "SegmentLeft"
     TIER_CHANGED = "TierChanged"
+    POINTS_EXPIRING_SOON = "PointsExpiringSoon"
 
 
 _LEDGER_FIELDS = ("kind", "points", "activity", "order_id", "refund_id", "reward_id")
@@ -91,6 +92,15 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
             occurred_at=item["occurred_at"],
             member_id=item["member_id"],
             detail={"segment_id": item["segment_id"], "source": item.get("source")},
+            correlation_id=correlation_id,
+        )
+    if event_type is EventType.POINTS_EXPIRING_SOON:
+        return DomainEvent(
+            event_id=item["event_id"],
+            event_type=event_type,
+            occurred_at=item["occurred_at"],
+            member_id=item["member_id"],
+            detail={"expires_on": item["expires_on"], "points": _number(item["points"])},
             correlation_id=correlation_id,
         )
     if event_type is EventType.TIER_CHANGED:

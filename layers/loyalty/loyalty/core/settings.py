@@ -21,6 +21,7 @@ class Settings(BaseModel):
     )
     allowed_origins: str = Field(default="", description="Comma-separated origins whose browsers may call the API.")
     tier_review_shares: int = Field(default=8, ge=1, le=1000, description="Roster shares of the tier review.")
+    expiry_shares: int = Field(default=8, ge=1, le=1000, description="Roster shares of the daily points expiry.")
 
 
 @lru_cache(maxsize=1)
@@ -36,4 +37,5 @@ def settings() -> Settings:
         refresh_reserve_seconds=float(os.environ.get("REFRESH_RESERVE_SECONDS", "60")),
         allowed_origins=os.environ.get("ALLOWED_ORIGINS", ""),
         tier_review_shares=int(os.environ.get("TIER_REVIEW_SHARES", "8")),
+        expiry_shares=int(os.environ.get("EXPIRY_SHARES", "8")),
     )

@@ -141,6 +141,19 @@ def review_event(member_id: str, review_at: datetime, move: TierMove) -> dict[st
     return {**tier_event(member_id, record_id, move), "event_id": f"{member_id}-{record_id}", "entry_id": None}
 
 
+def expiring_event(member_id: str, expires_on: str, points: int, at: datetime) -> dict[str, Any]:
+    """The record of points about to expire (the table's EXPIRING#<expires_on> item): a PointsExpiringSoon domain
+    event, once per member and lot."""
+    return {
+        "event_type": EventType.POINTS_EXPIRING_SOON,
+        "event_id": f"{member_id}-expiring-{expires_on}",
+        "member_id": member_id,
+        "occurred_at": timestamp(at),
+        "expires_on": expires_on,
+        "points": points,
+    }
+
+
 @dataclass(frozen=True)
 class TierReviewed:
     """A move a scheduled review decided for a member as read at `revision` (the store writes it on condition that
@@ -172,6 +185,7 @@ class EarnGuards:
     headroom: HeadroomGuard | None = None
     pinned: PinnedStanding | None = None
     budgets: tuple[BudgetUse, ...] = ()
+    consumed: int | None = None  # an expiry: what the lots had consumed when it was computed (docs/expiry.md)
 
 
 def out_of_stock(reward_id: str) -> OutOfStock:
@@ -348,6 +362,12 @@ class PointsStore(Protocol):
         """One page of share `worker` of `workers` of every member (a parallel scan of the MemberRoster index: a
         scheduled job's read, never a request's), and the cursor to go on from (None: the share is done). Raises
         InvalidRequest (field `cursor`) for a cursor this store did not make."""
+        ...
+
+    def warn_expiring(self, member_id: str, lots: Mapping[str, int], warned_through: str | None, at: datetime) -> bool:
+        """Record PointsExpiringSoon for each lot (expires_on -> points left) and move the member's
+        `expiry_warned_through` to the last of them, on condition that it is still `warned_through` (as read).
+        False (nothing written) if another run got there first. Raises MemberNotFound."""
         ...
 
     def review_tier(self, reviewed: TierReviewed) -> bool:

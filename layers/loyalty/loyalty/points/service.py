@@ -12,6 +12,8 @@ fingerprint of the request and the first answer, written in the same transaction
 from __future__ import annotations
 
 import contextlib
+import random
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,7 +42,7 @@ from loyalty.core.instants import EARLIEST
 from loyalty.points.activities import Activity, ActivityType, Adjustment, Engagement, Purchase, Refund
 from loyalty.points.categories import OrderCategories, order_categories, refund_shares, taken_from_member
 from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord, plan_refund
-from loyalty.points.lots import bucket_for
+from loyalty.points.lots import bucket_for, remaining
 from loyalty.points.member_record import MemberStanding, month_index
 from loyalty.points.members import Enrollment, Member, TierMove
 from loyalty.points.ports import (
@@ -109,9 +111,11 @@ class LoyaltyService:
         *,
         cache_seconds: float = 60.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.store = store
         self._clock = clock
+        self._sleep = sleep
         self.program = TtlCache(lambda: store.get_program() or ProgramConfig(), cache_seconds)
         self.catalog = TtlCache(lambda: {r.reward_id: r for r in store.list_rewards()}, cache_seconds)
 
@@ -174,7 +178,9 @@ class LoyaltyService:
             member.balance.available,
             upgraded_at=member.tier_upgraded_at,
         )
-        return {**member.public(), "progress": bar.model_dump(mode="json")}
+        held = remaining(standing.lots or {}, standing.lots_consumed)
+        lots = [{"expires_on": lot.expires_on, "points": lot.points} for lot in held]
+        return {**member.public(), "progress": bar.model_dump(mode="json"), "lots": lots}
 
     def ledger(self, member_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
         self.store.get_member(member_id)  # 404 for an unknown member rather than an empty page
@@ -315,7 +321,9 @@ class LoyaltyService:
         policy = program.tier_policy
         standing = self.store.standing(member_id) if member_priced else None
         budgets: dict[str, int] | None = None
-        for _ in range(EARN_ATTEMPTS):
+        for attempt in range(EARN_ATTEMPTS):
+            if attempt > 1:  # members earning at once around a threshold: let the others' writes land first
+                self._sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
             entry, claim, order, pricing = priced(standing, budgets)
             units = uses if uses is not None else Decimal(entry.points)
             tiered = len(policy.ladder) > 1
@@ -328,6 +336,9 @@ class LoyaltyService:
                 replay = self.store.post(entry, claim, order, guards)
             except StandingMoved as moved:
                 standing = moved.standing
+                room = standing.headroom
+                if not member_priced and standing.basis == program.version and room is not None and room > units:
+                    standing = None  # another earn moved the member on meanwhile: this one fits again, unread
                 continue
             except BudgetSpent:
                 budgeted = {p.promotion_id: p.budget for p in program.promotions if p.budget is not None}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -54,6 +54,7 @@ from loyalty.points.categories import (
 from loyalty.points.ledger import EVENT_OF_KIND, EntryKind, LedgerEntry, OrderRecord
 from loyalty.points.lots import NEVER
 from loyalty.points.member_record import (
+    EXPIRY_WARNED_THROUGH,
     FIRST_PURCHASE_AT,
     LAST_ACTIVITY_AT,
     LAST_PURCHASE_AT,
@@ -101,6 +102,7 @@ from loyalty.points.ports import (
     StockChange,
     StockDelta,
     TierReviewed,
+    expiring_event,
     holds_terms,
     insufficient_points,
     limit_reached,
@@ -429,12 +431,47 @@ class LoyaltyStore:
         if entry.is_activity():
             update.sets.append(f"{update.name(LAST_ACTIVITY_AT)} = {update.value(entry.created_at)}")
 
+    def warn_expiring(self, member_id: str, lots: Mapping[str, int], warned_through: str | None, at: datetime) -> bool:
+        update, through = Update(), max(lots)
+        warned = update.name(EXPIRY_WARNED_THROUGH)
+        update.conditions.append("attribute_exists(PK)")
+        if warned_through is None:
+            update.conditions.append(f"attribute_not_exists({warned})")
+        else:
+            update.conditions.append(f"{warned} = {update.value(warned_through)}")
+        update.sets.append(f"{warned} = {update.value(through)}")
+        items = [update.request(self._table, member_key(member_id))]
+        for expires_on, points in sorted(lots.items()):
+            record = expiring_event(member_id, expires_on, points, at)
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {**key(f"MEMBER#{member_id}", f"EXPIRING#{expires_on}"), **to_item(record)},
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                }
+            )
+        try:
+            self._io.transact(items)
+            return True
+        except Cancelled as cancelled:
+            if cancelled.failed(0) and cancelled.old_item(0) is None:
+                raise MemberNotFound(f"member {member_id} not found", field="member_id") from None
+            return False
+
     @staticmethod
     def _guard_standing(update: Update, guards: EarnGuards) -> None:
         """An earn's tier guard on the member item (docs/tiers.md, "One round trip"): the headroom stays above 0
         once the earn's qualifying units are taken off it, under the same program version; or, pinned to the
         revision read, the standing the service worked out from it."""
         headroom, pinned = guards.headroom, guards.pinned
+        if guards.consumed is not None:
+            used = update.name(LOTS_CONSUMED)
+            pinned_to = f"{used} = {update.value(guards.consumed)}"
+            update.conditions.append(
+                f"attribute_not_exists({used}) OR {pinned_to}" if not guards.consumed else pinned_to
+            )
         if headroom is not None:
             room, basis = update.name(TIER_HEADROOM), update.name(TIER_BASIS)
             update.conditions.append(f"{basis} = {update.value(headroom.basis)}")
@@ -1041,6 +1078,8 @@ def _standing_holds(member: dict[str, Any], guards: EarnGuards) -> bool:
     """Whether the member item (as a failed transaction found it) meets the earn's tier guard."""
     headroom, pinned = guards.headroom, guards.pinned
     if pinned is not None and revision_of(member) != pinned.revision:
+        return False
+    if guards.consumed is not None and int(member.get(LOTS_CONSUMED) or 0) != guards.consumed:
         return False
     if headroom is None:
         return True

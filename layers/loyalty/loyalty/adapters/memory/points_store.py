@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -52,6 +52,7 @@ from loyalty.points.ports import (
     StockChange,
     StockDelta,
     TierReviewed,
+    expiring_event,
     holds_terms,
     insufficient_points,
     limit_reached,
@@ -127,6 +128,7 @@ class MemoryPointsStore:
         self._rewards: dict[str, Reward] = {}
         self._budgets: dict[str, int] = {}
         self.tier_events: list[dict[str, Any]] = []  # the TierChanged records, as the table's TIER# items hold them
+        self.expiring_events: list[dict[str, Any]] = []  # the PointsExpiringSoon records (EXPIRING# items)
         self._redeemed: dict[tuple[str, str, str], int] = {}  # (member, reward, period key) -> redemptions
 
     # ---- members ----------------------------------------------------------------------------------------
@@ -223,6 +225,15 @@ class MemoryPointsStore:
             state.reviewed_at = reviewed.review_at
             state.headroom, state.basis = reviewed.headroom, reviewed.basis
             self.tier_events.append(review_event(reviewed.member_id, reviewed.review_at, move))
+            return True
+
+    def warn_expiring(self, member_id: str, lots: Mapping[str, int], warned_through: str | None, at: datetime) -> bool:
+        with self._lock:
+            state = self._member(member_id)
+            if state.warned_through != warned_through:
+                return False
+            state.warned_through = max(lots)
+            self.expiring_events.extend(expiring_event(member_id, d, p, at) for d, p in sorted(lots.items()))
             return True
 
     def set_segments(self, member_id: str, segments: Iterable[str]) -> None:
@@ -526,6 +537,8 @@ class MemoryPointsStore:
         ):
             raise StandingMoved(self._standing(member_id))
         if pinned is not None and state.revision != pinned.revision:
+            raise StandingMoved(self._standing(member_id))
+        if guards.consumed is not None and state.lots_consumed != guards.consumed:
             raise StandingMoved(self._standing(member_id))
         for use in guards.budgets:
             given = self._budgets.get(use.promotion_id, 0)
