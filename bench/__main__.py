@@ -268,6 +268,11 @@ def main() -> None:
 
     pricing.main([])
 
+    print("\nthe daily points expiry at size (bench/expiry.py):", flush=True)
+    from bench import expiry
+
+    expiry.main([])
+
     print("\nsegment refresh end to end on DynamoDB Local (bench/refresh.py):", flush=True)
     from bench import refresh
 

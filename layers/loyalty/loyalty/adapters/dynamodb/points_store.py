@@ -410,9 +410,9 @@ class LoyaltyStore:
         comes back as `lots_seen`) gets its map with the balance it had as a lot that never expires, pinned to
         that balance and what was consumed, so that lots - consumed stays the balance."""
         if entry.credits_lot():
-            lots, bucket = update.name(LOTS), update.name(str(entry.lot))
+            lots = update.name(LOTS)
             if lots_seen is None:
-                path = f"{lots}.{bucket}"
+                path = f"{lots}.{update.name(str(entry.lot))}"
                 update.sets.append(f"{path} = if_not_exists({path}, {update.value(0)}) + {update.value(entry.points)}")
                 update.conditions.append(f"attribute_exists({lots})")
             else:

@@ -296,10 +296,10 @@ class MemoryPointsStore:
             state = self._member(entry.member_id)
             if entry.entry_id in self._ledgers[entry.member_id]:
                 raise LoyaltyError("ledger entry id collision")
+            guards = guards or EarnGuards()
+            self._check(state, entry.member_id, guards)  # as the DynamoDB store reads a failed member: guards first
             if entry.points < 0 and state.counters["available"] < -entry.points:
                 raise insufficient_points(-entry.points, state.counters["available"])
-            guards = guards or EarnGuards()
-            self._check(state, entry.member_id, guards)
             purchase = PurchaseFacts.of(order) if order is not None else None
             self._apply(state, entry)
             self._apply_guards(state, entry, guards)
