@@ -20,6 +20,7 @@ from loyalty.runtime import loyalty_service
 PROGRAM = ProgramConfig(
     version=1,
     points_per_unit={"USD": Decimal(1), "EUR": Decimal("1.1")},
+    exchange_rates={"EUR": Decimal("1.08")},  # USD per EUR: EUR spend is kept in USD
     category_multipliers={"skincare": Decimal(2)},
     sku_multipliers={"SKU-GIFTSET": Decimal(3)},
 )

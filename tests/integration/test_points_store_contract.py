@@ -76,6 +76,7 @@ AGGREGATES = (
     "purchase_count",
     "first_purchase_at",
     "last_purchase_at",
+    "first_purchase",
     "spend_by_month",
     "purchases_by_month",
     "points_by_month",
@@ -131,8 +132,13 @@ class Subject:
         at: datetime | None = None,
         categories: OrderCategories | None = None,
         order_id: str | None = None,
+        base: tuple[str, str] | None = None,
     ) -> OrderRecord:
+        """A purchase of `amount` USD, or, with `base` (amount, currency), of `amount` in another currency whose
+        spend is `base` in the base currency."""
         order = purchase_order(member_id, D(amount), at or self.clock.now, categories, order_id)
+        if base is not None:
+            order = order.model_copy(update={"currency": "EUR", "base_amount": D(base[0]), "base_currency": base[1]})
         claim = Claim(f"order:{order.order_id}", f"{member_id}:{amount}", 201, {"order": order.order_id})
         assert self.store.post(entry(member_id, EntryKind.EARN, order.points), claim, order) is None
         return order
@@ -352,8 +358,26 @@ def test_a_purchase_records_its_order_and_keeps_the_members_aggregates(subject: 
     assert item["spend_by_month"] == {month_key(older): D("40.25"), month_key(START): D("10.5")}
     assert item["purchases_by_month"] == {month_key(older): 1, month_key(START): 1}
     assert item["points_by_month"] == {month_key(older): 40, month_key(START): 10}
+    assert item["first_purchase"] == {"order_id": first.order_id, "at": timestamp(older), "amount": D("40.25")}
     member = subject.store.get_member(member_id)
     assert (member.purchases.first_purchase_at, member.purchases.last_purchase_at) == (older, START)
+    assert subject.store.holdings(member_id).first_order_id == first.order_id
+
+
+def test_spend_in_another_currency_is_written_in_the_base_currency_and_the_order_keeps_its_own(
+    subject: Subject,
+) -> None:
+    member_id = subject.enroll()
+
+    order = subject.buy(member_id, "10", base=("10.8", "USD"), categories=OrderCategories({"makeup": D("5.4")}))
+
+    stored = subject.store.get_order(order.order_id)
+    assert stored is not None and (stored.amount, stored.currency) == (D(10), "EUR")
+    assert (stored.base_amount, stored.base_currency) == (D("10.8"), "USD")
+    item = subject.aggregates(member_id)
+    assert item["spend_by_month"] == {month_key(START): D("10.8")}
+    assert item["spend_by_category"] == {"makeup": D("5.4")}
+    assert item["first_purchase"]["amount"] == D("10.8")
 
 
 def test_a_purchase_replayed_gets_its_first_answer_and_one_with_other_facts_is_an_order_conflict(
@@ -378,13 +402,14 @@ def test_a_late_purchase_moves_the_first_purchase_back_and_not_the_last(subject:
     member_id = subject.enroll()
     newest, middle, oldest = START - timedelta(days=2), START - timedelta(days=40), START - timedelta(days=100)
 
-    for at in (newest, middle, oldest):
-        subject.buy(member_id, "10", at=at)
+    orders = [subject.buy(member_id, "10", at=at) for at in (newest, middle, oldest)]
+    subject.buy(member_id, "10", at=START - timedelta(days=70))  # late, but not the earliest
 
     item = subject.aggregates(member_id)
     assert (item["first_purchase_at"], item["last_purchase_at"]) == (timestamp(oldest), timestamp(newest))
-    assert item["purchase_count"] == 3
-    assert sum(item["purchases_by_month"].values()) == 3
+    assert item["first_purchase"] == {"order_id": orders[-1].order_id, "at": timestamp(oldest), "amount": D(10)}
+    assert item["purchase_count"] == 4
+    assert sum(item["purchases_by_month"].values()) == 4
 
 
 def test_the_monthly_aggregates_keep_a_window_and_purchases_prune_what_falls_out_of_it(subject: Subject) -> None:
@@ -419,7 +444,8 @@ def test_a_purchases_categories_fill_the_map_and_the_rest_goes_to_the_other_buck
         "x-small": None,
         "c00": D(2),
     }
-    assert holdings == MemberHoldings(member_id, 65, holdings.spend_by_category, D("2.5"))
+    assert holdings == MemberHoldings(member_id, 65, holdings.spend_by_category, D("2.5"), holdings.first_order_id)
+    assert holdings.first_order_id is not None
 
 
 # ---- remembered refusals and replays ------------------------------------------------------------------------
@@ -458,6 +484,9 @@ def reversal(
     taken: OrderCategories | None = None,
     key: str | None = None,
     fingerprint: str = "f",
+    spend: str | None = None,
+    cancels_purchase: bool = False,
+    first_purchase: bool = False,
 ) -> Reversal:
     reversed_now = due if reverse is None else reverse
     reversal_entry = LedgerEntry(
@@ -471,7 +500,17 @@ def reversal(
         unrecovered=due - reversed_now,
     )
     claim = Claim(key or f"refund:{order.order_id}:{uuid.uuid4().hex}", fingerprint, 201, {"due": due}, expires=False)
-    return Reversal(reversal_entry, claim, order, D(amount), due, taken or OrderCategories())
+    return Reversal(
+        reversal_entry,
+        claim,
+        order,
+        D(amount),
+        due,
+        taken or OrderCategories(),
+        spend=None if spend is None else D(spend),
+        cancels_purchase=cancels_purchase,
+        first_purchase=first_purchase,
+    )
 
 
 def test_unknown_orders_read_as_none(subject: Subject) -> None:
@@ -505,10 +544,79 @@ def test_a_planned_refund_is_written_to_the_order_the_member_and_its_orders_mont
     assert item["spend_by_month"][month_key(START)] == 5
     assert item["purchases_by_month"][month_key(placed)] == 1  # a refund is not an un-purchase
     assert subject.store.holdings(member_id) == MemberHoldings(
-        member_id, 0, {"makeup": D(12), "skin care": D(16)}, D(4)
+        member_id, 0, {"makeup": D(12), "skin care": D(16)}, D(4), first_order_id=order.order_id
     )
     entries, _ = subject.store.ledger_page(member_id, 10, None)
     assert [e for e in entries if e.kind is EntryKind.REVERSAL] == [planned.entry]
+
+
+def test_the_refund_that_completes_an_order_takes_the_purchase_out_of_the_counts(subject: Subject) -> None:
+    member_id = subject.enroll()
+    placed = START - timedelta(days=70)
+    first = subject.buy(member_id, "100", at=placed)
+    subject.buy(member_id, "5")
+    subject.store.reverse(reversal(subject, first, "40", due=40, first_purchase=True))
+    after_part = subject.aggregates(member_id)
+    moved_on = subject.store.get_order(first.order_id)
+    assert moved_on is not None
+
+    rest = reversal(subject, moved_on, "60", due=60, cancels_purchase=True, first_purchase=True)
+    assert subject.store.reverse(rest) is None
+
+    assert after_part["purchase_count"] == 2 and after_part["purchases_by_month"][month_key(placed)] == 1
+    assert after_part["first_purchase"]["amount"] == 60 and "refunded" not in after_part["first_purchase"]
+    item = subject.aggregates(member_id)
+    assert item["purchase_count"] == 1
+    assert item["purchases_by_month"] == {month_key(placed): 0, month_key(START): 1}
+    assert item["spend_by_month"] == {month_key(placed): 0, month_key(START): 5}
+    assert item["first_purchase"] == {
+        "order_id": first.order_id,
+        "at": timestamp(placed),
+        "amount": 0,
+        "refunded": True,
+    }
+    # The first and last purchase moments stay: the item keeps no other purchase's moment to move them to
+    assert (item["first_purchase_at"], item["last_purchase_at"]) == (timestamp(placed), timestamp(START))
+
+
+def test_a_refund_in_another_currency_takes_its_spend_in_the_base_currency(subject: Subject) -> None:
+    member_id = subject.enroll()
+    order = subject.buy(member_id, "10", base=("10.8", "USD"))
+
+    subject.store.reverse(reversal(subject, order, "10", due=10, spend="10.8", cancels_purchase=True))
+
+    item = subject.aggregates(member_id)
+    assert item["spend_by_month"] == {month_key(START): 0} and item["purchase_count"] == 0
+
+
+def test_a_refund_of_the_first_purchase_too_small_to_take_spend_leaves_its_record_and_writes_the_rest(
+    subject: Subject,
+) -> None:
+    member_id = subject.enroll()
+    order = subject.buy(member_id, "10", base=("0.05", "USD"))  # a currency worth little: 0.001 of it is no spend
+
+    assert subject.store.reverse(reversal(subject, order, "0.001", due=0, spend="0", first_purchase=True)) is None
+
+    stored = subject.store.get_order(order.order_id)
+    assert stored is not None and stored.refunded_amount == D("0.001")
+    assert subject.aggregates(member_id)["first_purchase"]["amount"] == D("0.05")
+
+
+def test_a_refund_planned_for_the_first_purchase_is_refused_as_moved_once_an_older_one_took_its_place(
+    subject: Subject,
+) -> None:
+    member_id = subject.enroll()
+    order = subject.buy(member_id, "100", at=START - timedelta(days=10))
+    planned = reversal(subject, order, "100", due=100, cancels_purchase=True, first_purchase=True)
+    older = subject.buy(member_id, "20", at=START - timedelta(days=30))  # arrives late: the first purchase now
+    before = subject.snapshot(member_id), subject.store.get_order(order.order_id)
+
+    with pytest.raises(RefundBasisMoved):
+        subject.store.reverse(planned)
+
+    assert (subject.snapshot(member_id), subject.store.get_order(order.order_id)) == before
+    assert subject.store.holdings(member_id).first_order_id == older.order_id
+    assert subject.store.replay(planned.claim) is None
 
 
 PINS = {

@@ -145,6 +145,9 @@ def test_concurrent_refunds_of_one_order_reverse_exactly_its_points(local_server
     order = server.item("ORDER#web-1", "ORDER")
     assert order is not None
     assert (order["refunded_amount"], order["reversal_due"]) == (Decimal(100), 100)
+    member = server.member_item(member_id)  # exactly one of the refunds completed the order: one purchase less
+    assert int(member["purchase_count"]) == 0 and sum(member["purchases_by_month"].values()) == 0
+    assert (member["first_purchase"]["amount"], member["first_purchase"]["refunded"]) == (0, True)
     server.assert_ledger_is_true(member_id)
 
 

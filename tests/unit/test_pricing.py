@@ -157,6 +157,7 @@ def test_a_first_purchase_bonus_is_given_on_the_first_purchase_only(
 def test_a_fixed_bonus_needs_its_minimum_in_its_currency(amount: str, currency: str, bonus: bool) -> None:
     program = ProgramConfig(
         points_per_unit={"USD": D(1), "EUR": D(1)},
+        exchange_rates={"EUR": D("1.08")},
         promotions=(
             promo(
                 "spend-50", kind=PromotionKind.FIXED_BONUS, points=100, min_amount={"amount": "50", "currency": "USD"}
@@ -535,13 +536,22 @@ PROGRAM_CASES = [  # tests/unit/test_program.py's cases of purchase_points
     ),
     (ProgramConfig(category_multipliers={"gift-card": D(0)}), "100", "USD", (line("60", category="gift-card"),)),
     (
-        ProgramConfig(points_per_unit={"EUR": D("1.1")}, category_multipliers={"skincare": D("1.5")}),
+        ProgramConfig(
+            points_per_unit={"EUR": D("1.1")},
+            exchange_rates={"EUR": D("1.08")},
+            category_multipliers={"skincare": D("1.5")},
+        ),
         "10.00",
         "EUR",
         (line("5.00", category="skincare"),),
     ),
     (ProgramConfig(), "10", "USD", (line("6"), line("4"))),
-    (ProgramConfig(points_per_unit={"USD": D(1), "JPY": D("0.01")}), "1000", "JPY", ()),
+    (
+        ProgramConfig(points_per_unit={"USD": D(1), "JPY": D("0.01")}, exchange_rates={"JPY": D("0.0067")}),
+        "1000",
+        "JPY",
+        (),
+    ),
 ]
 
 

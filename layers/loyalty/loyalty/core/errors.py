@@ -74,7 +74,7 @@ class RefundExceedsOrder(Conflict):
 
 
 class OrderConflict(Conflict):
-    """The order id is already recorded with other facts (member, amount or currency)."""
+    """The order id is already recorded with other facts (member, amount, currency or line items)."""
 
     code = "order_conflict"
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loyalty.core.errors import RefundExceedsOrder
 from loyalty.core.events import EventType
 from loyalty.points.activities import ActivityType
+from loyalty.points.categories import refund_share
 
 
 class EntryKind(StrEnum):
@@ -131,10 +132,31 @@ class OrderRecord(BaseModel):
     occurred_at: datetime
     refunded_amount: Decimal = Decimal(0)
     reversal_due: int = 0  # points the refunds so far were due to take back (recovered or not)
-    # What the order added to the member's category spend (loyalty.points.categories), so a refund takes back its share.
+    # The amount in the program's base currency at the rate when it was written: what the member's spend aggregates
+    # got. None on an order recorded before spend was converted (its amount was added as given).
+    base_amount: Decimal | None = None
+    base_currency: str | None = None
+    # What the order added to the member's category spend (loyalty.points.categories), in the base currency, so a
+    # refund takes back its share.
     category_totals: dict[str, Decimal] = Field(default_factory=dict)
     other_categories_total: Decimal = Decimal(0)
     lot: str | None = None  # the lot its points went to: a refund takes them back from it (docs/expiry.md)
+
+    @property
+    def spend(self) -> Decimal:
+        """What the order added to the member's spend: its base-currency amount (its amount, on an older order)."""
+        return self.amount if self.base_amount is None else self.base_amount
+
+    def refunded_in_full_by(self, amount: Decimal) -> bool:
+        """True if a refund of `amount` brings what is refunded to the order's amount: it no longer counts as a
+        purchase."""
+        return self.refunded_amount + amount == self.amount
+
+    def spend_refunded_by(self, amount: Decimal) -> Decimal:
+        """The share of the order's spend (base currency) a refund of `amount` (order currency) takes back, on the
+        running total as the points and the categories are (loyalty.points.categories.refund_share): the shares of
+        an order's refunds add up to its spend exactly once it is refunded in full, however they were split."""
+        return refund_share(self.spend, self.amount, self.refunded_amount, amount)
 
 
 class RefundPlan(BaseModel):

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from loyalty.core.events import EventType
+from loyalty.core.instants import timestamp
 from loyalty.points.categories import CATEGORY_MAP, OTHER_CATEGORIES
 from loyalty.points.members import Member
 
@@ -37,6 +38,10 @@ CONSENT: Final = "consent"
 COUNTERS: Final = ("available", "pending", "lifetime_earned", "redeemed", "reversed", "expired", "unrecovered")
 
 FIRST_PURCHASE_AT: Final = "first_purchase_at"
+# The earliest purchase itself: {"order_id", "at", "amount"} (its spend in the base currency, net of its refunds;
+# "refunded": true once refunded in full), so that the repeat purchases can be told apart from it (Gamma-Gamma's
+# mean spend: docs/prediction.md). A refund of that order finds it by order id.
+FIRST_PURCHASE: Final = "first_purchase"
 LAST_PURCHASE_AT: Final = "last_purchase_at"
 PURCHASE_COUNT: Final = "purchase_count"
 SPEND_BY_MONTH: Final = "spend_by_month"  # net spend, Decimal
@@ -180,6 +185,38 @@ def standing_of(item: Mapping[str, Any]) -> MemberStanding:
 
 
 @dataclass(frozen=True, slots=True)
+class FirstPurchase:
+    """The member's earliest purchase as the item keeps it: its order, when, and its spend in the base currency net
+    of its refunds; `refunded` once refunded in full (it then no longer counts in `purchase_count` and the maps,
+    while `first_purchase_at` still names its moment)."""
+
+    order_id: str
+    at: datetime
+    amount: Decimal
+    refunded: bool = False
+
+
+def first_purchase_record(order_id: str, at: datetime, amount: Decimal) -> dict[str, Any]:
+    """FIRST_PURCHASE as a purchase writes it (its moment as the item's timestamps are written)."""
+    return {"order_id": order_id, "at": timestamp(at), "amount": amount}
+
+
+def first_purchase_of(item: Mapping[str, Any]) -> FirstPurchase | None:
+    """The first purchase the item keeps, if it is the one at `first_purchase_at`; None without a purchase, or on
+    an item written before the first purchase was kept (a later purchase then recorded itself, at another moment,
+    or nothing)."""
+    kept, first = item.get(FIRST_PURCHASE), item.get(FIRST_PURCHASE_AT)
+    if not kept or first is None or _instant(kept["at"]) != _instant(first):
+        return None
+    return FirstPurchase(
+        order_id=str(kept["order_id"]),
+        at=_instant(kept["at"]),
+        amount=Decimal(kept["amount"]),
+        refunded=bool(kept.get("refunded", False)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class PurchaseAggregates:
     """The write-time aggregates of a member's purchases, as an item keeps them: what features_of, the KPIs and
     the predictions read instead of the ledger. Timestamps stay as stored (ISO strings, or datetimes in items
@@ -193,6 +230,7 @@ class PurchaseAggregates:
     points_by_month: Mapping[str, Any] = field(default_factory=dict)
     spend_by_category: Mapping[str, Any] = field(default_factory=dict)
     spend_other_categories: Any = 0
+    first_purchase: FirstPurchase | None = None
 
 
 def aggregates_of(item: Mapping[str, Any]) -> PurchaseAggregates:
@@ -205,6 +243,7 @@ def aggregates_of(item: Mapping[str, Any]) -> PurchaseAggregates:
         points_by_month=item.get(POINTS_BY_MONTH) or {},
         spend_by_category=item.get(SPEND_BY_CATEGORY) or {},
         spend_other_categories=item.get(SPEND_OTHER_CATEGORIES) or 0,
+        first_purchase=first_purchase_of(item),
     )
 
 
@@ -232,20 +271,23 @@ def new_member_item(
 
 @dataclass(frozen=True)
 class PastPurchase:
-    """A purchase already made, for building an item with a history (seeding, tests): what it added."""
+    """A purchase already made, for building an item with a history (seeding, tests): what it added (`amount` in
+    the base currency)."""
 
     at: datetime
     amount: Decimal
     points: int
+    order_id: str = ""  # "": one made up from the moment
 
 
 def with_purchases(item: Mapping[str, Any], purchases: Iterable[PastPurchase], now: datetime) -> dict[str, Any]:
     """The item after these purchases (each earning its points), as the ledger's writes would have left it: the
-    counters, the count and the first and last purchase cover them all; the monthly maps only the months kept as of
-    `now`; the revision moves once per purchase. Categories are left as they are."""
+    counters, the count and the first and last purchase (and the first one's record) cover them all; the monthly
+    maps only the months kept as of `now`; the revision moves once per purchase. Categories are left as they are."""
     updated = dict(item)
     monthly = {name: dict(item.get(name) or {}) for name in MONTHLY_MAPS}
     first, last = item.get(FIRST_PURCHASE_AT), item.get(LAST_PURCHASE_AT)
+    first_record = item.get(FIRST_PURCHASE)
     count = revision = earned = 0
     for purchase in purchases:
         count, earned = count + 1, earned + purchase.points
@@ -255,11 +297,16 @@ def with_purchases(item: Mapping[str, Any], purchases: Iterable[PastPurchase], n
             spend[month] = spend.get(month, Decimal(0)) + purchase.amount
             monthly[PURCHASES_BY_MONTH][month] = monthly[PURCHASES_BY_MONTH].get(month, 0) + 1
             monthly[POINTS_BY_MONTH][month] = monthly[POINTS_BY_MONTH].get(month, 0) + purchase.points
-        first = purchase.at if first is None or _instant(purchase.at) < _instant(first) else first
+        if first is None or _instant(purchase.at) < _instant(first):
+            first = purchase.at
+            order_id = purchase.order_id or f"past-{timestamp(purchase.at)}"
+            first_record = first_purchase_record(order_id, purchase.at, purchase.amount)
         last = purchase.at if last is None or _instant(purchase.at) > _instant(last) else last
         revision += 1
     updated.update(monthly)
     updated[FIRST_PURCHASE_AT], updated[LAST_PURCHASE_AT] = first, last
+    if first_record is not None:
+        updated[FIRST_PURCHASE] = first_record
     updated[PURCHASE_COUNT] = int(item.get(PURCHASE_COUNT, 0)) + count
     updated["lifetime_earned"] = int(item.get("lifetime_earned", 0)) + earned
     updated["available"] = int(item.get("available", 0)) + earned

@@ -29,7 +29,7 @@ from loyalty.core.idempotency import Claim, Replay
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import OrderCategories
 from loyalty.points.ledger import LedgerEntry, OrderRecord
-from loyalty.points.member_record import MemberStanding
+from loyalty.points.member_record import MemberStanding, first_purchase_record
 from loyalty.points.members import Member, TierMove
 from loyalty.points.program import ProgramConfig, ProgramVersion
 from loyalty.points.rewards import MAX_STOCK, LimitPeriod, Reward
@@ -71,9 +71,10 @@ def insufficient_points(needed: int, available: int) -> InsufficientPoints:
 
 
 def order_conflict(order_id: str) -> OrderConflict:
-    """The refusal of an order id already recorded with another member, amount or currency."""
+    """The refusal of an order id already recorded with another member, amount, currency or line items."""
     return OrderConflict(
-        f"order {order_id} is already recorded with a different member, amount or currency", field="order_id"
+        f"order {order_id} is already recorded with a different member, amount, currency or line items",
+        field="order_id",
     )
 
 
@@ -242,16 +243,23 @@ def holds_terms(stored: Reward, planned: Reward) -> bool:
 
 @dataclass(frozen=True)
 class PurchaseFacts:
-    """What a purchase adds to the member's write-time aggregates."""
+    """What a purchase adds to the member's write-time aggregates: its spend and its categories in the program's
+    base currency (the order's `spend`), and, if it is the member's earliest purchase, itself as the first purchase
+    (`order_id`, `occurred_at`, `amount`: member_record.FIRST_PURCHASE)."""
 
     occurred_at: datetime
     amount: Decimal
     categories: OrderCategories = field(default_factory=OrderCategories)
+    order_id: str = ""
 
     @classmethod
     def of(cls, order: OrderRecord) -> PurchaseFacts:
         categories = OrderCategories(dict(order.category_totals), order.other_categories_total)
-        return cls(order.occurred_at, order.amount, categories)
+        return cls(order.occurred_at, order.spend, categories, order.order_id)
+
+    def first_purchase(self) -> dict[str, Any]:
+        """The member item's record of its first purchase, as this purchase would be it."""
+        return first_purchase_record(self.order_id, self.occurred_at, self.amount)
 
 
 @dataclass(frozen=True)
@@ -263,6 +271,7 @@ class MemberHoldings:
     available: int
     spend_by_category: Mapping[str, Decimal] | None
     spend_other_categories: Decimal
+    first_order_id: str | None = None  # the order the member item keeps as the first purchase (FIRST_PURCHASE)
 
 
 @dataclass(frozen=True)
@@ -271,9 +280,13 @@ class Reversal:
 
     The store adds `amount` and `due` to the order's refund totals on condition that they are still those of
     `order` (as read); debits the member's `entry.points` on condition that the balance covers them; takes `taken`
-    from the member's category spend on condition that nothing goes below 0; takes the refunded spend and the due
-    points out of the order's month in the write-time aggregates; appends `entry`; and writes `claim`. A failed
-    condition on the order or the member is RefundBasisMoved."""
+    from the member's category spend on condition that nothing goes below 0; takes `spend` (the refunded spend, in
+    the base currency) and the due points out of the order's month in the write-time aggregates; with
+    `cancels_purchase` (the refund completes the order's refunds), takes the purchase itself out of
+    `purchase_count` and of its month's purchases; with `first_purchase`, takes `spend` off the member's first
+    purchase on condition that the item still keeps this order as it (and marks it refunded with
+    `cancels_purchase`); appends `entry`; and writes `claim`. A failed condition on the order or the member is
+    RefundBasisMoved."""
 
     entry: LedgerEntry
     claim: Claim
@@ -281,6 +294,13 @@ class Reversal:
     amount: Decimal
     due: int
     taken: OrderCategories
+    spend: Decimal | None = None  # None: `amount` (an order in the base currency)
+    cancels_purchase: bool = False
+    first_purchase: bool = False
+
+    @property
+    def spend_taken(self) -> Decimal:
+        return self.amount if self.spend is None else self.spend
 
 
 @dataclass(frozen=True)

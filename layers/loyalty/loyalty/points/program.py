@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from itertools import pairwise
 from typing import Annotated, Any
@@ -19,6 +19,7 @@ from loyalty.points.activities import ActivityType, LineItem
 from loyalty.points.promotions import Promotion, Promotions
 
 _ISO_CURRENCY = re.compile(r"[A-Z]{3}")
+BASE_AMOUNT_QUANTUM = Decimal("0.001")  # amounts in the base currency, to the finest amount the API accepts
 Multiplier = Annotated[Decimal, Field(ge=0, le=100)]
 Perk = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", description="A short slug, e.g. early-access.")]
 
@@ -202,6 +203,12 @@ class ProgramConfig(BaseModel):
     points_per_unit: dict[str, Annotated[Decimal, Field(gt=0, le=1000)]] = Field(
         default_factory=lambda: {"USD": Decimal(1)}
     )
+    # Units of the base currency one unit of each other accepted currency is worth. Spend is kept in the base
+    # currency (the member's monthly and category spend, a spend tier measure), converted at these rates when a
+    # purchase is written; points are priced in the purchase's own currency (points_per_unit).
+    exchange_rates: dict[str, Annotated[Decimal, Field(gt=0, le=1_000_000, allow_inf_nan=False)]] = Field(
+        default_factory=dict, validate_default=True
+    )
     category_multipliers: dict[str, Multiplier] = Field(default_factory=dict)
     sku_multipliers: dict[str, Multiplier] = Field(default_factory=dict)
     # Time-boxed offers on top of these rules, priced by loyalty.points.pricing (docs/promotions.md).
@@ -231,6 +238,32 @@ class ProgramConfig(BaseModel):
                 raise ValueError(f"currency {code!r} is not an ISO 4217 code")
         return rates
 
+    @field_validator("exchange_rates")
+    @classmethod
+    def _every_other_accepted_currency_has_a_rate(
+        cls, rates: dict[str, Decimal], info: ValidationInfo
+    ) -> dict[str, Decimal]:
+        """A rate for each accepted currency but the base (which converts at 1 and takes none), and for nothing
+        else: a rate for a currency the program does not accept is a misspelling or a leftover. Reported beside
+        every other problem of the document (a field validator reading the fields validated before it)."""
+        base, accepted = info.data.get("base_currency"), info.data.get("points_per_unit")
+        if base is None or accepted is None:
+            return rates  # reported on their own fields
+        problems = [
+            f"{code} is the base currency: it converts at 1 and takes no rate" for code in rates if code == base
+        ]
+        problems += [
+            f"{code} is not an accepted currency (points_per_unit)"
+            for code in rates
+            if code != base and code not in accepted
+        ]
+        missing = sorted(code for code in accepted if code != base and code not in rates)
+        if missing:
+            problems.append(f"accepted currencies without a rate to {base}: {', '.join(missing)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return rates
+
     @field_validator("tiers")
     @classmethod
     def _tiers_ascend_from_zero(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
@@ -251,6 +284,16 @@ class ProgramConfig(BaseModel):
         if unknown:
             raise ValueError(f"promotions name tiers the ladder lacks: {'; '.join(unknown)}")
         return tiers
+
+    def in_base_currency(self, amount: Decimal, currency: str) -> Decimal:
+        """`amount` of `currency` in the base currency, at the program's rate, to 0.001 (half to even); the base
+        currency as it is. InvalidRequest (field `currency`) for a currency the program has no rate for."""
+        if currency == self.base_currency:
+            return amount
+        rate = self.exchange_rates.get(currency)
+        if rate is None:
+            raise InvalidRequest(f"currency {currency} has no exchange rate to {self.base_currency}", field="currency")
+        return (amount * rate).quantize(BASE_AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
 
     @property
     def entry_tier(self) -> str:

@@ -248,19 +248,23 @@ class LoyaltyService:
     def purchase(self, member_id: str, purchase: Purchase) -> Outcome:
         """Earn on a purchase, priced by loyalty.points.pricing (program, tier, promotions) as of when it happened.
 
-        Order id is the claim: the same order id for the same member, amount and currency is a replay; anything else
-        under it, a conflict. One round trip unless the pricing needs the member (a tier multiplier, a promotion on
-        now with an audience, a cap or a first-purchase rule) or the earn may cross a tier threshold: docs/tiers.md."""
+        Order id is the claim: the same order id for the same member, amount, currency and line items (in any order)
+        is a replay; anything else under it, a conflict. Its spend is written in the program's base currency. One
+        round trip unless the pricing needs the member (a tier multiplier, a promotion on now with an audience, a cap
+        or a first-purchase rule) or the earn may cross a tier threshold: docs/tiers.md."""
         now = self._clock()
         occurred_at = _occurred(purchase.occurred_at, now)
         program = self.program.get()
         bought = PurchaseContext.of(purchase)
         price_purchase(program, bought, MemberContext(tier=program.entry_tier), occurred_at)  # refusals first
-        categories = order_categories(purchase.line_items)
+        spent = program.in_base_currency(purchase.amount, purchase.currency)
+        categories = order_categories(purchase.line_items).converted(
+            lambda amount: program.in_base_currency(amount, purchase.currency)
+        )
         entry_id = ids.ulid()
         lot = bucket_for(program.expiry, now)
         spend = program.tier_policy.measure is QualifyingMeasure.SPEND
-        uses = purchase.amount if spend else None
+        uses = spent if spend else None
 
         def priced(standing: MemberStanding | None, budgets: dict[str, int] | None) -> _Priced:
             context = _member_context(standing, program, occurred_at)
@@ -282,6 +286,8 @@ class LoyaltyService:
                 member_id=member_id,
                 amount=purchase.amount,
                 currency=purchase.currency,
+                base_amount=spent,
+                base_currency=program.base_currency,
                 points=pricing.points,
                 occurred_at=occurred_at,
                 category_totals=categories.totals,
@@ -290,7 +296,7 @@ class LoyaltyService:
             )
             claim = Claim(
                 f"order:{purchase.order_id}",
-                fingerprint(member_id, purchase.amount, purchase.currency),
+                purchase_fingerprint(member_id, purchase),
                 201,
                 {"entry": entry.public()},
                 expires=False,
@@ -397,7 +403,9 @@ class LoyaltyService:
         door it comes through, so the same refund sent again, by a retried call or a second event, reverses once.
 
         Planned here from what the store reads (the order, the member's balance and category spend), written by the
-        store pinned to those reads; if either moved meanwhile, planned again from fresh reads (docs/ledger.md)."""
+        store pinned to those reads; if either moved meanwhile, planned again from fresh reads (docs/ledger.md). The
+        refund that completes an order's refunds also takes the purchase out of the member's purchase counts: a
+        fully refunded order no longer counts as a purchase (first and last purchase moments stay: docs/ledger.md)."""
         claim = Claim(
             f"refund:{refund.order_id}:{refund.refund_id}",
             fingerprint(refund.order_id, refund.amount),
@@ -444,6 +452,9 @@ class LoyaltyService:
                 amount=refund.amount,
                 due=plan.due,
                 taken=OrderCategories(by_name, other),
+                spend=order.spend_refunded_by(refund.amount),
+                cancels_purchase=order.refunded_in_full_by(refund.amount),
+                first_purchase=holdings.first_order_id == order.order_id,
             )
             try:
                 replay = self.store.reverse(reversal)
@@ -686,6 +697,19 @@ class LoyaltyService:
     def member_id_for_external(self, external_id: str) -> str | None:
         """The member enrolled under the commerce system's or the identity provider's id; None for a non-member."""
         return self.store.member_id_for_external(external_id)
+
+
+def purchase_fingerprint(member_id: str, purchase: Purchase) -> str:
+    """What makes an order id's request the same one: the member, the amount, the currency and the line items, in
+    any order, amounts as canonical strings ("42.0" is "42"). An order without lines has the fingerprint it had
+    before lines were part of it, so such an order recorded earlier still replays."""
+    if not purchase.line_items:
+        return fingerprint(member_id, purchase.amount, purchase.currency)
+    lines = sorted(
+        (line.sku or "", line.category or "", str(line.quantity), format(line.amount.normalize(), "f"))
+        for line in purchase.line_items
+    )
+    return fingerprint(member_id, purchase.amount, purchase.currency, lines)
 
 
 def _stale(in_force: int, if_version: int) -> ConfigVersionConflict:

@@ -55,6 +55,7 @@ from loyalty.points.ledger import EVENT_OF_KIND, EntryKind, LedgerEntry, OrderRe
 from loyalty.points.lots import NEVER
 from loyalty.points.member_record import (
     EXPIRY_WARNED_THROUGH,
+    FIRST_PURCHASE,
     FIRST_PURCHASE_AT,
     LAST_ACTIVITY_AT,
     LAST_PURCHASE_AT,
@@ -528,6 +529,8 @@ class LoyaltyStore:
             # event from moving last_purchase_at backwards; that case is retried below with its own update.
             first, last = update.name(FIRST_PURCHASE_AT), update.name(LAST_PURCHASE_AT)
             update.sets.append(f"{first} = if_not_exists({first}, {update.value(at)})")
+            kept = update.name(FIRST_PURCHASE)
+            update.sets.append(f"{kept} = if_not_exists({kept}, {update.value(purchase.first_purchase())})")
             update.sets.append(f"{last} = {update.value(at)}")
             update.conditions.append(f"attribute_not_exists({last}) OR {last} <= {update.value(at)}")
         else:
@@ -537,6 +540,7 @@ class LoyaltyStore:
             if seen_first is not None and timestamp(at) < seen_first:
                 first = update.name(FIRST_PURCHASE_AT)
                 update.sets.append(f"{first} = {update.value(at)}")
+                update.sets.append(f"{update.name(FIRST_PURCHASE)} = {update.value(purchase.first_purchase())}")
                 update.conditions.append(f"{first} = {update.value(seen_first)}")
         now = self._clock()
         for back in range(MONTHS_KEPT + 1, MONTHS_KEPT + 1 + PRUNE_SPAN):
@@ -712,11 +716,13 @@ class LoyaltyStore:
         if item is None:
             raise MemberNotFound(f"member {member_id} not found", field="member_id")
         spend = item.get(CATEGORY_MAP)
+        first = item.get(FIRST_PURCHASE) or {}
         return MemberHoldings(
             member_id=member_id,
             available=int(item.get("available", 0)),
             spend_by_category=None if spend is None else {name: Decimal(v) for name, v in spend.items()},
             spend_other_categories=Decimal(item.get(OTHER_CATEGORIES, 0)),
+            first_order_id=first.get("order_id"),
         )
 
     def reverse(self, reversal: Reversal) -> Replay | None:
@@ -742,9 +748,19 @@ class LoyaltyStore:
             member_update.conditions.append(f"{path} >= {value}")
         elif taken_back:  # an order from before lots were kept: its points are consumed like a debit's
             member_update.adds.append(f"{member_update.name(LOTS_CONSUMED)} {member_update.value(taken_back)}")
-        for aggregate, delta in (("spend_by_month", -reversal.amount), ("points_by_month", -reversal.due)):
+        spend = reversal.spend_taken
+        cancelled = -1 if reversal.cancels_purchase else 0
+        for aggregate, delta in (
+            (SPEND_BY_MONTH, -spend),
+            (POINTS_BY_MONTH, -reversal.due),
+            (PURCHASES_BY_MONTH, cancelled),
+        ):
             if delta:
                 self._add_to_month(member_update, aggregate, order.occurred_at, delta)
+        if cancelled:
+            member_update.adds.append(f"{member_update.name(PURCHASE_COUNT)} {member_update.value(cancelled)}")
+        if reversal.first_purchase:
+            self._take_from_first_purchase(member_update, order.order_id, spend, reversal.cancels_purchase)
         self._take_categories(member_update, reversal.taken)
         items = [
             order_update.request(self._table, order_key(order.order_id), return_old=False),
@@ -759,6 +775,19 @@ class LoyaltyStore:
             if cancelled.failed(3):
                 return self._replay(claim, cancelled.old_item(3))
             raise RefundBasisMoved(order.order_id) from None  # (or the entry id was taken: planned afresh too)
+
+    @staticmethod
+    def _take_from_first_purchase(update: Update, order_id: str, spend: Decimal, refunded: bool) -> None:
+        """A refund of the member's first purchase takes its spend off the item's record of it too (marked refunded
+        when in full), on condition that the record is still of this order (an older purchase arriving late takes
+        its place: the refund is then planned again)."""
+        kept = update.name(FIRST_PURCHASE)
+        update.conditions.append(f"{kept}.{update.name('order_id')} = {update.value(order_id)}")
+        if spend:  # a placeholder is named only when used: DynamoDB refuses one left unused
+            amount = f"{kept}.{update.name('amount')}"
+            update.sets.append(f"{amount} = {amount} - {update.value(spend)}")
+        if refunded:
+            update.sets.append(f"{kept}.{update.name('refunded')} = {update.value(True)}")
 
     @staticmethod
     def _take_categories(update: Update, taken: OrderCategories) -> None:

@@ -26,6 +26,7 @@ from loyalty.points.categories import OrderCategories, place
 from loyalty.points.ledger import Balance, EntryKind, LedgerEntry, OrderRecord
 from loyalty.points.lots import NEVER
 from loyalty.points.member_record import (
+    FIRST_PURCHASE,
     MONTHS_KEPT,
     PRUNE_SPAN,
     MemberStanding,
@@ -96,6 +97,7 @@ class _Member:
     purchase_count: int = 0
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
+    first_purchase: dict[str, Any] | None = None  # as the item keeps it (member_record.FIRST_PURCHASE)
     monthly: dict[str, dict[str, Decimal]] = field(default_factory=lambda: {name: {} for name in _MONTHLY})
     spend_by_category: dict[str, Decimal] | None = field(default_factory=dict)
     spend_other_categories: Decimal = Decimal(0)
@@ -274,6 +276,8 @@ class MemoryPointsStore:
                 item["first_purchase_at"] = timestamp(state.first_purchase_at)
             if state.last_purchase_at is not None:
                 item["last_purchase_at"] = timestamp(state.last_purchase_at)
+            if state.first_purchase is not None:
+                item[FIRST_PURCHASE] = dict(state.first_purchase)
             return item
 
     # ---- ledger writes ----------------------------------------------------------------------------------
@@ -337,7 +341,8 @@ class MemoryPointsStore:
         with self._lock:
             state = self._member(member_id)
             spend = None if state.spend_by_category is None else dict(state.spend_by_category)
-            return MemberHoldings(member_id, state.counters["available"], spend, state.spend_other_categories)
+            first = state.first_purchase["order_id"] if state.first_purchase is not None else None
+            return MemberHoldings(member_id, state.counters["available"], spend, state.spend_other_categories, first)
 
     def reverse(self, reversal: Reversal) -> Replay | None:
         entry, read, claim = reversal.entry, reversal.order, reversal.claim
@@ -354,6 +359,7 @@ class MemoryPointsStore:
                 or state is None
                 or (entry.points < 0 and state.counters["available"] < -entry.points)
                 or not _can_take(state, reversal.taken)
+                or (reversal.first_purchase and (state.first_purchase or {}).get("order_id") != read.order_id)
                 or entry.entry_id in self._ledgers[entry.member_id]
                 or (read.lot is not None and -entry.points > (state.lots or {}).get(read.lot, 0))
             ):
@@ -369,9 +375,21 @@ class MemoryPointsStore:
                 state.lots[read.lot] -= -entry.points  # the order's own lot gives its points back
             elif -entry.points:
                 state.lots_consumed += -entry.points  # an order from before lots were kept
-            for aggregate, delta in (("spend_by_month", -reversal.amount), ("points_by_month", Decimal(-reversal.due))):
+            spend = reversal.spend_taken
+            cancelled = Decimal(-1 if reversal.cancels_purchase else 0)
+            for aggregate, delta in (
+                ("spend_by_month", -spend),
+                ("points_by_month", Decimal(-reversal.due)),
+                ("purchases_by_month", cancelled),
+            ):
                 if delta:
                     self._add_to_month(state, aggregate, read.occurred_at, delta)
+            state.purchase_count += int(cancelled)
+            if reversal.first_purchase:
+                assert state.first_purchase is not None  # checked above
+                state.first_purchase["amount"] -= spend
+                if reversal.cancels_purchase:
+                    state.first_purchase["refunded"] = True
             if reversal.taken.totals:
                 assert state.spend_by_category is not None  # _can_take checked it
                 for name, take in reversal.taken.totals.items():
@@ -598,6 +616,7 @@ class MemoryPointsStore:
         state.purchase_count += 1
         if state.first_purchase_at is None or at < state.first_purchase_at:
             state.first_purchase_at = at
+            state.first_purchase = purchase.first_purchase()
         if state.last_purchase_at is None or at >= state.last_purchase_at:
             state.last_purchase_at = at
         now = self._clock()
