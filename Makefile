@@ -29,7 +29,7 @@ PYTEST_ARGS ?=
 WORKERS ?= 2
 
 
-.PHONY: help venv lock order fuzz dynamodb-local run test test-unit verify-cdnow lint fmt bench openapi validate build deploy clean
+.PHONY: help venv lock job order fuzz dynamodb-local run test test-unit verify-cdnow lint fmt bench openapi validate build deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ fmt: $(STAMP) ## format and auto-fix
 
 # The end-to-end refresh runs at 50,000 members (about 35 minutes on 2 CPUs, most of it the first runs' 100,000
 # membership transactions); ARGS="--refresh-members 2000" for a 2-minute run (docs/refresh-estimate.md, "Measured").
+job: $(STAMP) ## run a job of the running stack now (ARGS="PointsExpiryStateMachine --input '{\"day\": \"2027-12-31\"}'")
+	PORT=$(PORT) $(PY) -m devstack.jobs $(ARGS)
+
 order: $(STAMP) ## post OrderPlaced / OrderRefunded to the running stack (ARGS="placed --customer cust-1001 --order web-1 --amount 80 --currency USD")
 	PORT=$(PORT) $(PY) -m devstack.commerce $(ARGS)
 

@@ -1,5 +1,6 @@
 """`make bench`: DynamoDB round trips per operation, handler throughput beside a bare put_item loop, cold imports,
-the segment scoring core (bench/segments.py) and the segment refresh end to end (bench/refresh.py).
+the segment scoring core (bench/segments.py), pricing with promotions beside purchase_points (bench/pricing.py) and
+the segment refresh end to end (bench/refresh.py).
 
 Absolute times on a laptop are noise; the figures that matter are counts (round trips per operation) and ratios
 against a baseline measured in the same run on the same emulator.
@@ -16,8 +17,10 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +120,14 @@ def main() -> None:
         table = os.environ["TABLE_NAME"]
         service = loyalty_service()
         service.store.put_reward(
-            Reward(reward_id="bench-reward", name="Bench", kind=RewardKind.DISCOUNT, cost_points=1)
+            Reward(
+                reward_id="bench-reward",
+                name="Bench",
+                kind=RewardKind.DISCOUNT_FIXED,
+                cost_points=1,
+                value=Decimal(1),
+                currency="USD",
+            )
         )
         # The calls the request itself makes: those of this thread (the stack runs an invoked handler in the caller's
         # thread). The stream's consumers (segment re-evaluation) share the client from their own threads, and their
@@ -186,19 +196,45 @@ def main() -> None:
                 ]
             )
 
+        def per_call(operation: Callable[[int], None], count: int) -> Counter[int]:
+            """How many round trips each of `count` calls took: {round trips: calls}."""
+            taken: Counter[int] = Counter()
+            for i in range(count):
+                calls.clear()
+                operation(i)
+                taken[len(calls)] += 1
+            return taken
+
+        def shown(taken: Counter[int]) -> str:
+            return ", ".join(f"{calls} x {trips}" for trips, calls in sorted(taken.items()))
+
         earn(0)
         redeem(0)  # warm: program and catalog caches filled, connections open
-        calls.clear()
-        for i in range(50):
-            earn(i)
-        earn_calls = len(calls) / 50
-        calls.clear()
-        for i in range(50):
-            redeem(i)
-        redeem_calls = len(calls) / 50
+        # 50 earns of 10 points from 20: the member reaches VIB (350) on the 33rd, whose guard fails: written again.
+        earns = per_call(earn, 50)
+        redeems = per_call(redeem, 50)
+        earn_calls = sum(t * n for t, n in earns.items()) / 50
+        redeem_calls = sum(t * n for t, n in redeems.items()) / 50
         print(f"backend: DynamoDB {stack.dynamodb_backend}  ({args.ops} operations per figure)")
-        print(f"DynamoDB round trips per earn:       {earn_calls:.2f}  (target 1)")
-        print(f"DynamoDB round trips per redemption: {redeem_calls:.2f}  (target 1)")
+        print(
+            f"DynamoDB round trips per earn:       {earn_calls:.2f}  (target 1; calls x round trips: {shown(earns)}, "
+            "the 2 is the earn that crossed the VIB threshold)"
+        )
+        print(f"DynamoDB round trips per redemption: {redeem_calls:.2f}  (target 1; {shown(redeems)})")
+        # A program that prices by the member: a tier multiplier, so every earn reads the member first.
+        current = service.program.get()
+        document = current.model_dump(mode="json")
+        ladder = [{"name": "Insider", "threshold": 0}, {"name": "VIB", "threshold": 350, "earn_multiplier": "1.5"}]
+        assert service.replace_program({**document, "tiers": ladder}, current.version, "bench").status == 200
+        service.program.clear()
+        earn(0)  # warm: the new program document read into the cache
+        priced = per_call(earn, 20)
+        print(
+            f"DynamoDB round trips per earn with a tier multiplier: "
+            f"{sum(t * n for t, n in priced.items()) / 20:.2f}  (the member read, then the write: {shown(priced)})"
+        )
+        assert service.replace_program(document, current.version + 1, "bench").status == 200
+        service.program.clear()
 
         for threads in (1, 4):
             put_rate = _rate(args.ops, bare_put, threads)
@@ -226,6 +262,16 @@ def main() -> None:
     from bench import segments
 
     segments.main([])
+
+    print("\npricing with promotions (bench/pricing.py):", flush=True)
+    from bench import pricing
+
+    pricing.main([])
+
+    print("\nthe daily points expiry at size (bench/expiry.py):", flush=True)
+    from bench import expiry
+
+    expiry.main([])
 
     print("\nsegment refresh end to end on DynamoDB Local (bench/refresh.py):", flush=True)
     from bench import refresh

@@ -20,6 +20,7 @@ from loyalty.runtime import loyalty_service
 PROGRAM = ProgramConfig(
     version=1,
     points_per_unit={"USD": Decimal(1), "EUR": Decimal("1.1")},
+    exchange_rates={"EUR": Decimal("1.08")},  # USD per EUR: EUR spend is kept in USD
     category_multipliers={"skincare": Decimal(2)},
     sku_multipliers={"SKU-GIFTSET": Decimal(3)},
 )
@@ -29,7 +30,7 @@ REWARDS = (
     Reward(
         reward_id="ten-off",
         name="$10 off your next order",
-        kind=RewardKind.DISCOUNT,
+        kind=RewardKind.DISCOUNT_FIXED,
         cost_points=500,
         value=Decimal(10),
         currency="USD",
@@ -37,7 +38,7 @@ REWARDS = (
     Reward(
         reward_id="twenty-five-off",
         name="$25 off your next order",
-        kind=RewardKind.DISCOUNT,
+        kind=RewardKind.DISCOUNT_FIXED,
         cost_points=1000,
         value=Decimal(25),
         currency="USD",
@@ -73,7 +74,8 @@ MEMBERS: tuple[tuple[str, str, list[tuple[int, str, str | None]]], ...] = (
 def seed(stack: Any = None) -> dict[str, str]:
     """Seed the demo program; safe to run twice (every write is idempotent). Returns external id -> member id."""
     service = loyalty_service()
-    service.store.put_program(PROGRAM)
+    if service.store.get_program() is None:  # a second run keeps the program in force (an admin may have replaced it)
+        service.store.put_program(PROGRAM, replaces=None, replaced_at=datetime.now(UTC), replaced_by="devstack-seed")
     for reward in REWARDS:
         service.store.put_reward(reward)
     service.program.clear()

@@ -1,6 +1,7 @@
-"""Admin API for segmentation: the catalog, sizes and members of segments, the marketer-defined segments and the
-whole segmentation document, refresh runs and KPIs. Every route needs the admin role. Parse, authorise, call the
-segmentation service, map the result: no business rules here."""
+"""Admin API: the program document and its versions; the rewards catalog (rewards, their terms, retirement and
+stock); segmentation (the catalog, sizes and members of segments, the marketer-defined segments and the whole
+segmentation document, refresh runs and KPIs). Every route needs the admin role. Parse, authorise, call the loyalty
+or the segmentation service, map the result: no business rules here."""
 
 from __future__ import annotations
 
@@ -10,13 +11,25 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from loyalty.core.errors import InvalidRequest
-from loyalty.core.http import ADMIN, Api, answer, documented, documented_write, idempotency_key, model_response
+from loyalty.core.http import (
+    ADMIN,
+    Api,
+    answer,
+    documented,
+    documented_write,
+    idempotency_key,
+    model_response,
+    outcome_response,
+)
 from loyalty.core.observability import api_tracer, from_api_request, invocation, metrics, record_api_answer
 from loyalty.core.settings import settings
-from loyalty.runtime import refresh_executions, segmentation_service
+from loyalty.points.ports import StockChange, StockDelta, StockLevel
+from loyalty.points.program import ProgramDocument
+from loyalty.points.rewards import MAX_STOCK, Reward, RewardTerms
+from loyalty.runtime import loyalty_service, refresh_executions, segmentation_service
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.ids import FAMILIES, MAX_SLUG_LENGTH
 from loyalty.segments.prediction import PredictionModel
@@ -29,7 +42,8 @@ app = api.app
 app.configure_openapi(
     title="Serverless Loyalty Admin API",
     version="1",
-    description="Segmentation for program admins and marketers: segments, their members, sizes and KPIs, the "
+    description="For program admins and marketers: the program document (earning rules, tiers, promotions, rewards "
+    "and expiry policies) and its versions; the rewards catalog; segments, their members, sizes and KPIs, the "
     "marketer-defined segments and the segmentation document, refresh runs. Every route needs an admin token.",
     security_schemes={"cognito": HTTPBearer(bearerFormat="JWT", description="Cognito ID token (loyalty-admins)")},
     security=[{"cognito": []}],
@@ -56,10 +70,17 @@ RuleSegmentSlug = Annotated[
     ),
 ]
 RunId = Annotated[str, Path(pattern=r"^[A-Za-z0-9-]{1,64}$", description="A refresh run id.")]
+RewardId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="A reward id (a slug).")]
 RunKey = Annotated[str, idempotency_key("Names the run: the same key returns the run it started and starts nothing.")]
+ProgramKey = Annotated[
+    str | None,
+    idempotency_key("Makes the replace safe to retry: the same key returns the first answer and changes nothing."),
+]
+ProgramVersionNumber = Annotated[int, Path(ge=1, le=10**9, description="A version of the program document.")]
 
 _NOT_ADMIN = (403, "The token is not an admin's")
 _UNKNOWN_SEGMENT = (404, "No such segment")
+_UNKNOWN_REWARD = (404, "No such reward")
 
 
 # ---- response and request models -------------------------------------------------------------------------------
@@ -160,6 +181,11 @@ class RefreshRunList(BaseModel):
     runs: list[RefreshRun] = Field(description="Newest first.")
 
 
+class ProgramVersionPage(BaseModel):
+    versions: list[ProgramDocument] = Field(description="Newest first; the first page starts with the one in force.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
 class Analytics(BaseModel):
     run_id: str | None = Field(description="The last completed refresh; null before the first.")
     as_of: str | None
@@ -168,12 +194,130 @@ class Analytics(BaseModel):
     segments: dict[str, dict[str, Any]] = Field(description="KPIs per segment id.")
 
 
+class RewardPage(BaseModel):
+    rewards: list[Reward] = Field(description="By id; retired and out of stock rewards too.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class RewardBody(RewardTerms):
+    """A reward as an admin writes it: the id is the path's, the version the API's to give."""
+
+    reward_id: str | None = Field(default=None, description="If given, the id in the path.")
+    version: int | None = Field(
+        default=None, description="If given (a reward read and sent back), the If-Match version; absent to create."
+    )
+
+
+class StockRequest(BaseModel):
+    """Exactly one of: add (a delta; negative takes), set (a number), unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    add: int | None = Field(
+        default=None,
+        ge=-MAX_STOCK,
+        le=MAX_STOCK,
+        description="Added to the stock, which must exist (not unlimited) and stay in 0..10,000,000; negative takes.",
+    )
+    set: int | None = Field(default=None, ge=0, le=MAX_STOCK, description="The stock from now on.")
+    unlimited: bool | None = Field(default=None, description="true: the stock is unlimited from now on.")
+
+    @model_validator(mode="after")
+    def _one_change(self) -> StockRequest:
+        given = [name for name in ("add", "set", "unlimited") if getattr(self, name) is not None]
+        if len(given) != 1 or self.unlimited is False or self.add == 0:
+            raise ValueError("give exactly one of: add (not 0), set, unlimited (true)")
+        return self
+
+    def change(self) -> StockChange:
+        if self.add is not None:
+            return StockDelta(self.add)
+        return StockLevel(self.set)
+
+
 # ---- helpers ---------------------------------------------------------------------------------------------------
 
 
 def _document(config: SegmentationConfig) -> dict[str, Any]:
     """The document as clients read it: rules under their JSON names (all, any, not)."""
     return config.model_dump(mode="json", by_alias=True)
+
+
+# ---- the program document (docs/program.md) ----------------------------------------------------------------------
+
+
+@api.get(
+    "/v1/admin/program",
+    access=ADMIN,
+    summary="The program document in force: earning rules, tiers, promotions, policies, its version, when and by whom",
+    responses=documented(200, ProgramDocument, "The document in force", 401, _NOT_ADMIN),
+)
+def get_program() -> Response[Any]:
+    return answer(200, ProgramDocument, loyalty_service().program_document().public())
+
+
+@api.put(
+    "/v1/admin/program",
+    access=ADMIN,
+    summary="Replace the whole program document, if it is still at the version in If-Match",
+    responses=documented_write(
+        200,
+        ProgramDocument,
+        "Replaced: the new version, in force; a replay under the same Idempotency-Key gets the first answer "
+        "(Idempotent-Replayed: true)",
+        400,
+        401,
+        _NOT_ADMIN,
+        (409, "The document is no longer at the If-Match version: read it again (the answer gives `version`)"),
+        (
+            422,
+            "The document is invalid: every problem at once, each with its field path (promotions[0].ends_at); or "
+            "the Idempotency-Key was used for another request",
+        ),
+    ),
+)
+def put_program(
+    document: Annotated[ProgramDocument, Body()],
+    if_match: Annotated[
+        int,
+        Header(
+            alias="If-Match",
+            ge=1,
+            description="The version this change was made from (`version` of the document read).",
+        ),
+    ],
+    idempotency_key: ProgramKey = None,
+) -> Response[Any]:
+    outcome = loyalty_service().replace_program(
+        document.model_dump(mode="json"), if_match, api.caller().subject, idempotency_key=idempotency_key
+    )
+    return outcome_response(outcome, ProgramDocument)
+
+
+@api.get(
+    "/v1/admin/program/versions",
+    access=ADMIN,
+    summary="Every version of the program document, newest first",
+    responses=documented(200, ProgramVersionPage, "A page of versions", 401, _NOT_ADMIN, 422),
+)
+def list_program_versions(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page.")] = None,
+) -> Response[Any]:
+    versions, next_cursor = loyalty_service().program_versions(limit, cursor)
+    return answer(200, ProgramVersionPage, {"versions": [v.public() for v in versions], "next_cursor": next_cursor})
+
+
+@api.get(
+    "/v1/admin/program/versions/<version>",
+    access=ADMIN,
+    summary="One version of the program document (the one a ledger entry's program_version names, say)",
+    responses=documented(
+        200, ProgramDocument, "The version", 401, _NOT_ADMIN, (404, "No such version of the program"), 422
+    ),
+)
+def get_program_version(version: ProgramVersionNumber) -> Response[Any]:
+    return answer(200, ProgramDocument, loyalty_service().program_version(version).public())
 
 
 # ---- segments --------------------------------------------------------------------------------------------------
@@ -401,6 +545,114 @@ def get_refresh(run_id: RunId) -> Response[Any]:
 )
 def get_analytics() -> Response[Any]:
     return answer(200, Analytics, segmentation_service().analytics())
+
+
+# ---- the rewards catalog ---------------------------------------------------------------------------------------
+
+
+@api.get(
+    "/v1/admin/rewards",
+    access=ADMIN,
+    summary="Every reward, retired and out of stock ones too, by id, a page at a time",
+    responses=documented(200, RewardPage, "A page of rewards", 401, _NOT_ADMIN, 422),
+)
+def list_catalog(
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1024, description="next_cursor of the previous page.")] = None,
+) -> Response[Any]:
+    rewards, next_cursor = loyalty_service().rewards_page(limit, cursor)
+    return answer(200, RewardPage, {"rewards": [r.public() for r in rewards], "next_cursor": next_cursor})
+
+
+@api.get(
+    "/v1/admin/rewards/<reward_id>",
+    access=ADMIN,
+    summary="A reward as stored now: its terms, stock and version",
+    responses=documented(200, Reward, "The reward", 401, _NOT_ADMIN, _UNKNOWN_REWARD, 422),
+)
+def get_reward(reward_id: RewardId) -> Response[Any]:
+    return answer(200, Reward, loyalty_service().reward(reward_id).public())
+
+
+@api.put(
+    "/v1/admin/rewards/<reward_id>",
+    access=ADMIN,
+    summary="Create a reward (201, no If-Match) or replace its terms (200, If-Match: its version); the stock stays",
+    description="A replace sets every term and adds one to the version; the stock is set at creation and moved by "
+    "redemptions and POST .../stock only, so a replace made from a reward read a while ago cannot undo the "
+    "redemptions made since. A replace with active true brings a retired reward back.",
+    responses=documented_write(
+        200,
+        Reward,
+        "Replaced; the answer carries the new version",
+        400,
+        401,
+        _NOT_ADMIN,
+        (404, "If-Match names a version of a reward that does not exist"),
+        (
+            409,
+            "The reward exists already (no If-Match), or is no longer at the If-Match version: read it again (the "
+            "answer gives `version`)",
+        ),
+        (422, "The reward is invalid: every problem, each with its field"),
+    )
+    | {201: {"description": "Created", "content": {"application/json": {"model": Reward}}}},
+)
+def put_reward(
+    reward_id: RewardId,
+    reward: Annotated[RewardBody, Body()],
+    if_match: Annotated[
+        int | None,
+        Header(
+            alias="If-Match",
+            ge=1,
+            description="The version this change was made from (`version` of the reward read); absent to create.",
+        ),
+    ] = None,
+) -> Response[Any]:
+    if reward.reward_id is not None and reward.reward_id != reward_id:
+        raise InvalidRequest(f"reward_id {reward.reward_id!r} is not the path's {reward_id!r}", field="reward_id")
+    if reward.version is not None and reward.version != if_match:
+        raise InvalidRequest(f"version {reward.version} is not the If-Match version ({if_match})", field="version")
+    terms = RewardTerms.model_validate(reward.model_dump(exclude={"reward_id", "version"}))
+    stored, created = loyalty_service().save_reward(reward_id, terms, if_match)
+    location = {"Location": f"/v1/admin/rewards/{reward_id}"}
+    return answer(201 if created else 200, Reward, stored.public(), location if created else None)
+
+
+@api.delete(
+    "/v1/admin/rewards/<reward_id>",
+    access=ADMIN,
+    summary="Retire a reward: offered to no one and not redeemable, kept for the ledger (active false)",
+    responses=documented(
+        200, Reward, "Retired; the answer carries the new version", 401, _NOT_ADMIN, _UNKNOWN_REWARD, 422
+    ),
+)
+def retire_reward(reward_id: RewardId) -> Response[Any]:
+    return answer(200, Reward, loyalty_service().retire_reward(reward_id).public())
+
+
+@api.post(
+    "/v1/admin/rewards/<reward_id>/stock",
+    access=ADMIN,
+    summary="Add to a reward's stock, take from it (never below 0), set it, or make it unlimited",
+    responses=documented_write(
+        200,
+        Reward,
+        "Changed; the answer carries the stock now",
+        400,
+        401,
+        _NOT_ADMIN,
+        _UNKNOWN_REWARD,
+        (
+            409,
+            "stock_conflict: the stock would go below 0 or above 10,000,000, or is unlimited (the answer gives `stock`)",
+        ),
+        422,
+    ),
+)
+def change_stock(reward_id: RewardId, change: Annotated[StockRequest, Body()]) -> Response[Any]:
+    return answer(200, Reward, loyalty_service().change_stock(reward_id, change.change()).public())
 
 
 @api.get(

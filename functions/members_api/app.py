@@ -29,6 +29,7 @@ from loyalty.points.activities import Activity, ActivityType
 from loyalty.points.ledger import LedgerEntry
 from loyalty.points.members import Enrollment, Member
 from loyalty.points.rewards import Reward
+from loyalty.points.tiers import TierProgress
 from loyalty.runtime import loyalty_service, segmentation_service
 from loyalty.segments.prediction import MemberPrediction
 
@@ -62,6 +63,19 @@ RequiredIdempotencyKey = Annotated[
 ]
 
 
+class HeldLot(BaseModel):
+    expires_on: str = Field(description="The last day its points can be spent (YYYY-MM-DD), last-activity, or never.")
+    points: int = Field(gt=0, description="Points of it still unspent (the soonest lots are spent first).")
+
+
+class MemberView(Member):
+    lots: list[HeldLot] = Field(description="What the member holds, soonest to expire first (docs/expiry.md).")
+    progress: TierProgress = Field(
+        description="Where the member stands: the tier, the next one and what it takes, the window, the next review "
+        "and what keeps the tier at it, and the next reward (docs/tiers.md)."
+    )
+
+
 class RedemptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -77,8 +91,10 @@ class EntryResult(BaseModel):
 
 class RedemptionResult(BaseModel):
     entry: LedgerEntry
-    voucher_code: str
-    reward: Reward
+    voucher_code: str | None = Field(
+        default=None, description="The code to present; absent for a donation, which gives no voucher."
+    )
+    reward: Reward = Field(description="The reward's terms as redeemed (its stock left out: the redemption moved it).")
 
 
 class LedgerPage(BaseModel):
@@ -86,8 +102,15 @@ class LedgerPage(BaseModel):
     next_cursor: str | None
 
 
+class OfferedReward(Reward):
+    tier_allows: bool = Field(
+        description="Whether the caller's tier may redeem it (a member's own tier; the entry tier for anyone else). "
+        "A reward gated above it is listed as something to reach for, except an exclusive_offer, which is not listed."
+    )
+
+
 class RewardList(BaseModel):
-    rewards: list[Reward]
+    rewards: list[OfferedReward] = Field(description="Active, inside their window and in stock; cheapest first.")
 
 
 class MemberSegment(BaseModel):
@@ -124,11 +147,11 @@ def enroll(enrollment: Annotated[Enrollment, Body()]) -> Response[Any]:
 @api.get(
     "/v1/members/<member_id>",
     access=MEMBER_OR_STAFF,
-    summary="A member: profile, balance breakdown, tier",
-    responses=documented(200, Member, "The member", 403, 404, 422),
+    summary="A member: profile, balance breakdown, tier, tier history and progress toward the next tier",
+    responses=documented(200, MemberView, "The member", 403, 404, 422),
 )
 def get_member(member_id: MemberId) -> Response[Any]:
-    return answer(200, Member, loyalty_service().member(member_id).public())
+    return answer(200, MemberView, loyalty_service().member_view(member_id))
 
 
 @api.post(
@@ -183,7 +206,12 @@ def list_ledger(
         "Redeemed",
         403,
         (404, "Unknown member, or a reward not in the catalog or retired (remembered under the key)"),
-        (409, "Insufficient points (remembered under the key: a replay gets the same refusal)"),
+        (
+            409,
+            "The reward is not redeemable now, by code: reward_not_yet_valid, reward_expired, out_of_stock, "
+            "tier_too_low, limit_reached, insufficient_points (each remembered under the key: a replay gets the same "
+            "refusal)",
+        ),
         422,
         503,
     ),
@@ -227,11 +255,15 @@ def get_member_prediction(member_id: MemberId) -> Response[Any]:
 @api.get(
     "/v1/rewards",
     access=SIGNED_IN,
-    summary="The rewards catalog",
-    responses=documented(200, RewardList, "Active rewards"),
+    summary="The rewards catalog as the caller sees it: what is offered now, and whether their tier may redeem it",
+    responses=documented(
+        200, RewardList, "Offered rewards", (404, "The member the token names is not enrolled (any more)")
+    ),
 )
 def list_rewards() -> Response[Any]:
-    return answer(200, RewardList, {"rewards": [r.public() for r in loyalty_service().rewards()]})
+    caller = api.caller()
+    offered = loyalty_service().offers(caller.member_id if caller.role is Role.MEMBER else None)
+    return answer(200, RewardList, {"rewards": [{**o.reward.public(), "tier_allows": o.tier_allows} for o in offered]})
 
 
 @api.get("/v1/openapi.json", access=PUBLIC, summary="This API's OpenAPI document")

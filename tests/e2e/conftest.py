@@ -36,7 +36,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
             Reward(
                 reward_id="coupon",
                 name="$5 off",
-                kind=RewardKind.DISCOUNT,
+                kind=RewardKind.DISCOUNT_FIXED,
                 cost_points=100,
                 value=Decimal(5),
                 currency="USD",

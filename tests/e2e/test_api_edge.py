@@ -32,7 +32,11 @@ WRITE_ROUTES = _write_routes()
 
 
 def _concrete(path: str, member_id: str) -> str:
-    return path.replace("{member_id}", member_id).replace("{segment_id}", "edge-cases")
+    return (
+        path.replace("{member_id}", member_id)
+        .replace("{segment_id}", "edge-cases")
+        .replace("{reward_id}", "edge-cases")
+    )
 
 
 def _bad_bodies() -> list[tuple[str, bytes, str, int, str, str | None]]:

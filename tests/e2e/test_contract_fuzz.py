@@ -123,6 +123,8 @@ def _admin_path(context: Any, path_parameters: dict[str, Any] | None) -> st.Sear
         return _often(parameters, "segment_id", KNOWN.definition_ids)
     if "run_id" in parameters:
         return _often(parameters, "run_id", KNOWN.run_ids)
+    if "reward_id" in parameters:
+        return _often(parameters, "reward_id", KNOWN.reward_ids)
     return _often(parameters, "segment_id", KNOWN.segment_ids)
 
 

@@ -52,7 +52,7 @@ REWARDS = (
     Reward(
         reward_id="ten-off",
         name="$10 off",
-        kind=RewardKind.DISCOUNT,
+        kind=RewardKind.DISCOUNT_FIXED,
         cost_points=500,
         value=Decimal(10),
         currency="USD",

@@ -31,7 +31,9 @@ BUDGET_RATIO = {
     "event_publisher": 2.5,
     "token_claims": 2.5,
     "segment_reevaluation": 3.0,
-    "segment_refresh": 8.0,  # the scheduled refresh: numpy and the analytics layer are its job
+    "segment_refresh": 8.0,
+    "tier_review": 2.5,
+    "points_expiry": 2.5,  # the scheduled refresh: numpy and the analytics layer are its job
 }
 FORBIDDEN = ("numpy", "pandas", "scipy", "loyalty_analytics", "moto", "yaml", "requests", "devstack")
 ALLOWED = {"segment_refresh": {"numpy", "scipy", "loyalty_analytics"}}  # the only users of the analytics layer

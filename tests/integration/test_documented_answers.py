@@ -5,7 +5,7 @@ document's schema for the status it came with. The document's objects are read a
 does not list fails as surely as a missing required field or a wrong type.
 
 The one open object is ErrorBody: a refusal may carry the figures behind it beside code, message and errors
-(available and needed points, the refundable amount, the running refresh's run_id, the document's current version).
+(available and needed points, the refundable amount, the running refresh's run_id, a document's current version).
 """
 
 from __future__ import annotations
@@ -243,12 +243,28 @@ def world() -> Iterator[World]:
             Reward(
                 reward_id="ten-off",
                 name="$10 off",
-                kind=RewardKind.DISCOUNT,
+                kind=RewardKind.DISCOUNT_FIXED,
                 cost_points=5000,
                 value=Decimal(10),
                 currency="USD",
             )
         )
+        now = datetime.now(UTC)
+        for reward_id, terms in {
+            "sold-out": {"stock": 0},
+            "rouge-only": {"min_tier": "Rouge"},
+            "once": {"per_member_limit": 1, "limit_period": "year"},
+            "next-year": {"valid_from": now + timedelta(days=365)},
+            "last-year": {"valid_until": now - timedelta(days=365)},
+            "ocean": {"kind": RewardKind.DONATION, "cause": "Ocean clean-up"},
+            "night": {
+                "kind": RewardKind.EXPERIENCE,
+                "experience": {"starts_at": now + timedelta(days=30), "place": "Lyon"},
+                "stock": 5,
+            },
+        }.items():
+            terms = {"kind": RewardKind.FREE_PRODUCT, **terms}
+            service.store.put_reward(Reward(reward_id=reward_id, name=reward_id, cost_points=1, **terms))
         members = []
         # Two big spenders: a one-member page of their rule segment always has a next page, whichever shards hold them.
         for purchases in ([(40, "120.00"), (20, "80.50")], [(10, "35.00")], [(300, "12.00")], [(5, "150.00")]):
@@ -292,6 +308,9 @@ ACTIVITIES = "/v1/members/{member_id}/activities"
 REDEMPTIONS = "/v1/members/{member_id}/redemptions"
 DEFINITION = "/v1/admin/segment-definitions/{segment_id}"
 REFRESHES = "/v1/admin/segment-refreshes"
+PROGRAM = "/v1/admin/program"
+VERSIONS = PROGRAM + "/versions"
+VERSION = VERSIONS + "/{version}"
 UNKNOWN_MEMBER = {"member_id": "m_" + "0" * 26}
 
 
@@ -384,8 +403,27 @@ def _redemptions(world: World) -> None:
     again = world.call("members_api", "POST", REDEMPTIONS, member, body={"reward_id": "ten-points"}, headers=key)
     assert again.status == 201 and again.body == redeemed.body
     key = {"Idempotency-Key": uuid.uuid4().hex}
+    assert world.call("members_api", "POST", REDEMPTIONS, member, body={"reward_id": "once"}, headers=key).status == 201
+    for reward_id, code in [
+        ("ten-off", "insufficient_points"),
+        ("sold-out", "out_of_stock"),
+        ("rouge-only", "tier_too_low"),
+        ("once", "limit_reached"),
+        ("next-year", "reward_not_yet_valid"),
+        ("last-year", "reward_expired"),
+    ]:
+        key = {"Idempotency-Key": uuid.uuid4().hex}
+        refused = world.call("members_api", "POST", REDEMPTIONS, member, body={"reward_id": reward_id}, headers=key)
+        assert (refused.status, refused.body["code"]) == (409, code), refused.text
+        replayed = world.call("members_api", "POST", REDEMPTIONS, member, body={"reward_id": reward_id}, headers=key)
+        assert replayed.body == refused.body and replayed.headers.get("Idempotent-Replayed") == "true"
+    donation = {"Idempotency-Key": uuid.uuid4().hex}
+    donated = world.call("members_api", "POST", REDEMPTIONS, member, body={"reward_id": "ocean"}, headers=donation)
+    assert donated.status == 201 and "voucher_code" not in donated.body
+    seat = {"Idempotency-Key": uuid.uuid4().hex}
+    booked = world.call("members_api", "POST", REDEMPTIONS, member, body={"reward_id": "night"}, headers=seat)
     assert (
-        world.call("members_api", "POST", REDEMPTIONS, member, body={"reward_id": "ten-off"}, headers=key).status == 409
+        booked.status == 201 and booked.body["voucher_code"] and booked.body["reward"]["experience"]["place"] == "Lyon"
     )
     key = {"Idempotency-Key": uuid.uuid4().hex}
     assert world.call("members_api", "POST", REDEMPTIONS, member, body={"reward_id": "gone"}, headers=key).status == 404
@@ -401,7 +439,19 @@ def _member_segments(world: World) -> None:
 
 def _rewards(world: World) -> None:
     rewards = world.call("members_api", "GET", "/v1/rewards", claims=member_token(world.members[2]))
-    assert rewards.status == 200 and [r["reward_id"] for r in rewards.body["rewards"]] == ["ten-points", "ten-off"]
+    assert rewards.status == 200
+    offered = {r["reward_id"]: r["tier_allows"] for r in rewards.body["rewards"]}
+    assert offered == {
+        "ten-points": True,
+        "ten-off": True,
+        "rouge-only": False,
+        "once": True,
+        "ocean": True,
+        "night": True,
+    }
+    assert world.call("members_api", "GET", "/v1/rewards", claims=SERVICE).status == 200
+    unknown = member_token(UNKNOWN_MEMBER["member_id"])
+    assert world.call("members_api", "GET", "/v1/rewards", claims=unknown).status == 404
 
 
 def _members_document(world: World) -> None:
@@ -457,6 +507,48 @@ def _segmentation(world: World) -> None:
     assert world.call("admin_api", "PUT", "/v1/admin/segmentation", body=document.body).status == 400
 
 
+def _program(world: World) -> None:
+    read = world.call("admin_api", "GET", PROGRAM)
+    assert read.status == 200
+    version = read.body["version"]
+    edited = {**read.body, "sku_multipliers": {"SKU-GIFTSET": "3"}}
+    headers = {"If-Match": str(version), "Idempotency-Key": uuid.uuid4().hex}
+    replaced = world.call("admin_api", "PUT", PROGRAM, body=edited, headers=headers)
+    assert replaced.status == 200, replaced.text
+    assert (replaced.body["version"], replaced.body["replaced_by"]) == (version + 1, ADMIN["sub"])
+    again = world.call("admin_api", "PUT", PROGRAM, body=edited, headers=headers)
+    assert again.status == 200 and again.headers.get("Idempotent-Replayed") == "true" and again.body == replaced.body
+    stale = world.call("admin_api", "PUT", PROGRAM, body=edited, headers={"If-Match": str(version)})
+    assert stale.status == 409 and stale.body["version"] == version + 1
+    current = {"If-Match": str(version + 1)}
+    broken = {**edited, "points_per_unit": {"usd": "1"}, "expiry": {"months": 0}, "colour": "red"}
+    refused = world.call("admin_api", "PUT", PROGRAM, body=broken, headers=current)
+    assert refused.status == 422
+    assert {e["field"] for e in refused.body["errors"]} == {"points_per_unit", "expiry.months", "colour"}
+    assert world.call("admin_api", "PUT", PROGRAM, body=edited).status == 400  # no If-Match
+    assert world.call("admin_api", "PUT", PROGRAM, body="{", headers=current).status == 400
+    assert world.call("admin_api", "PUT", PROGRAM, body=edited, headers=current, claims=SERVICE).status == 403
+    assert world.call("admin_api", "GET", PROGRAM, claims=SERVICE).status == 403
+    assert world.call("admin_api", "GET", PROGRAM).body == replaced.body  # the refusals left it in force
+
+
+def _program_versions(world: World) -> None:
+    in_force = world.call("admin_api", "GET", PROGRAM).body
+    page = world.call("admin_api", "GET", VERSIONS, query={"limit": "1"})
+    assert page.status == 200 and page.body["versions"] == [in_force]
+    if in_force["version"] > 1:
+        rest = world.call("admin_api", "GET", VERSIONS, query={"cursor": page.body["next_cursor"]})
+        assert rest.status == 200 and rest.body["versions"][-1]["version"] == 1
+    assert world.call("admin_api", "GET", VERSIONS, query={"limit": "0"}).status == 422
+    assert world.call("admin_api", "GET", VERSIONS, query={"cursor": "bm90IGEgY3Vyc29y"}).status == 422
+    assert world.call("admin_api", "GET", VERSIONS, claims=SERVICE).status == 403
+    one = world.call("admin_api", "GET", VERSION, {"version": str(in_force["version"])})
+    assert one.status == 200 and one.body == in_force
+    assert world.call("admin_api", "GET", VERSION, {"version": "999999"}).status == 404
+    assert world.call("admin_api", "GET", VERSION, {"version": "0"}).status == 422
+    assert world.call("admin_api", "GET", VERSION, {"version": "1"}, claims=SERVICE).status == 403
+
+
 def _refreshes(world: World) -> None:
     runs = world.call("admin_api", "GET", REFRESHES, query={"limit": "5"})
     assert runs.status == 200 and runs.body["runs"][0]["run_id"] == world.run_id
@@ -478,6 +570,67 @@ def _refreshes(world: World) -> None:
 def _analytics(world: World) -> None:
     analytics = world.call("admin_api", "GET", "/v1/admin/analytics")
     assert analytics.status == 200 and analytics.body["run_id"] == world.run_id and analytics.body["overall"]
+
+
+CATALOG = "/v1/admin/rewards"
+REWARD = CATALOG + "/{reward_id}"
+STOCK = REWARD + "/stock"
+
+
+def _catalog(world: World) -> None:
+    page = world.call("admin_api", "GET", CATALOG, query={"limit": "2"})
+    assert page.status == 200 and len(page.body["rewards"]) == 2 and page.body["next_cursor"]
+    rest = world.call("admin_api", "GET", CATALOG, query={"cursor": page.body["next_cursor"]})
+    assert rest.status == 200 and {r["reward_id"] for r in rest.body["rewards"]} >= {"sold-out"}  # out of stock too
+    assert world.call("admin_api", "GET", CATALOG, query={"limit": "0"}).status == 422
+    assert world.call("admin_api", "GET", CATALOG, query={"cursor": "bm9wZQ"}).status == 422
+    assert world.call("admin_api", "GET", CATALOG, claims=SERVICE).status == 403
+
+
+def _reward(world: World) -> None:
+    slug = {"reward_id": f"gift-{uuid.uuid4().hex[:8]}"}
+    terms = {"name": "Gift", "kind": "discount_percent", "percent": 15, "cost_points": 300, "stock": 5}
+    created = world.call("admin_api", "PUT", REWARD, slug, body=terms)
+    assert created.status == 201 and created.body["version"] == 1 and created.headers.get("Location")
+    read = world.call("admin_api", "GET", REWARD, slug)
+    assert read.status == 200 and read.body == created.body
+    taken = world.call("admin_api", "PUT", REWARD, slug, body=terms)
+    assert taken.status == 409 and taken.body["version"] == 1
+    version = {"If-Match": "1"}
+    replaced = world.call("admin_api", "PUT", REWARD, slug, body={**read.body, "cost_points": 250}, headers=version)
+    assert replaced.status == 200 and (replaced.body["version"], replaced.body["stock"]) == (2, 5)
+    stale = world.call("admin_api", "PUT", REWARD, slug, body=terms, headers=version)
+    assert stale.status == 409 and stale.body["version"] == 2
+    ghost = {"reward_id": "never-made"}
+    assert world.call("admin_api", "PUT", REWARD, ghost, body=terms, headers=version).status == 404
+    invalid = world.call("admin_api", "PUT", REWARD, slug, body={**terms, "kind": "discount_fixed", "cost_points": 0})
+    assert invalid.status == 422
+    assert {e["field"] for e in invalid.body["errors"]} == {"cost_points", "value", "currency", "percent"}
+    assert world.call("admin_api", "PUT", REWARD, slug, body={**terms, "reward_id": "other"}).status == 422
+    assert world.call("admin_api", "PUT", REWARD, slug, body="{", headers={}).status == 400
+    assert world.call("admin_api", "PUT", REWARD, slug, body=terms, claims=SERVICE).status == 403
+    assert world.call("admin_api", "GET", REWARD, {"reward_id": "Not A Slug"}).status == 422
+    assert world.call("admin_api", "GET", REWARD, ghost).status == 404
+    retired = world.call("admin_api", "DELETE", REWARD, slug)
+    assert retired.status == 200 and retired.body["active"] is False and retired.body["version"] == 3
+    assert world.call("admin_api", "DELETE", REWARD, ghost).status == 404
+    assert world.call("admin_api", "DELETE", REWARD, slug, claims=SERVICE).status == 403
+
+
+def _stock(world: World) -> None:
+    slug = {"reward_id": f"stocked-{uuid.uuid4().hex[:8]}"}
+    terms = {"name": "Stocked", "kind": "free_product", "cost_points": 50, "stock": 3, "active": False}
+    assert world.call("admin_api", "PUT", REWARD, slug, body=terms).status == 201
+    added = world.call("admin_api", "POST", STOCK, slug, body={"add": 4})
+    assert added.status == 200 and added.body["stock"] == 7
+    below = world.call("admin_api", "POST", STOCK, slug, body={"add": -8})
+    assert below.status == 409 and (below.body["code"], below.body["stock"]) == ("stock_conflict", 7)
+    unlimited = world.call("admin_api", "POST", STOCK, slug, body={"unlimited": True})
+    assert unlimited.status == 200 and "stock" not in unlimited.body
+    assert world.call("admin_api", "POST", STOCK, slug, body={"set": 2, "add": 1}).status == 422
+    assert world.call("admin_api", "POST", STOCK, {"reward_id": "never-made"}, body={"set": 1}).status == 404
+    assert world.call("admin_api", "POST", STOCK, slug, body="[", headers={}).status == 400
+    assert world.call("admin_api", "POST", STOCK, slug, body={"set": 1}, claims=SERVICE).status == 403
 
 
 def _admin_document(world: World) -> None:
@@ -507,6 +660,15 @@ OPERATIONS: dict[tuple[str, str, str], Callable[[World], None]] = {
     ("admin_api", "POST", REFRESHES): _refreshes,
     ("admin_api", "GET", REFRESHES + "/{run_id}"): _refreshes,
     ("admin_api", "GET", "/v1/admin/analytics"): _analytics,
+    ("admin_api", "GET", PROGRAM): _program,
+    ("admin_api", "PUT", PROGRAM): _program,
+    ("admin_api", "GET", VERSIONS): _program_versions,
+    ("admin_api", "GET", VERSION): _program_versions,
+    ("admin_api", "GET", CATALOG): _catalog,
+    ("admin_api", "GET", REWARD): _reward,
+    ("admin_api", "PUT", REWARD): _reward,
+    ("admin_api", "DELETE", REWARD): _reward,
+    ("admin_api", "POST", STOCK): _stock,
     ("admin_api", "GET", "/v1/admin/openapi.json"): _admin_document,
 }
 # Refresh runs last: the run it starts is still going, as the 409 needs.

@@ -252,7 +252,9 @@ def many_changes(aws: Aws, count: int) -> tuple[str, list[dict[str, Any]]]:
 def test_a_record_eventbridge_refuses_is_reported_for_retry_by_its_sequence_number(
     aws: Aws, publisher: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, items = many_changes(aws, 12)  # 13 events with the enrollment: two PutEvents calls of at most 10
+    _, items = many_changes(aws, 12)  # 14 events: the enrolment, 12 earns, the move to VIB at 350 points
+    published = [item["event_type"] for item in items if item.get("event_type")]
+    assert len(published) == 14 and "TierChanged" in published
     event = stream_event(items)
     refused_item = items[11]
     refused_id = refused_item.get("entry_id") or refused_item["member_id"]
@@ -263,7 +265,7 @@ def test_a_record_eventbridge_refuses_is_reported_for_retry_by_its_sequence_numb
 
     [record] = [r for r in event["Records"] if r["dynamodb"]["NewImage"]["SK"]["S"] == refused_item["SK"]]
     assert result == {"batchItemFailures": [{"itemIdentifier": record["dynamodb"]["SequenceNumber"]}]}
-    assert [len(call) for call in events.calls] == [10, 3]
+    assert [len(call) for call in events.calls] == [10, 4]  # PutEvents takes at most 10
 
 
 def test_when_a_whole_put_events_call_fails_every_record_of_that_call_is_reported(

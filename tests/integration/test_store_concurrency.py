@@ -18,6 +18,7 @@ import pytest
 
 from loyalty.points.activities import Refund
 from loyalty.points.ledger import EntryKind
+from loyalty.points.rewards import Reward, RewardKind
 from tests.integration.conftest import Backend, Loyalty, dynamodb_client, make_loyalty
 
 THREADS = 16
@@ -84,6 +85,25 @@ def test_concurrent_redemptions_never_overdraw(server: Loyalty) -> None:
     server.assert_ledger_is_true(member_id)
 
 
+def test_fifty_members_redeeming_a_stock_of_ten_at_once_get_exactly_ten_vouchers(server: Loyalty) -> None:
+    members = [server.enroll() for _ in range(50)]
+    for member_id in members:
+        server.buy(member_id, "30.00")
+    server.store.put_reward(
+        Reward(reward_id="last-ten", name="Last ten", kind=RewardKind.FREE_PRODUCT, cost_points=25, stock=10)
+    )
+
+    results = run_concurrently([lambda m=m: server.service.redeem(m, "last-ten", f"redeem-{m}") for m in members])
+
+    outcomes = Counter((getattr(r, "status", type(r).__name__), getattr(r, "body", {}).get("code")) for r in results)
+    assert outcomes == {(201, None): 10, (409, "out_of_stock"): 40}
+    assert len({r.body["voucher_code"] for r in results if r.status == 201}) == 10
+    assert server.item("CATALOG", "REWARD#last-ten")["stock"] == 0  # type: ignore[index]
+    assert sorted(server.available(m) for m in members) == [5] * 10 + [30] * 40
+    for member_id in members:
+        server.assert_ledger_is_true(member_id)
+
+
 @pytest.mark.dynamodb_local
 def test_concurrent_purchases_all_land_and_the_balance_is_the_sum_of_the_ledger(local_server: Loyalty) -> None:
     server = local_server
@@ -125,6 +145,9 @@ def test_concurrent_refunds_of_one_order_reverse_exactly_its_points(local_server
     order = server.item("ORDER#web-1", "ORDER")
     assert order is not None
     assert (order["refunded_amount"], order["reversal_due"]) == (Decimal(100), 100)
+    member = server.member_item(member_id)  # exactly one of the refunds completed the order: one purchase less
+    assert int(member["purchase_count"]) == 0 and sum(member["purchases_by_month"].values()) == 0
+    assert (member["first_purchase"]["amount"], member["first_purchase"]["refunded"]) == (0, True)
     server.assert_ledger_is_true(member_id)
 
 

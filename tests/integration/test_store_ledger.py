@@ -143,8 +143,10 @@ def test_a_program_stored_in_the_table_changes_earning_without_a_deploy(loyalty:
         ProgramConfig(
             version=2,
             points_per_unit={"USD": Decimal(2), "EUR": Decimal("1.5")},
+            exchange_rates={"EUR": Decimal("1.08")},
             category_multipliers={"skincare": Decimal(3)},
-        )
+        ),
+        replaces=None,
     )
 
     usd = loyalty.buy(member_id, "10.00")
@@ -162,6 +164,8 @@ def test_a_program_stored_in_the_table_changes_earning_without_a_deploy(loyalty:
     assert (usd.body["entry"]["points"], eur.body["entry"]["points"]) == (20, 15)
     assert lines.body["entry"]["points"] == 36  # (10 + 4 x 2) x 2
     assert loyalty.available(member_id) == 71
+    spend = loyalty.member_item(member_id)["spend_by_month"]
+    assert sum(spend.values()) == Decimal("30.8")  # the 10 EUR as 10.80 USD, never summed as 10
 
 
 # ---- write-time aggregates ----------------------------------------------------------------------------------
@@ -240,6 +244,31 @@ def test_a_refund_takes_its_spend_and_points_from_the_original_orders_month(loya
     assert member["points_by_month"][month_key(placed)] == 50
     assert member["spend_by_month"][month_key(datetime.now(UTC))] == Decimal("5")
     assert member["purchases_by_month"][month_key(placed)] == 1  # a partial refund is not an un-purchase
+    loyalty.assert_ledger_is_true(member_id)
+
+
+def test_the_refund_that_completes_the_first_order_takes_it_out_of_the_counts(loyalty: Loyalty) -> None:
+    member_id = loyalty.enroll()
+    placed = datetime.now(UTC) - timedelta(days=70)
+    loyalty.buy(member_id, "80.00", order_id="web-old", occurred_at=placed)
+    loyalty.buy(member_id, "5.00")  # this month
+
+    refund(loyalty, "web-old", "30.00", "rf-1")
+    after_part = loyalty.member_item(member_id)
+    refund(loyalty, "web-old", "50.00", "rf-2")
+
+    assert (after_part["purchase_count"], after_part["first_purchase"]["amount"]) == (2, Decimal(50))
+    member = loyalty.member_item(member_id)
+    assert member["purchase_count"] == 1
+    assert member["purchases_by_month"][month_key(placed)] == 0
+    assert member["spend_by_month"][month_key(placed)] == 0
+    assert member["first_purchase"] == {
+        "order_id": "web-old",
+        "at": timestamp(placed),
+        "amount": Decimal(0),
+        "refunded": True,
+    }
+    assert member["first_purchase_at"] == timestamp(placed)  # the moment stays (docs/ledger.md)
     loyalty.assert_ledger_is_true(member_id)
 
 

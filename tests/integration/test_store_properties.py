@@ -50,6 +50,7 @@ class Expected:
     purchases: int = 0
     spend: Decimal = Decimal(0)
     points_earned: int = 0  # earn + bonus, less what refunds were due to take back (the monthly maps' net)
+    first_order: str | None = None  # the earliest purchase's order id
 
 
 @dataclass
@@ -115,6 +116,8 @@ class History:
         expected.purchases += 1
         expected.spend += amount
         expected.points_earned += points
+        if expected.first_order is None or late:  # a late purchase is older than every one before it
+            expected.first_order = purchase.order_id
         self.orders.append((purchase.order_id, Order(who, amount, points)))
         self.done.append((call, outcome))
 
@@ -163,6 +166,8 @@ class History:
         expected.unrecovered += due - reversed_now
         expected.spend -= amount
         expected.points_earned -= due
+        if order.refunded == order.amount:  # refunded in full: no longer a purchase
+            expected.purchases -= 1
         self.done.append((call, outcome))
 
     def check(self) -> None:
@@ -177,6 +182,11 @@ class History:
             assert sum(item["spend_by_month"].values(), Decimal(0)) == expected.spend
             assert sum(item["points_by_month"].values(), Decimal(0)) == expected.points_earned
             assert sum(item["purchases_by_month"].values(), Decimal(0)) == expected.purchases
+            if expected.first_order is not None:
+                first = dict(self.orders)[expected.first_order]
+                kept = item["first_purchase"]
+                assert (kept["order_id"], kept["amount"]) == (expected.first_order, first.amount - first.refunded)
+                assert kept.get("refunded", False) == (first.refunded == first.amount)
         for order_id, order in self.orders:
             stored = self.system.item(f"ORDER#{order_id}", "ORDER")
             assert stored is not None

@@ -203,6 +203,22 @@ def test_every_function_has_a_sample_event_its_handler_accepts(emulated: dict[st
     scanned = refresh.lambda_handler(samples["segment_refresh_scan.json"], Context())
     assert scanned == {**samples["segment_refresh_scan.json"]["share"], "done": True}
 
+    # The tier review's tasks: begin names the review and its shares (a re-run names its instant), a share reviews
+    review = _load("TierReviewFunction")
+    begun = review.lambda_handler(samples["tier_review_begin.json"], Context())
+    assert begun["review_at"] == "2026-12-01T00:00:00.000000Z"
+    assert begun["shares"][0] == samples["tier_review_share.json"]["share"] and len(begun["shares"]) == 8
+    reviewed = review.lambda_handler(samples["tier_review_share.json"], Context())
+    assert reviewed["done"] is True and reviewed["moved"] == 0
+
+    # The daily expiry's tasks: begin names the day and its shares, a share expires and announces
+    expiry = _load("PointsExpiryFunction")
+    begun = expiry.lambda_handler(samples["points_expiry_begin.json"], Context())
+    assert begun["day"] == "2026-12-03" and len(begun["shares"]) == 8
+    assert begun["shares"][0] == samples["points_expiry_share.json"]["share"]
+    expired = expiry.lambda_handler(samples["points_expiry_share.json"], Context())
+    assert expired["done"] is True and expired["expired_points"] == 0
+
 
 def _tasks(states: dict[str, Any]) -> list[dict[str, Any]]:
     """Every Task state of a definition, those inside Map iterations included."""

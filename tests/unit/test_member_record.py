@@ -68,3 +68,22 @@ def test_a_member_is_settled_when_its_segments_were_computed_from_its_revision()
 
     assert record.is_settled(item) and record.stored_segments(item) == {"rfm:new"}
     assert not record.is_settled({**item, record.REVISION: Decimal(4)})
+
+
+def test_the_first_purchase_is_read_back_only_when_it_is_the_one_at_first_purchase_at() -> None:
+    old = NOW - timedelta(days=90)
+    purchases = [
+        record.PastPurchase(NOW - timedelta(days=2), Decimal("20.50"), 20, order_id="web-2"),
+        record.PastPurchase(old, Decimal("99"), 99, order_id="web-1"),  # older, written later
+    ]
+
+    item = record.with_purchases(record.new_member_item(MEMBER), purchases, NOW)
+
+    first = record.FirstPurchase(order_id="web-1", at=old, amount=Decimal(99))
+    assert record.first_purchase_of(item) == record.aggregates_of(item).first_purchase == first
+    refunded = {**item, record.FIRST_PURCHASE: {**item[record.FIRST_PURCHASE], "amount": 0, "refunded": True}}
+    assert record.first_purchase_of(refunded) == record.FirstPurchase("web-1", old, Decimal(0), refunded=True)
+    # An item from before the record was kept: none, or one its next purchase wrote of itself
+    unrecorded = {name: value for name, value in item.items() if name != record.FIRST_PURCHASE}
+    of_another = {**item, record.FIRST_PURCHASE: record.first_purchase_record("web-2", NOW, Decimal("20.50"))}
+    assert record.first_purchase_of(unrecorded) is None and record.first_purchase_of(of_another) is None

@@ -24,14 +24,16 @@ from loyalty.core.errors import (
     OrderNotFound,
     StoreContention,
 )
-from loyalty.core.idempotency import Outcome, Replay
+from loyalty.core.idempotency import Outcome, Replay, fingerprint
+from loyalty.core.instants import timestamp
 from loyalty.points.activities import Adjustment, Engagement, LineItem, Purchase, Refund
 from loyalty.points.ledger import EntryKind
+from loyalty.points.member_record import month_key
 from loyalty.points.members import Enrollment
 from loyalty.points.ports import RefundBasisMoved, Reversal
-from loyalty.points.program import ProgramConfig
+from loyalty.points.program import ProgramConfig, TierRules
 from loyalty.points.rewards import Reward, RewardKind
-from loyalty.points.service import REFUND_ATTEMPTS, LoyaltyService
+from loyalty.points.service import REFUND_ATTEMPTS, LoyaltyService, purchase_fingerprint
 
 D = Decimal
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -147,9 +149,11 @@ def test_a_program_stored_as_data_sets_what_a_purchase_earns(
         ProgramConfig(
             version=2,
             points_per_unit={"USD": D(2), "EUR": D("1.5")},
+            exchange_rates={"EUR": D("1.08")},
             category_multipliers={"skincare": D(3)},
             sku_multipliers={"SKU-1": D(3)},
-        )
+        ),
+        replaces=None,
     )
     member_id = points.enroll()
 
@@ -183,7 +187,7 @@ def test_a_purchase_the_program_cannot_take_is_refused_and_writes_nothing(
 
 
 def test_an_activity_the_program_awards_nothing_for_is_refused(points: Points) -> None:
-    points.store.put_program(ProgramConfig(activity_points={"review": 0}))
+    points.store.put_program(ProgramConfig(activity_points={"review": 0}), replaces=None)
     member_id = points.enroll()
 
     with pytest.raises(InvalidRequest) as refused:
@@ -256,6 +260,58 @@ def test_an_order_id_reused_with_other_facts_is_an_order_conflict(points: Points
 
     assert (conflict.value.status, conflict.value.field) == (409, "order_id")
     assert (points.available(first), points.available(second)) == (42, 0)
+
+
+LINES = (
+    LineItem(sku="SKU-1", category="makeup", amount=D("30.00")),
+    LineItem(sku="SKU-2", category="skin care", quantity=2, amount=D("12.50")),
+)
+
+
+@pytest.mark.parametrize(
+    ("again", "replayed"),
+    [
+        ((LINES[1].model_copy(update={"amount": D("12.5")}), LINES[0].model_copy(update={"amount": D(30)})), True),
+        ((LINES[0],), False),
+        ((*LINES, LineItem(sku="SKU-3", amount=D(1))), False),
+        ((LINES[0], LINES[1].model_copy(update={"amount": D("12.49")})), False),
+        ((LINES[0], LINES[1].model_copy(update={"quantity": 1})), False),
+        ((LINES[0], LINES[1].model_copy(update={"category": "fragrance"})), False),
+        ((), False),
+    ],
+    ids=[
+        "same-lines-any-order",
+        "a-line-dropped",
+        "a-line-added",
+        "other-amount",
+        "other-quantity",
+        "other-category",
+        "no-lines",
+    ],
+)
+def test_an_order_id_replayed_with_other_line_items_is_an_order_conflict(
+    points: Points, again: tuple[LineItem, ...], replayed: bool
+) -> None:
+    member_id = points.enroll()
+    first = points.service.purchase(
+        member_id, Purchase(order_id="web-1", amount=D(50), currency="USD", line_items=LINES)
+    )
+    retry = Purchase(order_id="web-1", amount=D(50), currency="USD", line_items=again)
+
+    if replayed:
+        assert points.service.purchase(member_id, retry) == Outcome(first.status, first.body, replayed=True)
+    else:
+        with pytest.raises(OrderConflict) as conflict:
+            points.service.purchase(member_id, retry)
+        assert (conflict.value.status, conflict.value.field) == (409, "order_id")
+        assert "line items" in conflict.value.message
+    assert points.available(member_id) == 50 and len(points.entries(member_id)) == 1
+
+
+def test_an_order_without_line_items_keeps_the_fingerprint_it_had_before_lines_were_part_of_it() -> None:
+    purchase = Purchase(order_id="web-1", amount=D("42.0"), currency="USD")
+
+    assert purchase_fingerprint("m_1", purchase) == fingerprint("m_1", D(42), "USD")
 
 
 @pytest.mark.parametrize(
@@ -490,6 +546,118 @@ def test_a_refund_takes_its_share_of_each_category_back(points: Points) -> None:
     assert points.store.member_item(member_id)["spend_by_category"] == {"makeup": D(0), "skin care": D(0)}
 
 
+@pytest.mark.parametrize(
+    "parts", [["100.00"], ["30.00", "70.00"], ["33.33", "33.33", "33.34"]], ids=["at-once", "two-parts", "three-parts"]
+)
+def test_an_order_refunded_in_full_no_longer_counts_as_a_purchase(points: Points, parts: list[str]) -> None:
+    member_id = points.enroll()
+    placed = NOW - timedelta(days=40)
+    points.buy(member_id, "100.00", order_id="web-1", occurred_at=placed)
+    points.buy(member_id, "50.00", order_id="web-2")
+
+    counts = []
+    for number, part in enumerate(parts):
+        points.refund("web-1", part, f"rf-{number}")
+        counts.append(points.store.member_item(member_id)["purchase_count"])
+
+    assert counts == [2] * (len(parts) - 1) + [1]  # only the refund that completes the order un-counts it
+    item = points.store.member_item(member_id)
+    assert item["purchases_by_month"] == {month_key(placed): 0, month_key(NOW): 1}
+    assert item["spend_by_month"] == {month_key(placed): 0, month_key(NOW): 50}
+    purchases = points.service.member(member_id).purchases
+    assert (purchases.purchase_count, purchases.first_purchase_at, purchases.last_purchase_at) == (1, placed, NOW)
+    points.assert_ledger_is_true(member_id)
+
+
+def test_a_partial_refund_reduces_the_spend_and_not_the_purchase_count(points: Points) -> None:
+    member_id = points.enroll()
+    points.buy(member_id, "100.00", order_id="web-1")
+
+    points.refund("web-1", "99.99", "rf-1")
+
+    item = points.store.member_item(member_id)
+    assert (item["purchase_count"], item["purchases_by_month"], item["spend_by_month"]) == (
+        1,
+        {month_key(NOW): 1},
+        {month_key(NOW): D("0.01")},
+    )
+
+
+def test_the_member_item_keeps_its_first_purchase_net_of_its_refunds(points: Points) -> None:
+    member_id = points.enroll()
+    points.buy(member_id, "100.00", order_id="web-1", occurred_at=NOW - timedelta(days=40))
+    points.buy(member_id, "50.00", order_id="web-2")
+    points.refund("web-1", "30.00", "rf-1")
+    kept_after_refund = points.store.member_item(member_id)["first_purchase"]
+
+    earlier = NOW - timedelta(days=60)
+    points.buy(member_id, "20.00", order_id="web-0", occurred_at=earlier)  # arrives late: the first purchase now
+    points.refund("web-1", "70.00", "rf-2")  # no longer the first purchase: its record is left alone
+
+    assert kept_after_refund == {"order_id": "web-1", "at": timestamp(NOW - timedelta(days=40)), "amount": D(70)}
+    assert points.store.member_item(member_id)["first_purchase"] == {
+        "order_id": "web-0",
+        "at": timestamp(earlier),
+        "amount": D(20),
+    }
+    assert points.store.member_item(member_id)["purchase_count"] == 2
+
+
+EUROS = ProgramConfig(
+    version=2, points_per_unit={"USD": D(1), "EUR": D(1)}, exchange_rates={"EUR": D("1.0825")}
+)  # USD per EUR
+
+
+def test_spend_in_another_currency_is_kept_in_the_base_currency_and_the_order_in_its_own(points: Points) -> None:
+    points.store.put_program(EUROS, replaces=None)
+    member_id = points.enroll()
+    lines = (LineItem(category="makeup", amount=D("10.00")),)
+
+    earned = points.service.purchase(
+        member_id, Purchase(order_id="web-1", amount=D("19.99"), currency="EUR", line_items=lines)
+    )
+    points.buy(member_id, "10.00", order_id="web-2")
+
+    assert earned.body["entry"]["points"] == 19  # priced in its own currency
+    order = points.store.get_order("web-1")
+    assert order is not None
+    assert (order.amount, order.currency, order.base_amount, order.base_currency) == (
+        D("19.99"),
+        "EUR",
+        D("21.639"),  # 19.99 x 1.0825 = 21.639175
+        "USD",
+    )
+    assert order.category_totals == {"makeup": D("10.825")}
+    item = points.store.member_item(member_id)
+    assert item["spend_by_month"] == {month_key(NOW): D("31.639")}  # never 29.99, EUR and USD summed as one
+    assert item["spend_by_category"] == {"makeup": D("10.825")}
+
+
+def test_refunds_in_another_currency_take_back_exactly_the_spend_it_added_in_the_base_currency(points: Points) -> None:
+    points.store.put_program(EUROS, replaces=None)
+    member_id = points.enroll()
+    points.service.purchase(member_id, Purchase(order_id="web-1", amount=D("19.99"), currency="EUR"))
+    points.buy(member_id, "10.00", order_id="web-2")
+
+    points.refund("web-1", "10.00", "rf-1")
+    after_part = points.store.member_item(member_id)["spend_by_month"][month_key(NOW)]
+    points.refund("web-1", "9.99", "rf-2")
+
+    assert after_part == D("31.639") - D("10.824")  # floor3(21.639 x 10 / 19.99)
+    assert points.store.member_item(member_id)["spend_by_month"] == {month_key(NOW): D(10)}
+
+
+def test_a_spend_tier_counts_a_purchase_in_another_currency_at_its_base_currency_value(points: Points) -> None:
+    by_spend = EUROS.model_copy(update={"tier_rules": TierRules(measure="spend")})
+    points.store.put_program(by_spend, replaces=None)
+    member_id = points.enroll()
+
+    points.service.purchase(member_id, Purchase(order_id="web-1", amount=D(330), currency="EUR"))
+
+    # 330 EUR is 357.225 USD: past VIB's 350 (330 summed as USD would not be)
+    assert points.service.member(member_id).tier == "VIB"
+
+
 class MovingOrder:
     """The in-memory store, except that just before each of the first `moves` refund writes another refund of
     the same order lands (as a concurrent request would), so the write finds the order moved."""
@@ -659,7 +827,7 @@ def test_a_negative_adjustment_beyond_the_balance_is_refused_and_remembered(poin
 
 @pytest.mark.parametrize("adjustment", [0, 101, -101])
 def test_an_adjustment_of_nothing_or_beyond_the_programs_limit_is_refused(points: Points, adjustment: int) -> None:
-    points.store.put_program(ProgramConfig(max_adjustment_points=100))
+    points.store.put_program(ProgramConfig(max_adjustment_points=100), replaces=None)
     member_id = points.enroll()
 
     with pytest.raises(InvalidRequest) as refused:

@@ -64,7 +64,9 @@ def test_a_zero_multiplier_takes_its_lines_out_of_earning() -> None:
 
 
 def test_fractional_rates_and_multipliers_round_down_once() -> None:
-    program = ProgramConfig(points_per_unit={"EUR": D("1.1")}, category_multipliers={"skincare": D("1.5")})
+    program = ProgramConfig(
+        base_currency="EUR", points_per_unit={"EUR": D("1.1")}, category_multipliers={"skincare": D("1.5")}
+    )
 
     # (10.00 + 5.00 x 0.5) x 1.1 = 13.75 -> 13
     assert purchase_points(program, D("10.00"), "EUR", (line("5.00", category="skincare"),)) == 13
@@ -132,7 +134,10 @@ def test_a_currency_code_with_non_ascii_letters_is_refused() -> None:
 
 
 def test_several_iso_currencies_are_accepted() -> None:
-    program = ProgramConfig(points_per_unit={"USD": D(1), "EUR": D("1.1"), "JPY": D("0.01")})
+    program = ProgramConfig(
+        points_per_unit={"USD": D(1), "EUR": D("1.1"), "JPY": D("0.01")},
+        exchange_rates={"EUR": D("1.08"), "JPY": D("0.0067")},
+    )
 
     assert purchase_points(program, D(1000), "JPY") == 10
 
@@ -141,6 +146,67 @@ def test_several_iso_currencies_are_accepted() -> None:
 def test_a_rate_outside_the_allowed_range_is_refused(rate: Decimal) -> None:
     with pytest.raises(ValidationError):
         ProgramConfig(points_per_unit={"USD": rate})
+
+
+# ---- exchange rates: spend is kept in the base currency -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accepted", "rates", "reason"),
+    [
+        ({"USD": D(1), "EUR": D(1), "GBP": D(1)}, {"EUR": D("1.08")}, "accepted currencies without a rate to USD: GBP"),
+        ({"USD": D(1)}, {"USD": D(1)}, "USD is the base currency: it converts at 1 and takes no rate"),
+        ({"USD": D(1)}, {"CHF": D("1.1")}, "CHF is not an accepted currency (points_per_unit)"),
+        ({"EUR": D(1)}, {}, "accepted currencies without a rate to USD: EUR"),
+    ],
+    ids=["accepted-without-a-rate", "a-rate-for-the-base", "a-rate-for-a-currency-not-accepted", "base-not-accepted"],
+)
+def test_every_accepted_currency_but_the_base_needs_a_rate_and_nothing_else_has_one(
+    accepted: dict[str, Decimal], rates: dict[str, Decimal], reason: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        ProgramConfig(points_per_unit=accepted, exchange_rates=rates)
+
+    assert [(problem["loc"], reason in problem["msg"]) for problem in refused.value.errors()] == [
+        (("exchange_rates",), True)
+    ]
+
+
+@pytest.mark.parametrize("rate", [D(0), D(-1), D("1000000.01"), D("NaN"), D("Infinity")])
+def test_an_exchange_rate_must_be_positive_and_finite(rate: Decimal) -> None:
+    with pytest.raises(ValidationError) as refused:
+        ProgramConfig(points_per_unit={"USD": D(1), "EUR": D(1)}, exchange_rates={"EUR": rate})
+
+    assert refused.value.errors()[0]["loc"][0] == "exchange_rates"
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "base"),
+    [
+        ("19.99", "EUR", "21.639"),  # 21.639175: to 0.001
+        ("0.005", "EUR", "0.005"),  # 0.0054125
+        ("1000", "JPY", "6.700"),
+        ("42.50", "USD", "42.50"),  # the base currency as it is
+    ],
+)
+def test_an_amount_converts_to_the_base_currency_at_the_programs_rate_to_a_thousandth(
+    amount: str, currency: str, base: str
+) -> None:
+    program = ProgramConfig(
+        points_per_unit={"USD": D(1), "EUR": D(1), "JPY": D("0.01")},
+        exchange_rates={"EUR": D("1.0825"), "JPY": D("0.0067")},
+    )
+
+    converted = program.in_base_currency(D(amount), currency)
+
+    assert converted == D(base) and str(converted) == base
+
+
+def test_an_amount_in_a_currency_without_a_rate_is_refused_naming_the_currency() -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        ProgramConfig().in_base_currency(D(10), "EUR")
+
+    assert refused.value.field == "currency" and "EUR" in refused.value.message
 
 
 @pytest.mark.parametrize(

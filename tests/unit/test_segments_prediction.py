@@ -6,12 +6,17 @@ from __future__ import annotations
 import math
 import random
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special
 
+from loyalty.adapters.memory.points_store import MemoryPointsStore
+from loyalty.points.activities import Purchase, Refund
+from loyalty.points.members import Enrollment
+from loyalty.points.service import LoyaltyService
 from loyalty.segments import prediction
 from loyalty.segments.assign import segment_catalog, segments_of
 from loyalty.segments.config import SegmentationConfig
@@ -155,6 +160,8 @@ def test_expected_next_purchase_examples() -> None:
 
 
 def _item(first_days_ago: int | None, last_days_ago: int | None, count: int, spend: str = "100") -> dict[str, object]:
+    """A member item with `count` purchases worth `spend` in the as-of month's maps, and a record of its first
+    purchase (worth 20) at `first_days_ago`: one of the maps' purchases only when that is in the as-of month."""
     item: dict[str, object] = {
         "member_id": "m-1",
         "enrolled_at": (AS_OF - timedelta(days=900)).isoformat(),
@@ -166,6 +173,7 @@ def _item(first_days_ago: int | None, last_days_ago: int | None, count: int, spe
         item["last_purchase_at"] = (AS_OF - timedelta(days=last_days_ago)).isoformat()
         item["spend_by_month"] = {f"{AS_OF:%Y-%m}": spend}
         item["purchases_by_month"] = {f"{AS_OF:%Y-%m}": count}
+        item["first_purchase"] = {"order_id": "web-first", "at": item["first_purchase_at"], "amount": "20"}
     return item
 
 
@@ -293,6 +301,59 @@ def test_expected_spend_needs_enough_history() -> None:
     for model in (_model(spend=None), None):
         without = member_prediction(item, AS_OF, model)
         assert without.expected_spend_per_purchase is None and without.expected_spend_90d is None
+
+
+@pytest.mark.parametrize(
+    ("refunds", "row"),
+    [
+        ((), (2, 50.0)),
+        ((("web-1", "50.00"),), (2, 50.0)),
+        ((("web-3", "30.00"),), (2, 35.0)),
+        ((("web-2", "40.00"),), (1, 60.0)),
+        ((("web-1", "200.00"),), (1, 50.0)),
+    ],
+    ids=[
+        "the-first-excluded",
+        "the-first-partly-refunded",
+        "a-repeat-partly-refunded",
+        "a-repeat-refunded-in-full",
+        "the-first-refunded-in-full",
+    ],
+)
+def test_gamma_gammas_mean_spend_is_the_mean_of_the_repeat_purchases(
+    refunds: tuple[tuple[str, str], ...], row: tuple[int, float]
+) -> None:
+    # Given a first purchase of 200, then repeat purchases of 40 and 60, written by the points service
+    store = MemoryPointsStore(clock=lambda: AS_OF)
+    service = LoyaltyService(store, cache_seconds=0, clock=lambda: AS_OF)
+    member_id = str(service.enroll(Enrollment(external_id="cust-1")).body["member_id"])
+    for order_id, amount, days_ago in (("web-1", 200, 100), ("web-2", 40, 50), ("web-3", 60, 10)):
+        bought = Purchase(
+            order_id=order_id, amount=Decimal(amount), currency="USD", occurred_at=AS_OF - timedelta(days=days_ago)
+        )
+        service.purchase(member_id, bought)
+    # When some are refunded
+    for number, (order_id, amount) in enumerate(refunds):
+        service.refund(Refund(order_id=order_id, refund_id=f"rf-{number}", amount=Decimal(amount)))
+    # Then (x, m) counts the purchases that still count, and m is the mean of the repeat ones: the first is left out
+    # (a first purchase refunded in full is out of the maps already: m is then the mean of the purchases left)
+    assert spend_row(store.member_item(member_id)) == row
+
+
+def test_an_item_that_cannot_tell_its_first_purchase_apart_has_no_spend_row() -> None:
+    # Given three purchases worth 300 in the as-of month, the first of them (10 days ago) worth 20
+    item = _item(10, 5, 3, spend="300")
+    assert spend_row(item) == (2, 140.0)
+    # When the item keeps no record of its first purchase (written before it was kept), or a record of another one
+    # (a purchase of such an item recorded itself), it cannot say which of its purchases are repeats
+    unrecorded = {name: value for name, value in item.items() if name != "first_purchase"}
+    of_another = {
+        **item,
+        "first_purchase": {"order_id": "web-2", "at": _item(5, 5, 3)["first_purchase_at"], "amount": "100"},
+    }
+    for unknown in (unrecorded, of_another):
+        assert spend_row(unknown) is None
+        assert member_prediction(unknown, AS_OF, _model()).expected_spend_per_purchase is None
 
 
 def test_expected_spend_in_90_days_is_null_when_expected_purchases_are(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,8 @@ from loyalty.points.service import LoyaltyService
 
 if TYPE_CHECKING:
     from loyalty.adapters.step_functions import JobExecutions
+    from loyalty.points.expiry import PointsExpiry
+    from loyalty.points.tier_review import TierReview
     from loyalty.segments.refresh import SegmentRefresh
     from loyalty.segments.service import SegmentationService
 
@@ -73,6 +75,22 @@ def segment_refresh() -> SegmentRefresh:
     return SegmentRefresh(
         segmentation_service(), page_size=config.refresh_page_size, reserve_seconds=config.refresh_reserve_seconds
     )
+
+
+def tier_review() -> TierReview:
+    """The scheduled tier review's steps (statemachines/tier_review.asl.json), on the points service's store."""
+    from loyalty.points.tier_review import TierReview
+
+    service = loyalty_service()
+    return TierReview(service.store, service.program.get, shares=settings().tier_review_shares)
+
+
+def points_expiry() -> PointsExpiry:
+    """The daily points expiry's steps (statemachines/points_expiry.asl.json), on the points service's store."""
+    from loyalty.points.expiry import PointsExpiry
+
+    service = loyalty_service()
+    return PointsExpiry(service.store, service.program.get, shares=settings().expiry_shares)
 
 
 @lru_cache(maxsize=1)

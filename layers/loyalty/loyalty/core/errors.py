@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class LoyaltyError(Exception):
@@ -70,9 +74,41 @@ class RefundExceedsOrder(Conflict):
 
 
 class OrderConflict(Conflict):
-    """The order id is already recorded with other facts (member, amount or currency)."""
+    """The order id is already recorded with other facts (member, amount, currency or line items)."""
 
     code = "order_conflict"
+
+
+# Refusals of a redemption: each a state the member or the catalog is in now, which the same request could meet
+# differently at another time (so 409, like insufficient points), each with a code the caller can act on.
+
+
+class RewardNotYetValid(Conflict):
+    code = "reward_not_yet_valid"
+
+
+class RewardExpired(Conflict):
+    code = "reward_expired"
+
+
+class OutOfStock(Conflict):
+    code = "out_of_stock"
+
+
+class TierTooLow(Conflict):
+    code = "tier_too_low"
+
+
+class LimitReached(Conflict):
+    """The member has redeemed this reward as often as its per-member limit allows in the current period."""
+
+    code = "limit_reached"
+
+
+class StockConflict(Conflict):
+    """An admin's stock change the reward cannot take: below 0, above the most a stock holds, or unlimited stock."""
+
+    code = "stock_conflict"
 
 
 class IdempotencyKeyReused(LoyaltyError):
@@ -94,6 +130,10 @@ class ConfigVersionConflict(LoyaltyError):
     code = "version_conflict"
 
 
+class ProgramVersionNotFound(NotFound):
+    code = "program_version_not_found"
+
+
 class RefreshInProgress(LoyaltyError):
     status = 409
     code = "refresh_in_progress"
@@ -107,3 +147,22 @@ class SegmentNotFound(LoyaltyError):
 class RefreshNotFound(LoyaltyError):
     status = 404
     code = "refresh_not_found"
+
+
+def field_path(location: Iterable[Any]) -> str:
+    """A pydantic error location as the API names fields: ("promotions", 0, "tiers") -> "promotions[0].tiers"."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def invalid_document(error: ValidationError) -> InvalidRequest:
+    """A document (the segmentation document, the program) that failed validation, as the API's 422: every
+    problem, each with its path and reason; the first also as the error's own field."""
+    problems = [
+        {"field": field_path(problem["loc"]) or "document", "reason": problem["msg"]} for problem in error.errors()
+    ]
+    failure = InvalidRequest(problems[0]["reason"], field=problems[0]["field"])
+    failure.details = {"errors": problems}
+    return failure

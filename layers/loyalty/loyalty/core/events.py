@@ -29,9 +29,12 @@ class EventType(StrEnum):
     POINTS_EXPIRED = "PointsExpired"
     SEGMENT_ENTERED = "SegmentEntered"
     SEGMENT_LEFT = "SegmentLeft"
+    TIER_CHANGED = "TierChanged"
+    POINTS_EXPIRING_SOON = "PointsExpiringSoon"
 
 
 _LEDGER_FIELDS = ("kind", "points", "activity", "order_id", "refund_id", "reward_id")
+_TIER_FIELDS = ("from_tier", "to_tier", "direction", "reason", "value", "measure", "currency", "entry_id")
 
 
 class DomainEvent(BaseModel):
@@ -89,6 +92,24 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
             occurred_at=item["occurred_at"],
             member_id=item["member_id"],
             detail={"segment_id": item["segment_id"], "source": item.get("source")},
+            correlation_id=correlation_id,
+        )
+    if event_type is EventType.POINTS_EXPIRING_SOON:
+        return DomainEvent(
+            event_id=item["event_id"],
+            event_type=event_type,
+            occurred_at=item["occurred_at"],
+            member_id=item["member_id"],
+            detail={"expires_on": item["expires_on"], "points": _number(item["points"])},
+            correlation_id=correlation_id,
+        )
+    if event_type is EventType.TIER_CHANGED:
+        return DomainEvent(
+            event_id=item["event_id"],
+            event_type=event_type,
+            occurred_at=item["occurred_at"],
+            member_id=item["member_id"],
+            detail={name: _number(item[name]) for name in _TIER_FIELDS if item.get(name) is not None},
             correlation_id=correlation_id,
         )
     detail = {name: _number(item[name]) for name in _LEDGER_FIELDS if item.get(name) is not None}

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from loyalty.core.access import Caller, Role, caller_from_request_context
-from loyalty.core.errors import Forbidden, InvalidRequest, LoyaltyError
+from loyalty.core.errors import Forbidden, InvalidRequest, LoyaltyError, field_path
 from loyalty.core.idempotency import Outcome
 from loyalty.core.request_body import MAX_BODY_BYTES, parse_json, read_body
 from loyalty.core.settings import settings
@@ -145,11 +145,7 @@ def _documented(model: type[Answer], body: Mapping[str, Any], *, more_fields: bo
     return answer, serialised
 
 
-def _path(location: Iterable[Any]) -> str:
-    path = ""
-    for part in location:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path
+_path = field_path
 
 
 def _undocumented(sent: Any, documented: Any, path: str) -> list[str]:

@@ -20,6 +20,8 @@ class Settings(BaseModel):
         default=60.0, ge=0, description="A share hands on a continuation when its invocation has less than this left."
     )
     allowed_origins: str = Field(default="", description="Comma-separated origins whose browsers may call the API.")
+    tier_review_shares: int = Field(default=8, ge=1, le=1000, description="Roster shares of the tier review.")
+    expiry_shares: int = Field(default=8, ge=1, le=1000, description="Roster shares of the daily points expiry.")
 
 
 @lru_cache(maxsize=1)
@@ -34,4 +36,6 @@ def settings() -> Settings:
         refresh_page_size=int(os.environ.get("REFRESH_PAGE_SIZE", "1000")),
         refresh_reserve_seconds=float(os.environ.get("REFRESH_RESERVE_SECONDS", "60")),
         allowed_origins=os.environ.get("ALLOWED_ORIGINS", ""),
+        tier_review_shares=int(os.environ.get("TIER_REVIEW_SHARES", "8")),
+        expiry_shares=int(os.environ.get("EXPIRY_SHARES", "8")),
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -52,6 +52,12 @@ class OrderCategories:
 
     totals: dict[str, Decimal] = field(default_factory=dict)
     other: Decimal = _ZERO
+
+    def converted(self, convert: Callable[[Decimal], Decimal]) -> OrderCategories:
+        """Every amount converted (to the program's base currency, at the purchase's rate); a category that
+        converts to 0 is left out, as one whose lines total 0 is."""
+        totals = {name: convert(total) for name, total in self.totals.items()}
+        return OrderCategories({name: total for name, total in totals.items() if total > 0}, convert(self.other))
 
 
 def order_categories(lines: Iterable[_CategorisedLine]) -> OrderCategories:
@@ -110,6 +116,14 @@ def _decimal(value: Fraction) -> Decimal:
     return Decimal(value.numerator) / Decimal(value.denominator)  # a multiple of 0.001: exact
 
 
+def refund_share(total: Decimal, order_amount: Decimal, refunded_before: Decimal, refund_amount: Decimal) -> Decimal:
+    """What a refund takes back of one total the order added (a category's, or its spend in the base currency):
+        floor3(total x (refunded_before + refund) / order_amount) - floor3(total x refunded_before / order_amount)
+    >= 0; an order's takes add up to the total exactly once it is refunded in full."""
+    after = refunded_before + refund_amount
+    return _decimal(_share(total, after, order_amount) - _share(total, refunded_before, order_amount))
+
+
 def refund_shares(
     order: OrderCategories, order_amount: Decimal, refunded_before: Decimal, refund_amount: Decimal
 ) -> OrderCategories:
@@ -117,10 +131,9 @@ def refund_shares(
         take = floor3(total x (refunded_before + refund) / order_amount) - floor3(total x refunded_before / order_amount)
     Each take is >= 0, the takes of an order's refunds add up to at most the total, and to exactly the total once
     the order is refunded in full, however the refunds were split."""
-    after = refunded_before + refund_amount
 
     def take(total: Decimal) -> Decimal:
-        return _decimal(_share(total, after, order_amount) - _share(total, refunded_before, order_amount))
+        return refund_share(total, order_amount, refunded_before, refund_amount)
 
     totals = {name: take(total) for name, total in order.totals.items()}
     return OrderCategories({name: value for name, value in totals.items() if value > 0}, take(order.other))

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loyalty.core.errors import RefundExceedsOrder
 from loyalty.core.events import EventType
 from loyalty.points.activities import ActivityType
+from loyalty.points.categories import refund_share
 
 
 class EntryKind(StrEnum):
@@ -38,6 +39,16 @@ EVENT_OF_KIND = {
 }
 
 
+class EarnLine(BaseModel):
+    """One rule's share of an earn's points (loyalty.points.pricing): base, category:<name>, sku:<sku>,
+    tier:<name> or promotion:<id>. An earn's lines add up to its points."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    points: int
+
+
 class LedgerEntry(BaseModel):
     """One append-only line of a member's ledger. `points` is signed: credits positive, debits negative."""
 
@@ -56,6 +67,16 @@ class LedgerEntry(BaseModel):
     reference: str | None = None
     reason: str | None = None
     unrecovered: int = Field(default=0, ge=0, description="Points a reversal was due but could not take back.")
+    program_version: int | None = Field(
+        default=None,
+        ge=1,
+        description="The version of the program document that priced the entry (earns, bonuses, adjustments).",
+    )
+    breakdown: list[EarnLine] | None = Field(default=None, description="A purchase's points, rule by rule.")
+    lot: str | None = Field(
+        default=None,
+        description="A credit's lot: the last day its points can be spent (YYYY-MM-DD), last-activity, or never.",
+    )
 
     def counters(self) -> dict[str, int]:
         """How this entry moves the member's balance counters."""
@@ -70,6 +91,21 @@ class LedgerEntry(BaseModel):
         if self.unrecovered:
             counters["unrecovered"] = self.unrecovered
         return counters
+
+    def consumes(self) -> int:
+        """Points this entry consumes from the member's lots (docs/expiry.md): a redemption, a negative adjustment,
+        an expiry. A reversal takes back from its order's lot instead (the store's refund write)."""
+        spends = self.kind in (EntryKind.REDEEM, EntryKind.EXPIRY) or (self.kind is EntryKind.ADJUSTMENT)
+        return -self.points if spends and self.points < 0 else 0
+
+    def credits_lot(self) -> bool:
+        """True for a credit booked into a lot (`lot`)."""
+        return self.lot is not None and self.points > 0 and self.kind is not EntryKind.REVERSAL
+
+    def is_activity(self) -> bool:
+        """An earn, a bonus or a redemption: what moves a member's last activity (an expiry policy may count from
+        it)."""
+        return self.kind in (EntryKind.EARN, EntryKind.BONUS, EntryKind.REDEEM)
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
@@ -96,9 +132,31 @@ class OrderRecord(BaseModel):
     occurred_at: datetime
     refunded_amount: Decimal = Decimal(0)
     reversal_due: int = 0  # points the refunds so far were due to take back (recovered or not)
-    # What the order added to the member's category spend (loyalty.points.categories), so a refund takes back its share.
+    # The amount in the program's base currency at the rate when it was written: what the member's spend aggregates
+    # got. None on an order recorded before spend was converted (its amount was added as given).
+    base_amount: Decimal | None = None
+    base_currency: str | None = None
+    # What the order added to the member's category spend (loyalty.points.categories), in the base currency, so a
+    # refund takes back its share.
     category_totals: dict[str, Decimal] = Field(default_factory=dict)
     other_categories_total: Decimal = Decimal(0)
+    lot: str | None = None  # the lot its points went to: a refund takes them back from it (docs/expiry.md)
+
+    @property
+    def spend(self) -> Decimal:
+        """What the order added to the member's spend: its base-currency amount (its amount, on an older order)."""
+        return self.amount if self.base_amount is None else self.base_amount
+
+    def refunded_in_full_by(self, amount: Decimal) -> bool:
+        """True if a refund of `amount` brings what is refunded to the order's amount: it no longer counts as a
+        purchase."""
+        return self.refunded_amount + amount == self.amount
+
+    def spend_refunded_by(self, amount: Decimal) -> Decimal:
+        """The share of the order's spend (base currency) a refund of `amount` (order currency) takes back, on the
+        running total as the points and the categories are (loyalty.points.categories.refund_share): the shares of
+        an order's refunds add up to its spend exactly once it is refunded in full, however they were split."""
+        return refund_share(self.spend, self.amount, self.refunded_amount, amount)
 
 
 class RefundPlan(BaseModel):

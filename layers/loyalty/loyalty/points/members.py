@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -64,6 +65,19 @@ class PurchaseStats(BaseModel):
     purchase_count: int = 0
 
 
+class TierMove(BaseModel):
+    """One move on the ladder, as the member's tier history keeps it."""
+
+    at: datetime
+    from_tier: str
+    to_tier: str
+    direction: str = Field(description="up or down")
+    reason: str = Field(description="earn, review or refund")
+    value: Decimal = Field(description="The qualifying value that decided it, in the measure's unit.")
+    measure: str = Field(description="points, or spend")
+    currency: str | None = Field(default=None, description="The currency of a spend value.")
+
+
 class Member(BaseModel):
     member_id: str
     external_id: str
@@ -73,6 +87,8 @@ class Member(BaseModel):
     referral_code: str
     referred_by: str | None = None
     tier: str
+    tier_upgraded_at: datetime | None = None
+    tier_history: list[TierMove] = Field(default_factory=list)
     enrolled_at: datetime
     balance: Balance = Field(default_factory=Balance)
     purchases: PurchaseStats = Field(default_factory=PurchaseStats)

@@ -14,7 +14,7 @@ the refresh's pass two, with the same formulas as loyalty_analytics.bgnbd (tests
 A member's BG/NBD row comes from the item's write-time aggregates, in days (docs/prediction.md, "In the refresh"):
 x = purchase_count - 1, t_x = UTC days from the first purchase to the last, T = UTC days from the first purchase to
 as-of. Time unit: days, so `alpha` is in days and horizons are in days. Gamma-Gamma's (x, m) is `spend_row`: the
-same x, and m = `mean_spend_per_purchase`, the pair the refresh fits the spend model on.
+same x, and m = `mean_spend_per_purchase` (the repeat purchases' mean), the pair the refresh fits the spend model on.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -118,9 +119,9 @@ class MemberPrediction(BaseModel):
     expected_spend_per_purchase: float | None = Field(
         default=None,
         description="Gamma-Gamma's expected spend per future purchase, in purchase amounts' units (unrounded): "
-        "(p v + p x m) / (p x + q - 1), x = purchase_count - 1, m = net spend / purchases over the months the "
-        "member item keeps (the first purchase included when in them; docs/prediction.md). Null unless the model "
-        "has Gamma-Gamma, x >= 1 and m > 0.",
+        "(p v + p x m) / (p x + q - 1), x = purchase_count - 1, m = the mean net spend of the repeat purchases "
+        "(the first excluded) over the months the member item keeps, in the program's base currency "
+        "(docs/prediction.md). Null unless the model has Gamma-Gamma, x >= 1 and m > 0.",
     )
     expected_spend_90d: float | None = Field(
         default=None,
@@ -275,18 +276,39 @@ def item_row(member_item: Mapping[str, Any], as_of: datetime) -> tuple[int, int,
     return summary_row(count, since_first, recency)
 
 
+def repeat_spend(member_item: Mapping[str, Any]) -> tuple[Decimal, int] | None:
+    """The net spend (base currency) and the number of the member's repeat purchases in the months the monthly
+    maps keep: the maps' totals less the first purchase, by the record the item keeps of it (`first_purchase`: its
+    spend net of its refunds), when its month is in them and it still counts. A first purchase refunded in full is
+    out of the maps already; so is one older than them. None on an item that keeps no record of its first
+    purchase (written before the record was kept): its maps cannot tell the first purchase apart."""
+    bought = record.aggregates_of(member_item)
+    first = bought.first_purchase
+    if first is None:
+        return None
+    spend = sum((Decimal(value) for value in bought.spend_by_month.values()), Decimal(0))
+    purchases = sum(int(value) for value in bought.purchases_by_month.values())
+    if not first.refunded and int(bought.purchases_by_month.get(record.month_key(first.at), 0)) > 0:
+        spend, purchases = spend - first.amount, purchases - 1
+    return spend, purchases
+
+
 def mean_spend_per_purchase(member_item: Mapping[str, Any]) -> float:
-    """Gamma-Gamma's m, approximated from the monthly maps: net spend / purchases over the months they keep (24),
-    the first purchase included when it is in them (the item cannot tell it apart). 0 without positive spend."""
-    spend = sum(float(value) for value in (member_item.get(record.SPEND_BY_MONTH) or {}).values())
-    purchases = sum(int(value) for value in (member_item.get(record.PURCHASES_BY_MONTH) or {}).values())
-    return spend / purchases if purchases > 0 and spend > 0 else 0.0
+    """Gamma-Gamma's m: the mean net spend of the member's repeat purchases, the first excluded as the model and
+    the CDNOW summary's `zbar` define it (`repeat_spend`). 0 without a repeat purchase with positive net spend in the
+    kept months, or when the item cannot tell its first purchase apart."""
+    repeats = repeat_spend(member_item)
+    if repeats is None:
+        return 0.0
+    spend, purchases = repeats
+    return float(spend / purchases) if purchases > 0 and spend > 0 else 0.0
 
 
 def spend_row(member_item: Mapping[str, Any]) -> tuple[int, float] | None:
     """Gamma-Gamma's (x, m) for a member item, as the refresh fits it: x = purchase_count - 1 (repeat purchases,
-    lifetime), m = `mean_spend_per_purchase`. None without enough history: no repeat purchase, or no positive net
-    spend in the months the maps keep (refunded, or every purchase older than them)."""
+    lifetime, refunded-in-full orders not counted), m = `mean_spend_per_purchase` (the repeat purchases' mean).
+    None without enough history: no repeat purchase, no positive net repeat spend in the months the maps keep
+    (refunded, or every repeat purchase older than them), or an item that cannot tell its first purchase apart."""
     x = int(member_item.get(record.PURCHASE_COUNT, 0)) - 1
     mean_spend = mean_spend_per_purchase(member_item)
     if x < 1 or not (mean_spend > 0 and math.isfinite(mean_spend)):

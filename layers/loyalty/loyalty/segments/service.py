@@ -23,6 +23,7 @@ from loyalty.core.errors import (
     RefreshNotFound,
     SegmentNotFound,
     StoreContention,
+    invalid_document,
 )
 from loyalty.core.instants import EARLIEST, timestamp
 from loyalty.points.member_record import revision_of
@@ -58,17 +59,6 @@ class SupersededImage(StaleMember):
         self.member_id = member_id
         self.image_revision = image_revision
         self.current_revision = current_revision
-
-
-def invalid_document(error: ValidationError) -> InvalidRequest:
-    """A document that failed validation, as the API's 422: every problem, each with its path."""
-    problems = [
-        {"field": ".".join(str(part) for part in problem["loc"]) or "document", "reason": problem["msg"]}
-        for problem in error.errors()
-    ]
-    failure = InvalidRequest(problems[0]["reason"], field=problems[0]["field"])
-    failure.details = {"errors": problems}
-    return failure
 
 
 FINISHED = ("complete", "failed")

@@ -1,7 +1,8 @@
 """The DynamoDB adapter: one table, its keys (docs/data-model.md), and the transactions that keep the ledger true.
 
 Every balance change is ONE TransactWriteItems: the member item (counters and write-time aggregates, guarded by
-conditions), the append-only ledger entry, and the idempotency claim (the order item for purchases). No read
+conditions), the append-only ledger entry, and the idempotency claim (the order item for purchases); a redemption
+adds the reward (pinned, its stock taken) and the member's counter for a limited reward (docs/rewards.md). No read
 comes before it on the earn and redeem paths, so a change costs one round trip, and a replay is answered from the
 claim that the failed condition hands back in the same round trip.
 
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
 from loyalty.adapters.dynamodb.table import (
     TTL_ATTRIBUTE,
@@ -49,39 +52,82 @@ from loyalty.points.categories import (
     place,
 )
 from loyalty.points.ledger import EVENT_OF_KIND, EntryKind, LedgerEntry, OrderRecord
+from loyalty.points.lots import NEVER
 from loyalty.points.member_record import (
+    EXPIRY_WARNED_THROUGH,
+    FIRST_PURCHASE,
     FIRST_PURCHASE_AT,
+    LAST_ACTIVITY_AT,
     LAST_PURCHASE_AT,
+    LOTS,
+    LOTS_CONSUMED,
     MONTHLY_MAPS,
     MONTHS_KEPT,
     POINTS_BY_MONTH,
+    PROMOTION_USAGE,
     PRUNE_SPAN,
     PURCHASE_COUNT,
     PURCHASES_BY_MONTH,
     REVISION,
     SPEND_BY_MONTH,
+    TIER,
+    TIER_BASIS,
+    TIER_HEADROOM,
+    TIER_HISTORY,
+    TIER_REVIEWED_AT,
+    TIER_UPGRADED_AT,
+    MemberStanding,
     is_kept,
     member_of,
     month_key,
     months_before,
     new_member_item,
+    revision_of,
+    standing_of,
 )
-from loyalty.points.members import Member
+from loyalty.points.members import Member, TierMove
 from loyalty.points.ports import (
+    BudgetSpent,
+    BudgetUse,
+    EarnGuards,
     ExternalIdTaken,
     MemberHoldings,
+    ProgramVersionMoved,
     PurchaseFacts,
+    Redemption,
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
+    RewardChanged,
+    StandingMoved,
+    StockChange,
+    StockDelta,
+    TierReviewed,
+    expiring_event,
+    holds_terms,
     insufficient_points,
+    limit_reached,
     order_conflict,
+    out_of_stock,
+    review_event,
+    reward_not_found,
+    reward_version_conflict,
+    stock_conflict,
+    tier_event,
+    tier_too_low,
 )
-from loyalty.points.program import ProgramConfig
-from loyalty.points.rewards import Reward
+from loyalty.points.program import ProgramConfig, ProgramVersion
+from loyalty.points.rewards import MAX_STOCK, Reward
 
 ROSTER_INDEX = "MemberRoster"  # sparse GSI over member items only (their roster_id): the refresh scans it
 IDEMPOTENCY_TTL_SECONDS = 30 * 24 * 3600
+CATALOG = "CATALOG"
+REWARD_PREFIX = "REWARD#"
+REDEEMED = "redeemed"  # a member's redemptions of one reward in one period, on its own item (docs/rewards.md)
+# The attributes a replace leaves as they are: the stock, which redemptions and the stock route move.
+STOCK = "stock"
+
+logger = Logger()
 
 
 def member_key(member_id: str) -> dict[str, Any]:
@@ -90,6 +136,15 @@ def member_key(member_id: str) -> dict[str, Any]:
 
 def order_key(order_id: str) -> dict[str, Any]:
     return key(f"ORDER#{order_id}", "ORDER")
+
+
+def reward_key(reward_id: str) -> dict[str, Any]:
+    return key(CATALOG, f"{REWARD_PREFIX}{reward_id}")
+
+
+def redeemed_key(member_id: str, reward_id: str, period: str) -> dict[str, Any]:
+    """A member's counter of one reward in one period: beside the member item, in its partition."""
+    return key(f"MEMBER#{member_id}", f"REDEEMED#{reward_id}#{period}")
 
 
 def claim_key(claim: Claim, order: OrderRecord | None = None) -> dict[str, Any]:
@@ -115,8 +170,24 @@ def claim_item(claim: Claim, now: datetime, order: OrderRecord | None = None) ->
     return {**claim_key(claim, order), **to_item(values)}
 
 
+PROGRAM_KEY = key("PROGRAM", "CONFIG")  # the document in force
+PROGRAM_VERSION_PREFIX = "VERSION#"  # PK PROGRAM: every version kept, SK VERSION#<10-digit version>
+
+
+def program_version_key(version: int) -> dict[str, Any]:
+    """A kept version's item: zero-padded, so that a query in SK order is in version order."""
+    return key("PROGRAM", f"{PROGRAM_VERSION_PREFIX}{version:010d}")
+
+
 def ledger_cursor(last_key: dict[str, Any] | None) -> str | None:
     return encode_cursor({"sk": last_key["SK"]["S"]}) if last_key else None
+
+
+def roster_position(cursor: str) -> dict[str, Any]:
+    position = decode_cursor(cursor).get("key")
+    if not isinstance(position, dict) or not str(position.get("PK", {}).get("S", "")).startswith("MEMBER#"):
+        raise InvalidRequest("cursor is not one this store made", field="cursor")
+    return position
 
 
 def ledger_position(cursor: str, pk: str) -> dict[str, Any]:
@@ -168,10 +239,10 @@ class LoyaltyStore:
 
     # ---- members --------------------------------------------------------------------------------------------
 
-    def create_member(self, member: Member) -> None:
+    def create_member(self, member: Member, *, headroom: Decimal | None = None, basis: int | None = None) -> None:
         """Enroll: the member item, and the external id and referral code each claimed for this member alone.
         Raises ExternalIdTaken or ReferralCodeTaken (nothing written)."""
-        values = new_member_item(member)
+        values = new_member_item(member, headroom=headroom, basis=basis)
         items = [
             {
                 "Put": {
@@ -224,6 +295,71 @@ class LoyaltyStore:
             raise MemberNotFound(f"member {member_id} not found", field="member_id")
         return member_from_item(item)
 
+    def standing(self, member_id: str) -> MemberStanding:
+        item = self._io.get(member_key(member_id))
+        if item is None:
+            raise MemberNotFound(f"member {member_id} not found", field="member_id")
+        return standing_of(item)
+
+    def budgets_given(self, promotion_ids: Iterable[str]) -> dict[str, int]:
+        return {pid: int((self._io.get(budget_key(pid)) or {}).get("given", 0)) for pid in promotion_ids}
+
+    def roster_page(
+        self, worker: int, workers: int, cursor: str | None, limit: int
+    ) -> tuple[list[MemberStanding], str | None]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": ROSTER_INDEX,
+            "Segment": worker,
+            "TotalSegments": workers,
+            "Limit": limit,
+        }
+        if cursor:
+            request["ExclusiveStartKey"] = roster_position(cursor)
+        page = self._client.scan(**request)
+        standings = [standing_of(from_item(raw)) for raw in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        return standings, encode_cursor({"key": last}) if last else None
+
+    def review_tier(self, reviewed: TierReviewed) -> bool:
+        move, update = reviewed.move, Update()
+        update.conditions.append("attribute_exists(PK)")
+        update.conditions.append(f"{update.name(REVISION)} = {update.value(reviewed.revision)}")
+        at = update.name(TIER_REVIEWED_AT)
+        update.conditions.append(f"attribute_not_exists({at}) OR {at} < {update.value(reviewed.review_at)}")
+        update.adds.append(f"{update.name(REVISION)} {update.value(1)}")
+        history = update.name(TIER_HISTORY)
+        update.sets.append(f"{update.name(TIER)} = {update.value(move.to_tier)}")
+        update.sets.append(
+            f"{history} = list_append(if_not_exists({history}, {update.value([])}), {update.value([move.model_dump()])})"
+        )
+        update.sets.append(f"{at} = {update.value(reviewed.review_at)}")
+        update.sets.append(f"{update.name(TIER_HEADROOM)} = {update.value(reviewed.headroom)}")
+        update.sets.append(f"{update.name(TIER_BASIS)} = {update.value(reviewed.basis)}")
+        if move.direction == "up":
+            update.sets.append(f"{update.name(TIER_UPGRADED_AT)} = {update.value(move.at)}")
+        record = review_event(reviewed.member_id, reviewed.review_at, move)
+        items = [
+            update.request(self._table, member_key(reviewed.member_id)),
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **key(f"MEMBER#{reviewed.member_id}", f"TIER#review-{timestamp(reviewed.review_at)}"),
+                        **to_item({k: v for k, v in record.items() if v is not None}),
+                    },
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+        ]
+        try:
+            self._io.transact(items)
+            return True
+        except Cancelled as cancelled:
+            if cancelled.failed(0) and cancelled.old_item(0) is None:
+                raise MemberNotFound(f"member {reviewed.member_id} not found", field="member_id") from None
+            return False
+
     def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
         """Newest first. The cursor is opaque to clients and only ever points into this member's ledger."""
         pk = f"MEMBER#{member_id}"
@@ -249,10 +385,12 @@ class LoyaltyStore:
         *,
         out_of_order: dict[str, Any] | None = None,
         categories_seen: dict[str, Any] | None = None,
+        lots_seen: dict[str, Any] | None = None,
     ) -> Update:
         update = Update()
         update.conditions.append("attribute_exists(PK)")
         update.adds.append(f"{update.name(REVISION)} {update.value(1)}")
+        self._book_lots(update, entry, lots_seen)
         for counter, delta in entry.counters().items():
             if delta:
                 update.adds.append(f"{update.name(counter)} {update.value(delta)}")
@@ -265,6 +403,115 @@ class LoyaltyStore:
             self._record_purchase(update, purchase, out_of_order)
             self._add_categories(update, purchase.categories, categories_seen)
         return update
+
+    @staticmethod
+    def _book_lots(update: Update, entry: LedgerEntry, lots_seen: dict[str, Any] | None) -> None:
+        """A credit into its lot, a debit into what the lots consumed, an earn or a redemption into the last
+        activity (docs/expiry.md). An item from before lots were kept (no `lots` map: the condition fails, the item
+        comes back as `lots_seen`) gets its map with the balance it had as a lot that never expires, pinned to
+        that balance and what was consumed, so that lots - consumed stays the balance."""
+        if entry.credits_lot():
+            lots = update.name(LOTS)
+            if lots_seen is None:
+                path = f"{lots}.{update.name(str(entry.lot))}"
+                update.sets.append(f"{path} = if_not_exists({path}, {update.value(0)}) + {update.value(entry.points)}")
+                update.conditions.append(f"attribute_exists({lots})")
+            else:
+                available, consumed = int(lots_seen.get("available", 0)), int(lots_seen.get(LOTS_CONSUMED, 0))
+                seeded = {NEVER: available + consumed} if available + consumed else {}
+                seeded[str(entry.lot)] = seeded.get(str(entry.lot), 0) + entry.points
+                update.sets.append(f"{lots} = {update.value(seeded)}")
+                update.conditions.append(f"attribute_not_exists({lots})")
+                update.conditions.append(f"{update.name('available')} = {update.value(available)}")
+                used = update.name(LOTS_CONSUMED)
+                update.conditions.append(
+                    f"attribute_not_exists({used})" if not consumed else f"{used} = {update.value(consumed)}"
+                )
+        if entry.consumes():
+            update.adds.append(f"{update.name(LOTS_CONSUMED)} {update.value(entry.consumes())}")
+        if entry.is_activity():
+            update.sets.append(f"{update.name(LAST_ACTIVITY_AT)} = {update.value(entry.created_at)}")
+
+    def warn_expiring(self, member_id: str, lots: Mapping[str, int], warned_through: str | None, at: datetime) -> bool:
+        update, through = Update(), max(lots)
+        warned = update.name(EXPIRY_WARNED_THROUGH)
+        update.conditions.append("attribute_exists(PK)")
+        if warned_through is None:
+            update.conditions.append(f"attribute_not_exists({warned})")
+        else:
+            update.conditions.append(f"{warned} = {update.value(warned_through)}")
+        update.sets.append(f"{warned} = {update.value(through)}")
+        items = [update.request(self._table, member_key(member_id))]
+        for expires_on, points in sorted(lots.items()):
+            record = expiring_event(member_id, expires_on, points, at)
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {**key(f"MEMBER#{member_id}", f"EXPIRING#{expires_on}"), **to_item(record)},
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                }
+            )
+        try:
+            self._io.transact(items)
+            return True
+        except Cancelled as cancelled:
+            if cancelled.failed(0) and cancelled.old_item(0) is None:
+                raise MemberNotFound(f"member {member_id} not found", field="member_id") from None
+            return False
+
+    @staticmethod
+    def _guard_standing(update: Update, guards: EarnGuards) -> None:
+        """An earn's tier guard on the member item (docs/tiers.md, "One round trip"): the headroom stays above 0
+        once the earn's qualifying units are taken off it, under the same program version; or, pinned to the
+        revision read, the standing the service worked out from it."""
+        headroom, pinned = guards.headroom, guards.pinned
+        if guards.consumed is not None:
+            used = update.name(LOTS_CONSUMED)
+            pinned_to = f"{used} = {update.value(guards.consumed)}"
+            update.conditions.append(
+                f"attribute_not_exists({used}) OR {pinned_to}" if not guards.consumed else pinned_to
+            )
+        if headroom is not None:
+            room, basis = update.name(TIER_HEADROOM), update.name(TIER_BASIS)
+            update.conditions.append(f"{basis} = {update.value(headroom.basis)}")
+            update.conditions.append(f"{room} > {update.value(headroom.uses)}")
+            if headroom.uses:
+                update.adds.append(f"{room} {update.value(-headroom.uses)}")
+        if pinned is not None:
+            update.conditions.append(f"{update.name(REVISION)} = {update.value(pinned.revision)}")
+            update.sets.append(f"{update.name(TIER_HEADROOM)} = {update.value(pinned.headroom)}")
+            update.sets.append(f"{update.name(TIER_BASIS)} = {update.value(pinned.basis)}")
+            update.sets.append(f"{update.name(PROMOTION_USAGE)} = {update.value(dict(pinned.usage))}")
+            move = pinned.move
+            if move is not None:
+                history = update.name(TIER_HISTORY)
+                recorded = update.value([move.model_dump()])
+                update.sets.append(f"{update.name(TIER)} = {update.value(move.to_tier)}")
+                update.sets.append(f"{history} = list_append(if_not_exists({history}, {update.value([])}), {recorded})")
+                if move.direction == "up":
+                    update.sets.append(f"{update.name(TIER_UPGRADED_AT)} = {update.value(move.at)}")
+
+    def _budget_update(self, use: BudgetUse) -> dict[str, Any]:
+        """A promotion's total given, on condition that it stays within the budget."""
+        update = Update()
+        given = update.name("given")
+        update.adds.append(f"{given} {update.value(use.points)}")
+        update.conditions.append(f"attribute_not_exists({given}) OR {given} <= {update.value(use.budget - use.points)}")
+        return update.request(self._table, budget_key(use.promotion_id))
+
+    def _tier_event_put(self, entry: LedgerEntry, move: TierMove) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    **key(f"MEMBER#{entry.member_id}", f"TIER#{entry.entry_id}"),
+                    **to_item(tier_event(entry.member_id, entry.entry_id, move)),
+                },
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
 
     def _add_to_month(self, update: Update, aggregate: str, when: datetime, amount: Any) -> None:
         if not is_kept(month_key(when), self._clock()):
@@ -282,6 +529,8 @@ class LoyaltyStore:
             # event from moving last_purchase_at backwards; that case is retried below with its own update.
             first, last = update.name(FIRST_PURCHASE_AT), update.name(LAST_PURCHASE_AT)
             update.sets.append(f"{first} = if_not_exists({first}, {update.value(at)})")
+            kept = update.name(FIRST_PURCHASE)
+            update.sets.append(f"{kept} = if_not_exists({kept}, {update.value(purchase.first_purchase())})")
             update.sets.append(f"{last} = {update.value(at)}")
             update.conditions.append(f"attribute_not_exists({last}) OR {last} <= {update.value(at)}")
         else:
@@ -291,6 +540,7 @@ class LoyaltyStore:
             if seen_first is not None and timestamp(at) < seen_first:
                 first = update.name(FIRST_PURCHASE_AT)
                 update.sets.append(f"{first} = {update.value(at)}")
+                update.sets.append(f"{update.name(FIRST_PURCHASE)} = {update.value(purchase.first_purchase())}")
                 update.conditions.append(f"{first} = {update.value(seen_first)}")
         now = self._clock()
         for back in range(MONTHS_KEPT + 1, MONTHS_KEPT + 1 + PRUNE_SPAN):
@@ -381,28 +631,47 @@ class LoyaltyStore:
         stored = self._io.get(claim_key(claim))
         return self._replay(claim, stored) if stored is not None else None
 
-    def post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Replay | None:
-        """Apply one ledger entry atomically. Returns None when applied, or the first answer on a replay.
+    def post(
+        self,
+        entry: LedgerEntry,
+        claim: Claim,
+        order: OrderRecord | None = None,
+        guards: EarnGuards | None = None,
+    ) -> Replay | None:
+        """Apply one ledger entry atomically, with an earn's guards. Returns None when applied, or the first answer
+        on a replay.
 
         Raises MemberNotFound, InsufficientPoints (debits), OrderConflict / IdempotencyKeyReused (a key reused
-        for another request).
+        for another request), StandingMoved / BudgetSpent (a guard failed: loyalty.points.ports).
         """
+        guards = guards or EarnGuards()
         purchase = PurchaseFacts.of(order) if order is not None else None
         out_of_order: dict[str, Any] | None = None
         categories_seen: dict[str, Any] | None = None
-        for _ in range(4):
-            update = self._member_update(entry, purchase, out_of_order=out_of_order, categories_seen=categories_seen)
+        lots_seen: dict[str, Any] | None = None
+        for _ in range(5):
+            update = self._member_update(
+                entry, purchase, out_of_order=out_of_order, categories_seen=categories_seen, lots_seen=lots_seen
+            )
+            self._guard_standing(update, guards)
             items = [
                 update.request(self._table, member_key(entry.member_id)),
                 self._entry_put(entry),
                 self._claim_put(claim, entry.created_at, order),
+                *(self._budget_update(use) for use in guards.budgets),
             ]
+            if guards.pinned is not None and guards.pinned.move is not None:
+                items.append(self._tier_event_put(entry, guards.pinned.move))
             try:
                 self._io.transact(items)
                 return None
             except Cancelled as cancelled:
                 if cancelled.failed(2):
                     return self._replay(claim, cancelled.old_item(2), order)
+                for position, use in enumerate(guards.budgets, start=3):
+                    if cancelled.failed(position):
+                        old = cancelled.old_item(position) or {}
+                        raise BudgetSpent(use.promotion_id, int(old.get("given", 0))) from None
                 if not cancelled.failed(0):
                     raise LoyaltyError("ledger entry id collision") from None
                 member = cancelled.old_item(0)
@@ -410,14 +679,20 @@ class LoyaltyStore:
                     member = self._io.get(member_key(entry.member_id))
                 if member is None:
                     raise MemberNotFound(f"member {entry.member_id} not found", field="member_id") from None
-                # The member exists: either a replay whose claim the cancellation did not report, a debit the
-                # balance does not cover, an older purchase arriving after a newer one, or a purchase whose
-                # categories do not all fit the member's map.
+                # The member exists. An earn's tier guard that the item fails is handed to the service at once,
+                # unread: the write it makes next carries the same claim, so a replay is still answered by it.
+                if not _standing_holds(member, guards):
+                    raise StandingMoved(standing_of(member)) from None
+                # Else: a replay whose claim the cancellation did not report, a debit the balance does not cover, an
+                # older purchase arriving after a newer one, or a purchase whose categories do not all fit the map.
                 stored = self._io.get(claim_key(claim, order))
                 if stored is not None:
                     return self._replay(claim, stored, order)
                 if entry.points < 0 and int(member.get("available", 0)) < -entry.points:
                     raise insufficient_points(-entry.points, int(member.get("available", 0))) from None
+                if entry.credits_lot() and (LOTS not in member) != (lots_seen is not None):
+                    lots_seen = member if LOTS not in member else None  # an item from before lots were kept
+                    continue
                 if purchase is not None:
                     # An older purchase arriving after a newer one, and/or category names that do not all fit
                     # the member's map: both are planned from the item the cancellation handed back.
@@ -441,11 +716,13 @@ class LoyaltyStore:
         if item is None:
             raise MemberNotFound(f"member {member_id} not found", field="member_id")
         spend = item.get(CATEGORY_MAP)
+        first = item.get(FIRST_PURCHASE) or {}
         return MemberHoldings(
             member_id=member_id,
             available=int(item.get("available", 0)),
             spend_by_category=None if spend is None else {name: Decimal(v) for name, v in spend.items()},
             spend_other_categories=Decimal(item.get(OTHER_CATEGORIES, 0)),
+            first_order_id=first.get("order_id"),
         )
 
     def reverse(self, reversal: Reversal) -> Replay | None:
@@ -464,9 +741,26 @@ class LoyaltyStore:
         order_update.adds.append(f"{order_update.name('reversal_due')} {order_update.value(reversal.due)}")
 
         member_update = self._member_update(entry, None)
-        for aggregate, delta in (("spend_by_month", -reversal.amount), ("points_by_month", -reversal.due)):
+        taken_back = -entry.points
+        if taken_back and order.lot is not None:
+            path, value = f"{member_update.name(LOTS)}.{member_update.name(order.lot)}", member_update.value(taken_back)
+            member_update.sets.append(f"{path} = {path} - {value}")
+            member_update.conditions.append(f"{path} >= {value}")
+        elif taken_back:  # an order from before lots were kept: its points are consumed like a debit's
+            member_update.adds.append(f"{member_update.name(LOTS_CONSUMED)} {member_update.value(taken_back)}")
+        spend = reversal.spend_taken
+        cancelled = -1 if reversal.cancels_purchase else 0
+        for aggregate, delta in (
+            (SPEND_BY_MONTH, -spend),
+            (POINTS_BY_MONTH, -reversal.due),
+            (PURCHASES_BY_MONTH, cancelled),
+        ):
             if delta:
                 self._add_to_month(member_update, aggregate, order.occurred_at, delta)
+        if cancelled:
+            member_update.adds.append(f"{member_update.name(PURCHASE_COUNT)} {member_update.value(cancelled)}")
+        if reversal.first_purchase:
+            self._take_from_first_purchase(member_update, order.order_id, spend, reversal.cancels_purchase)
         self._take_categories(member_update, reversal.taken)
         items = [
             order_update.request(self._table, order_key(order.order_id), return_old=False),
@@ -483,6 +777,19 @@ class LoyaltyStore:
             raise RefundBasisMoved(order.order_id) from None  # (or the entry id was taken: planned afresh too)
 
     @staticmethod
+    def _take_from_first_purchase(update: Update, order_id: str, spend: Decimal, refunded: bool) -> None:
+        """A refund of the member's first purchase takes its spend off the item's record of it too (marked refunded
+        when in full), on condition that the record is still of this order (an older purchase arriving late takes
+        its place: the refund is then planned again)."""
+        kept = update.name(FIRST_PURCHASE)
+        update.conditions.append(f"{kept}.{update.name('order_id')} = {update.value(order_id)}")
+        if spend:  # a placeholder is named only when used: DynamoDB refuses one left unused
+            amount = f"{kept}.{update.name('amount')}"
+            update.sets.append(f"{amount} = {amount} - {update.value(spend)}")
+        if refunded:
+            update.sets.append(f"{kept}.{update.name('refunded')} = {update.value(True)}")
+
+    @staticmethod
     def _take_categories(update: Update, taken: OrderCategories) -> None:
         """Take a refund's share back out of the member's category spend, each subtraction guarded so that nothing
         goes below 0 (a concurrent refund of another order that got there first fails the transaction)."""
@@ -496,40 +803,356 @@ class LoyaltyStore:
             update.adds.append(f"{name} {update.value(-taken.other)}")
             update.conditions.append(f"{name} >= {update.value(taken.other)}")
 
-    # ---- catalog and program ------------------------------------------------------------------------------
+    # ---- redemptions: the service plans (terms, tiers, limit), the store writes them pinned -----------------
+
+    def redeem(self, redemption: Redemption) -> Replay | None:
+        """One transaction: the member debited under `available >= cost` and its tier among those allowed, the
+        ledger entry, the claim, the reward pinned to the planned terms with its stock decremented under
+        `stock >= 1` (or still without one), and the member's counter for the period under its limit. A failed
+        condition is read from the items the cancellation hands back (docs/rewards.md); a cancellation none of them
+        explains any more (a concurrent change came and went) is tried again."""
+        entry, claim = redemption.entry, redemption.claim
+        items = [
+            self._redeemer_update(redemption).request(self._table, member_key(entry.member_id)),
+            self._entry_put(entry),
+            self._claim_put(claim, entry.created_at),
+            self._reward_pin(redemption.reward).request(self._table, reward_key(redemption.reward.reward_id)),
+        ]
+        if redemption.limit is not None:
+            counter = redeemed_key(entry.member_id, redemption.reward.reward_id, redemption.limit.key)
+            items.append(self._counter_update(redemption).request(self._table, counter))
+        for _ in range(4):
+            try:
+                self._io.transact(items)
+                return None
+            except Cancelled as cancelled:
+                if cancelled.failed(2):
+                    return self._replay(claim, cancelled.old_item(2))
+                if cancelled.failed(1):
+                    raise LoyaltyError("ledger entry id collision") from None
+                stored = self._io.get(claim_key(claim))  # a replay the cancellation did not report
+                if stored is not None:
+                    return self._replay(claim, stored)
+                refusal = self._redemption_refusal(redemption, cancelled)
+                if refusal is not None:
+                    raise refusal from None
+        raise StoreContention("the member or the reward kept changing during the redemption; retry")
+
+    def _redeemer_update(self, redemption: Redemption) -> Update:
+        update = self._member_update(redemption.entry, None)
+        if redemption.tiers is not None:
+            names = ", ".join(update.value(tier) for tier in redemption.tiers) or update.value("")
+            update.conditions.append(f"{update.name('tier')} IN ({names})")
+        return update
+
+    @staticmethod
+    def _reward_pin(reward: Reward) -> Update:
+        """The reward item as planned: there, active, at this version and cost; its stock taken one from under
+        `stock >= 1`, or, planned without a stock, still without one (a ConditionCheck then: nothing written)."""
+        update = Update()
+        version = update.name("version")
+        update.conditions.append("attribute_exists(PK)")
+        update.conditions.append(f"{update.name('active')} = {update.value(True)}")
+        update.conditions.append(f"{update.name('cost_points')} = {update.value(reward.cost_points)}")
+        if reward.version == 1:  # a reward stored before rewards had versions is at 1
+            update.conditions.append(f"attribute_not_exists({version}) OR {version} = {update.value(1)}")
+        else:
+            update.conditions.append(f"{version} = {update.value(reward.version)}")
+        stock = update.name(STOCK)
+        if reward.stock is None:
+            update.conditions.append(f"attribute_not_exists({stock})")
+        else:
+            update.conditions.append(f"{stock} >= {update.value(1)}")
+            update.adds.append(f"{stock} {update.value(-1)}")
+        return update
+
+    @staticmethod
+    def _counter_update(redemption: Redemption) -> Update:
+        limit = redemption.limit
+        assert limit is not None
+        update = Update()
+        count = update.name(REDEEMED)
+        update.conditions.append(f"attribute_not_exists({count}) OR {count} < {update.value(limit.limit)}")
+        update.adds.append(f"{count} {update.value(1)}")
+        update.sets.append(f"{update.name('reward_id')} = {update.value(redemption.reward.reward_id)}")
+        update.sets.append(f"{update.name('period')} = {update.value(limit.key)}")
+        if limit.expires_at is not None:
+            update.sets.append(f"{update.name(TTL_ATTRIBUTE)} = {update.value(int(limit.expires_at.timestamp()))}")
+        return update
+
+    def _redemption_refusal(self, redemption: Redemption, cancelled: Cancelled) -> Exception | None:
+        """What a cancelled redemption's items say, in the order the port names: the member gone, the reward moved,
+        out of stock, the tier, the limit, the balance. None when no condition fails on the items as handed back."""
+        entry, planned = redemption.entry, redemption.reward
+        member: dict[str, Any] | None = None
+        if cancelled.failed(0):
+            member = cancelled.old_item(0) or self._io.get(member_key(entry.member_id))
+            if member is None:
+                return MemberNotFound(f"member {entry.member_id} not found", field="member_id")
+        if cancelled.failed(3):
+            old = cancelled.old_item(3)
+            current = reward_from_item(old) if old is not None else None
+            if current is None or not holds_terms(current, planned):
+                return RewardChanged(current)
+            if current.stock is not None and current.stock < 1:
+                return out_of_stock(planned.reward_id)
+        if member is not None and redemption.tiers is not None and member.get("tier") not in redemption.tiers:
+            return tier_too_low(member.get("tier"), planned.min_tier)
+        if redemption.limit is not None and cancelled.failed(4):
+            redeemed = int((cancelled.old_item(4) or {}).get(REDEEMED, 0))
+            if redeemed >= redemption.limit.limit:
+                return limit_reached(redemption.limit, redeemed)
+        if member is not None and int(member.get("available", 0)) < -entry.points:
+            return insufficient_points(-entry.points, int(member.get("available", 0)))
+        return None
+
+    # ---- the catalog --------------------------------------------------------------------------------------
 
     def list_rewards(self) -> list[Reward]:
         rewards: list[Reward] = []
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": "CATALOG"}},
+            "ExpressionAttributeValues": {":pk": {"S": CATALOG}},
+            "ConsistentRead": True,
         }
         while True:
             page = self._client.query(**request)
-            rewards.extend(Reward.model_validate(from_item(item)) for item in page.get("Items", []))
+            rewards.extend(_readable(page.get("Items", [])))
             if "LastEvaluatedKey" not in page:
                 return rewards
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def get_reward(self, reward_id: str) -> Reward | None:
+        item = self._io.get(reward_key(reward_id))
+        return reward_from_item(item) if item is not None else None
+
+    def rewards_page(self, limit: int, cursor: str | None) -> tuple[list[Reward], str | None]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": CATALOG}, ":prefix": {"S": REWARD_PREFIX}},
+            "Limit": limit,
+            "ConsistentRead": True,
+        }
+        if cursor:
+            sk = decode_cursor(cursor).get("sk")
+            if not isinstance(sk, str) or not sk.startswith(REWARD_PREFIX):
+                raise InvalidRequest("cursor is not one this API returned", field="cursor")
+            request["ExclusiveStartKey"] = key(CATALOG, sk)
+        page = self._client.query(**request)
+        last = page.get("LastEvaluatedKey")
+        return list(_readable(page.get("Items", []))), encode_cursor({"sk": last["SK"]["S"]}) if last else None
+
     def put_reward(self, reward: Reward) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item={**key("CATALOG", f"REWARD#{reward.reward_id}"), **to_item(reward.model_dump())},
-        )
+        self._client.put_item(TableName=self._table, Item={**reward_key(reward.reward_id), **reward_item(reward)})
+
+    def create_reward(self, reward: Reward) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={**reward_key(reward.reward_id), **reward_item(reward)},
+                ConditionExpression="attribute_not_exists(PK)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            old = _failed_condition(error)
+            version = int(from_item(old).get("version", 1)) if old else 1
+            raise reward_version_conflict(reward.reward_id, version, None) from None
+
+    def replace_reward(self, reward: Reward, replaces: int) -> Reward:
+        """An update, not a put: every term is set (or removed when absent), the stock is left as it is."""
+        update = Update()
+        version = update.name("version")
+        update.conditions.append("attribute_exists(PK)")
+        if replaces == 1:
+            update.conditions.append(f"attribute_not_exists({version}) OR {version} = {update.value(1)}")
+        else:
+            update.conditions.append(f"{version} = {update.value(replaces)}")
+        values = reward.model_dump(exclude={STOCK})
+        for name, value in values.items():
+            if value is None:
+                update.removes.append(update.name(name))
+            else:
+                update.sets.append(f"{update.name(name)} = {update.value(value)}")
+        request = update.request(self._table, reward_key(reward.reward_id))
+        stored = self._update_reward(request["Update"], reward.reward_id, replaces)
+        return stored
+
+    def retire_reward(self, reward_id: str) -> Reward:
+        update = Update()
+        version = update.name("version")
+        update.conditions.append("attribute_exists(PK)")
+        update.sets.append(f"{update.name('active')} = {update.value(False)}")
+        update.sets.append(f"{version} = if_not_exists({version}, {update.value(1)}) + {update.value(1)}")
+        return self._update_reward(update.request(self._table, reward_key(reward_id))["Update"], reward_id)
+
+    def change_stock(self, reward_id: str, change: StockChange) -> Reward:
+        """One conditional update, no read: a delta under `stock >= -add` (and the most a stock holds), a level set
+        outright. Which condition failed is read from the item the refusal hands back."""
+        update = Update()
+        stock = update.name(STOCK)
+        update.conditions.append("attribute_exists(PK)")
+        if isinstance(change, StockDelta):
+            update.adds.append(f"{stock} {update.value(change.add)}")
+            update.conditions.append(f"{stock} >= {update.value(max(0, -change.add))}")
+            update.conditions.append(f"{stock} <= {update.value(MAX_STOCK - max(0, change.add))}")
+        elif change.stock is None:
+            update.removes.append(stock)
+        else:
+            update.sets.append(f"{stock} = {update.value(change.stock)}")
+        request = update.request(self._table, reward_key(reward_id))["Update"]
+        try:
+            return self._update_reward(request, reward_id)
+        except _RewardRefused as refused:
+            assert isinstance(change, StockDelta)  # a level is set on any reward that exists
+            held = refused.item.get(STOCK)
+            raise stock_conflict(reward_id, None if held is None else int(held), change.add) from None
+
+    def _update_reward(self, request: dict[str, Any], reward_id: str, replaces: int | None = None) -> Reward:
+        """Run a conditional UpdateItem on a reward; the reward as stored after it. A failed condition: no item is
+        RewardNotFound; with `replaces`, another version is a conflict; else _RewardRefused with the item."""
+        try:
+            answer = self._client.update_item(**request, ReturnValues="ALL_NEW")
+        except ClientError as error:
+            old = _failed_condition(error)
+            if old is None:
+                raise reward_not_found(reward_id) from None
+            item = from_item(old)
+            if replaces is not None:
+                raise reward_version_conflict(reward_id, int(item.get("version", 1)), replaces) from None
+            raise _RewardRefused(item) from None
+        stored = reward_from_item(from_item(answer["Attributes"]))
+        if stored is None:
+            raise LoyaltyError(f"reward {reward_id} was written but does not read back")
+        return stored
 
     def get_program(self) -> ProgramConfig | None:
-        item = self._io.get(key("PROGRAM", "CONFIG"))
+        item = self._io.get(PROGRAM_KEY)
         return ProgramConfig.model_validate_json(item["document"]) if item else None
 
-    def put_program(self, program: ProgramConfig) -> None:
-        self._client.put_item(
-            TableName=self._table,
-            Item={
-                **key("PROGRAM", "CONFIG"),
-                **to_item({"version": program.version, "document": program.model_dump_json()}),
-            },
+    def put_program(
+        self,
+        program: ProgramConfig,
+        *,
+        replaces: int | None,
+        replaced_at: datetime | None = None,
+        replaced_by: str | None = None,
+        claim: Claim | None = None,
+    ) -> Replay | None:
+        """One transaction: the document in force, put on condition that it is still at `replaces` (absent for
+        None); the same version kept as its own item, on condition that it is not kept yet; the claim, if any."""
+        values = to_item(
+            {
+                "version": program.version,
+                "document": program.model_dump_json(),
+                "replaced_at": replaced_at,
+                "replaced_by": replaced_by,
+            }
         )
+        in_force: dict[str, Any] = {"TableName": self._table, "Item": {**PROGRAM_KEY, **values}}
+        if replaces is None:
+            in_force["ConditionExpression"] = "attribute_not_exists(PK)"
+        else:
+            in_force["ConditionExpression"] = "version = :replaces"
+            in_force["ExpressionAttributeValues"] = {":replaces": {"N": str(replaces)}}
+        kept = {
+            "TableName": self._table,
+            "Item": {**program_version_key(program.version), **values},
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+        items: list[dict[str, Any]] = [{"Put": in_force}, {"Put": kept}]
+        if claim is not None:
+            items.append(self._claim_put(claim, replaced_at or self._clock()))
+        try:
+            self._io.transact(items)
+            return None
+        except Cancelled as cancelled:
+            if claim is not None:
+                if cancelled.failed(2):
+                    return self._replay(claim, cancelled.old_item(2))
+                stored = self._io.get(claim_key(claim))  # a replay whose claim the cancellation did not report
+                if stored is not None:
+                    return self._replay(claim, stored)
+            raise ProgramVersionMoved(f"the program is no longer at version {replaces}") from None
+
+    def program_versions(self, limit: int, cursor: str | None) -> tuple[list[ProgramVersion], str | None]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": "PROGRAM"}, ":prefix": {"S": PROGRAM_VERSION_PREFIX}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            sk = decode_cursor(cursor).get("sk")
+            if not isinstance(sk, str) or not sk.startswith(PROGRAM_VERSION_PREFIX):
+                raise InvalidRequest("cursor is not one this API returned", field="cursor")
+            request["ExclusiveStartKey"] = key("PROGRAM", sk)
+        page = self._client.query(**request)
+        versions = [program_version_from_item(from_item(item)) for item in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        return versions, encode_cursor({"sk": last["SK"]["S"]}) if last else None
+
+    def program_version(self, version: int) -> ProgramVersion | None:
+        item = self._io.get(program_version_key(version))
+        return program_version_from_item(item) if item else None
+
+
+def budget_key(promotion_id: str) -> dict[str, Any]:
+    return key(f"PROMOTION#{promotion_id}", "BUDGET")
+
+
+def _standing_holds(member: dict[str, Any], guards: EarnGuards) -> bool:
+    """Whether the member item (as a failed transaction found it) meets the earn's tier guard."""
+    headroom, pinned = guards.headroom, guards.pinned
+    if pinned is not None and revision_of(member) != pinned.revision:
+        return False
+    if guards.consumed is not None and int(member.get(LOTS_CONSUMED) or 0) != guards.consumed:
+        return False
+    if headroom is None:
+        return True
+    room, basis = member.get(TIER_HEADROOM), member.get(TIER_BASIS)
+    return basis is not None and int(basis) == headroom.basis and room is not None and Decimal(room) > headroom.uses
+
+
+class _RewardRefused(Exception):
+    """A reward update's condition failed on an item that exists (`item`, as it was)."""
+
+    def __init__(self, item: dict[str, Any]):
+        super().__init__("condition failed")
+        self.item = item
+
+
+def _failed_condition(error: ClientError) -> dict[str, Any] | None:
+    """The item a failed condition handed back (None: there was none); any other error is raised again."""
+    if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+        raise error
+    response: dict[str, Any] = dict(error.response)
+    old: dict[str, Any] | None = response.get("Item")
+    return old or None
+
+
+def reward_item(reward: Reward) -> dict[str, Any]:
+    return to_item(reward.model_dump())
+
+
+def reward_from_item(item: dict[str, Any]) -> Reward | None:
+    """The reward an item holds; None, logged, for one that no longer reads as a reward (a stored discount the
+    old model let through without its value or currency, say): offered to no one until an admin replaces it."""
+    try:
+        return Reward.from_stored(item)
+    except ValidationError as invalid:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in invalid.errors()]
+        logger.warning(
+            "a stored reward does not read", extra={"reward_id": item.get("reward_id"), "problems": problems}
+        )
+        return None
+
+
+def _readable(items: list[dict[str, Any]]) -> list[Reward]:
+    rewards = (reward_from_item(from_item(item)) for item in items)
+    return [reward for reward in rewards if reward is not None]
 
 
 def member_from_item(item: dict[str, Any]) -> Member:
@@ -540,4 +1163,15 @@ def entry_from_item(item: dict[str, Any]) -> LedgerEntry:
     fields = {k: v for k, v in item.items() if k in LedgerEntry.model_fields}
     fields["points"] = int(fields["points"])
     fields["unrecovered"] = int(fields.get("unrecovered", 0))
+    if fields.get("program_version") is not None:
+        fields["program_version"] = int(fields["program_version"])
     return LedgerEntry.model_validate(fields)
+
+
+def program_version_from_item(item: dict[str, Any]) -> ProgramVersion:
+    replaced_at = item.get("replaced_at")
+    return ProgramVersion(
+        program=ProgramConfig.model_validate_json(item["document"]),
+        replaced_at=datetime.fromisoformat(replaced_at) if replaced_at else None,
+        replaced_by=item.get("replaced_by"),
+    )

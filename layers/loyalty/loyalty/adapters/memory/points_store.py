@@ -2,7 +2,7 @@
 answers, same counters and write-time aggregates as the DynamoDB store, in microseconds and without an emulator.
 
 One lock makes every method atomic, as one DynamoDB transaction is, so concurrent callers see the same outcomes
-(a debit the balance no longer covers, a refund whose order moved). It reuses the domain's rules (entry counters,
+(a debit the balance no longer covers, a refund whose order moved, a reward's last unit of stock). It reuses the domain's rules (entry counters,
 category placement), the member item's codec (the months the aggregates keep: loyalty.points.member_record) and
 the cursor's form, so the two cannot disagree; tests/integration/test_points_store_contract.py runs the same
 behaviours against both.
@@ -11,7 +11,8 @@ behaviours against both.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,25 +24,56 @@ from loyalty.core.idempotency import Claim, Replay, key_reused
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import OrderCategories, place
 from loyalty.points.ledger import Balance, EntryKind, LedgerEntry, OrderRecord
-from loyalty.points.member_record import MONTHS_KEPT, PRUNE_SPAN, is_kept, month_key, months_before
+from loyalty.points.lots import NEVER
+from loyalty.points.member_record import (
+    FIRST_PURCHASE,
+    MONTHS_KEPT,
+    PRUNE_SPAN,
+    MemberStanding,
+    aggregates_of,
+    is_kept,
+    month_key,
+    months_before,
+)
 from loyalty.points.members import Member, PurchaseStats
 from loyalty.points.ports import (
+    BudgetSpent,
+    EarnGuards,
     ExternalIdTaken,
     MemberHoldings,
     PointsStore,
+    ProgramVersionMoved,
     PurchaseFacts,
+    Redemption,
     ReferralCodeTaken,
     RefundBasisMoved,
     Reversal,
+    RewardChanged,
+    StandingMoved,
+    StockChange,
+    StockDelta,
+    TierReviewed,
+    expiring_event,
+    holds_terms,
     insufficient_points,
+    limit_reached,
     order_conflict,
+    out_of_stock,
+    review_event,
+    reward_not_found,
+    reward_version_conflict,
+    stock_conflict,
+    tier_event,
+    tier_too_low,
 )
-from loyalty.points.program import ProgramConfig
-from loyalty.points.rewards import Reward
+from loyalty.points.program import ProgramConfig, ProgramVersion
+from loyalty.points.rewards import MAX_STOCK, Reward
 
 _COUNTERS = tuple(Balance.model_fields)
 _MONTHLY = ("spend_by_month", "purchases_by_month", "points_by_month")
 _LEDGER = "LEDGER#"  # a cursor holds a position in the ledger, as the DynamoDB store's does
+_VERSION = "VERSION#"  # ... or in the program's history
+_REWARD = "REWARD#"  # and a position in the catalog
 
 
 @dataclass(frozen=True)
@@ -65,10 +97,20 @@ class _Member:
     purchase_count: int = 0
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
+    first_purchase: dict[str, Any] | None = None  # as the item keeps it (member_record.FIRST_PURCHASE)
     monthly: dict[str, dict[str, Decimal]] = field(default_factory=lambda: {name: {} for name in _MONTHLY})
     spend_by_category: dict[str, Decimal] | None = field(default_factory=dict)
     spend_other_categories: Decimal = Decimal(0)
     revision: int = 1
+    headroom: Decimal | None = None
+    basis: int | None = None
+    promotion_usage: dict[str, int] = field(default_factory=dict)
+    segments: frozenset[str] = frozenset()  # as a segment write would leave them (set_segments, for tests)
+    reviewed_at: datetime | None = None
+    lots: dict[str, int] | None = field(default_factory=dict)  # None: as an item from before lots were kept
+    lots_consumed: int = 0
+    last_activity_at: datetime | None = None
+    warned_through: str | None = None
 
 
 class MemoryPointsStore:
@@ -84,11 +126,16 @@ class MemoryPointsStore:
         self._orders: dict[str, _Order] = {}
         self._claims: dict[str, _Answer] = {}
         self._program: ProgramConfig | None = None
+        self._program_versions: dict[int, ProgramVersion] = {}
         self._rewards: dict[str, Reward] = {}
+        self._budgets: dict[str, int] = {}
+        self.tier_events: list[dict[str, Any]] = []  # the TierChanged records, as the table's TIER# items hold them
+        self.expiring_events: list[dict[str, Any]] = []  # the PointsExpiringSoon records (EXPIRING# items)
+        self._redeemed: dict[tuple[str, str, str], int] = {}  # (member, reward, period key) -> redemptions
 
     # ---- members ----------------------------------------------------------------------------------------
 
-    def create_member(self, member: Member) -> None:
+    def create_member(self, member: Member, *, headroom: Decimal | None = None, basis: int | None = None) -> None:
         with self._lock:
             if member.external_id in self._external:
                 raise ExternalIdTaken(member.external_id)
@@ -97,7 +144,9 @@ class MemoryPointsStore:
             if member.member_id in self._members:
                 raise LoyaltyError("member id collision")
             enrolled = member.model_copy(update={"balance": Balance(), "purchases": PurchaseStats()}, deep=True)
-            self._members[member.member_id] = _Member(enrolled)
+            self._members[member.member_id] = _Member(
+                enrolled, headroom=None if headroom is None else Decimal(headroom), basis=basis
+            )
             self._external[member.external_id] = member.member_id
             self._referral[member.referral_code] = member.member_id
             self._ledgers[member.member_id] = {}
@@ -125,8 +174,81 @@ class MemoryPointsStore:
                 deep=True,
             )
 
+    def standing(self, member_id: str) -> MemberStanding:
+        return self._standing(member_id)
+
+    def _standing(self, member_id: str) -> MemberStanding:
+        """The standing as the member item holds it (what a failed DynamoDB transaction hands back, unread)."""
+        with self._lock:
+            state = self._member(member_id)
+            return MemberStanding(
+                member=self.get_member(member_id),
+                revision=state.revision,
+                aggregates=aggregates_of(self.member_item(member_id)),
+                segments=state.segments,
+                headroom=state.headroom,
+                basis=state.basis,
+                promotion_usage=dict(state.promotion_usage),
+                reviewed_at=state.reviewed_at,
+                lots=None if state.lots is None else dict(state.lots),
+                lots_consumed=state.lots_consumed,
+                last_activity_at=state.last_activity_at,
+                warned_through=state.warned_through,
+            )
+
+    def roster_page(
+        self, worker: int, workers: int, cursor: str | None, limit: int
+    ) -> tuple[list[MemberStanding], str | None]:
+        after = ""
+        if cursor:
+            position = decode_cursor(cursor).get("after")
+            if not isinstance(position, str):
+                raise InvalidRequest("cursor is not one this store made", field="cursor")
+            after = position
+        with self._lock:
+            share = sorted(m for m in self._members if zlib.crc32(m.encode()) % workers == worker and m > after)
+            page = [self._standing(member_id) for member_id in share[:limit]]
+        more = len(share) > limit
+        return page, encode_cursor({"after": page[-1].member.member_id}) if more else None
+
+    def review_tier(self, reviewed: TierReviewed) -> bool:
+        with self._lock:
+            state = self._member(reviewed.member_id)
+            if state.revision != reviewed.revision:
+                return False
+            if state.reviewed_at is not None and state.reviewed_at >= reviewed.review_at:
+                return False
+            move = reviewed.move
+            update: dict[str, Any] = {"tier": move.to_tier, "tier_history": [*state.member.tier_history, move]}
+            if move.direction == "up":
+                update["tier_upgraded_at"] = move.at
+            state.member = state.member.model_copy(update=update)
+            state.revision += 1
+            state.reviewed_at = reviewed.review_at
+            state.headroom, state.basis = reviewed.headroom, reviewed.basis
+            self.tier_events.append(review_event(reviewed.member_id, reviewed.review_at, move))
+            return True
+
+    def warn_expiring(self, member_id: str, lots: Mapping[str, int], warned_through: str | None, at: datetime) -> bool:
+        with self._lock:
+            state = self._member(member_id)
+            if state.warned_through != warned_through:
+                return False
+            state.warned_through = max(lots)
+            self.expiring_events.extend(expiring_event(member_id, d, p, at) for d, p in sorted(lots.items()))
+            return True
+
+    def set_segments(self, member_id: str, segments: Iterable[str]) -> None:
+        """What a segment write leaves on the member item (the segments context writes them; tests set them)."""
+        with self._lock:
+            self._member(member_id).segments = frozenset(segments)
+
+    def budgets_given(self, promotion_ids: Iterable[str]) -> dict[str, int]:
+        with self._lock:
+            return {pid: self._budgets.get(pid, 0) for pid in promotion_ids}
+
     def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
-        position = _position(cursor) if cursor else None
+        position = _position(cursor, _LEDGER) if cursor else None
         with self._lock:
             ids = sorted(self._ledgers.get(member_id, {}), reverse=True)
             if position is not None:
@@ -154,11 +276,19 @@ class MemoryPointsStore:
                 item["first_purchase_at"] = timestamp(state.first_purchase_at)
             if state.last_purchase_at is not None:
                 item["last_purchase_at"] = timestamp(state.last_purchase_at)
+            if state.first_purchase is not None:
+                item[FIRST_PURCHASE] = dict(state.first_purchase)
             return item
 
     # ---- ledger writes ----------------------------------------------------------------------------------
 
-    def post(self, entry: LedgerEntry, claim: Claim, order: OrderRecord | None = None) -> Replay | None:
+    def post(
+        self,
+        entry: LedgerEntry,
+        claim: Claim,
+        order: OrderRecord | None = None,
+        guards: EarnGuards | None = None,
+    ) -> Replay | None:
         with self._lock:
             if order is not None:
                 recorded = self._orders.get(order.order_id)
@@ -170,10 +300,13 @@ class MemoryPointsStore:
             state = self._member(entry.member_id)
             if entry.entry_id in self._ledgers[entry.member_id]:
                 raise LoyaltyError("ledger entry id collision")
+            guards = guards or EarnGuards()
+            self._check(state, entry.member_id, guards)  # as the DynamoDB store reads a failed member: guards first
             if entry.points < 0 and state.counters["available"] < -entry.points:
                 raise insufficient_points(-entry.points, state.counters["available"])
             purchase = PurchaseFacts.of(order) if order is not None else None
             self._apply(state, entry)
+            self._apply_guards(state, entry, guards)
             if entry.kind in (EntryKind.EARN, EntryKind.BONUS) and entry.points:
                 when = purchase.occurred_at if purchase else entry.created_at
                 self._add_to_month(state, "points_by_month", when, Decimal(entry.points))
@@ -208,7 +341,8 @@ class MemoryPointsStore:
         with self._lock:
             state = self._member(member_id)
             spend = None if state.spend_by_category is None else dict(state.spend_by_category)
-            return MemberHoldings(member_id, state.counters["available"], spend, state.spend_other_categories)
+            first = state.first_purchase["order_id"] if state.first_purchase is not None else None
+            return MemberHoldings(member_id, state.counters["available"], spend, state.spend_other_categories, first)
 
     def reverse(self, reversal: Reversal) -> Replay | None:
         entry, read, claim = reversal.entry, reversal.order, reversal.claim
@@ -225,7 +359,9 @@ class MemoryPointsStore:
                 or state is None
                 or (entry.points < 0 and state.counters["available"] < -entry.points)
                 or not _can_take(state, reversal.taken)
+                or (reversal.first_purchase and (state.first_purchase or {}).get("order_id") != read.order_id)
                 or entry.entry_id in self._ledgers[entry.member_id]
+                or (read.lot is not None and -entry.points > (state.lots or {}).get(read.lot, 0))
             ):
                 raise RefundBasisMoved(read.order_id)
             stored.record = stored.record.model_copy(
@@ -235,9 +371,25 @@ class MemoryPointsStore:
                 }
             )
             self._apply(state, entry)
-            for aggregate, delta in (("spend_by_month", -reversal.amount), ("points_by_month", Decimal(-reversal.due))):
+            if -entry.points and read.lot is not None and state.lots is not None:
+                state.lots[read.lot] -= -entry.points  # the order's own lot gives its points back
+            elif -entry.points:
+                state.lots_consumed += -entry.points  # an order from before lots were kept
+            spend = reversal.spend_taken
+            cancelled = Decimal(-1 if reversal.cancels_purchase else 0)
+            for aggregate, delta in (
+                ("spend_by_month", -spend),
+                ("points_by_month", Decimal(-reversal.due)),
+                ("purchases_by_month", cancelled),
+            ):
                 if delta:
                     self._add_to_month(state, aggregate, read.occurred_at, delta)
+            state.purchase_count += int(cancelled)
+            if reversal.first_purchase:
+                assert state.first_purchase is not None  # checked above
+                state.first_purchase["amount"] -= spend
+                if reversal.cancels_purchase:
+                    state.first_purchase["refunded"] = True
             if reversal.taken.totals:
                 assert state.spend_by_category is not None  # _can_take checked it
                 for name, take in reversal.taken.totals.items():
@@ -246,23 +398,188 @@ class MemoryPointsStore:
             self._claims[claim.key] = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
             return None
 
-    # ---- catalog and program ----------------------------------------------------------------------------
+    def redeem(self, redemption: Redemption) -> Replay | None:
+        entry, claim, planned, limit = redemption.entry, redemption.claim, redemption.reward, redemption.limit
+        with self._lock:
+            taken = self._claims.get(claim.key)
+            if taken is not None:
+                return _replay(claim, taken)
+            state = self._member(entry.member_id)
+            stored = self._rewards.get(planned.reward_id)
+            if stored is None or not holds_terms(stored, planned):
+                raise RewardChanged(stored.model_copy() if stored is not None else None)
+            if stored.stock is not None and stored.stock < 1:
+                raise out_of_stock(stored.reward_id)
+            tier = state.member.tier
+            if redemption.tiers is not None and tier not in redemption.tiers:
+                raise tier_too_low(tier, planned.min_tier)
+            counter = (entry.member_id, planned.reward_id, limit.key) if limit is not None else None
+            if limit is not None and counter is not None and self._redeemed.get(counter, 0) >= limit.limit:
+                raise limit_reached(limit, self._redeemed[counter])
+            if state.counters["available"] < -entry.points:
+                raise insufficient_points(-entry.points, state.counters["available"])
+            if entry.entry_id in self._ledgers[entry.member_id]:
+                raise LoyaltyError("ledger entry id collision")
+            self._apply(state, entry)
+            if stored.stock is not None:
+                self._rewards[stored.reward_id] = stored.model_copy(update={"stock": stored.stock - 1})
+            if counter is not None:
+                self._redeemed[counter] = self._redeemed.get(counter, 0) + 1
+            self._claims[claim.key] = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
+            return None
+
+    def redeemed(self, member_id: str, reward_id: str, key: str) -> int:
+        """The member's counter of the reward in the period `key` (for tests that compare the two stores)."""
+        with self._lock:
+            return self._redeemed.get((member_id, reward_id, key), 0)
+
+    # ---- program --------------------------------------------------------------------------------------------
 
     def get_program(self) -> ProgramConfig | None:
         with self._lock:
             return self._program
 
-    def put_program(self, program: ProgramConfig) -> None:
+    def put_program(
+        self,
+        program: ProgramConfig,
+        *,
+        replaces: int | None,
+        replaced_at: datetime | None = None,
+        replaced_by: str | None = None,
+        claim: Claim | None = None,
+    ) -> Replay | None:
         with self._lock:
+            taken = self._claims.get(claim.key) if claim is not None else None
+            if claim is not None and taken is not None:
+                return _replay(claim, taken)
+            stored = self._program.version if self._program is not None else None
+            if stored != replaces or program.version in self._program_versions:
+                raise ProgramVersionMoved(f"the program is at version {stored}, not {replaces}")
+            at = replaced_at.astimezone(UTC) if replaced_at is not None else None
             self._program = program
+            self._program_versions[program.version] = ProgramVersion(
+                program=program, replaced_at=at, replaced_by=replaced_by
+            )
+            if claim is not None:
+                self._claims[claim.key] = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
+            return None
+
+    def program_versions(self, limit: int, cursor: str | None) -> tuple[list[ProgramVersion], str | None]:
+        position = _position(cursor, _VERSION) if cursor else None
+        with self._lock:
+            numbers = sorted(self._program_versions, reverse=True)
+            if position is not None:
+                numbers = [n for n in numbers if _version_sk(n) < position]
+            page = [self._program_versions[n] for n in numbers[:limit]]
+        next_cursor = encode_cursor({"sk": _version_sk(page[-1].version)}) if len(page) == limit else None
+        return page, next_cursor
+
+    def program_version(self, version: int) -> ProgramVersion | None:
+        with self._lock:
+            return self._program_versions.get(version)
+
+    # ---- the catalog ------------------------------------------------------------------------------------------
 
     def list_rewards(self) -> list[Reward]:
         with self._lock:
             return [reward.model_copy() for reward in self._rewards.values()]
 
+    def get_reward(self, reward_id: str) -> Reward | None:
+        with self._lock:
+            stored = self._rewards.get(reward_id)
+            return stored.model_copy() if stored is not None else None
+
+    def rewards_page(self, limit: int, cursor: str | None) -> tuple[list[Reward], str | None]:
+        position = _catalog_position(cursor) if cursor else None
+        with self._lock:
+            ids = sorted(self._rewards)
+            if position is not None:
+                ids = [reward_id for reward_id in ids if _REWARD + reward_id > position]
+            page = [self._rewards[reward_id].model_copy() for reward_id in ids[:limit]]
+        next_cursor = encode_cursor({"sk": _REWARD + page[-1].reward_id}) if len(page) == limit else None
+        return page, next_cursor
+
     def put_reward(self, reward: Reward) -> None:
         with self._lock:
             self._rewards[reward.reward_id] = reward.model_copy()
+
+    def create_reward(self, reward: Reward) -> None:
+        with self._lock:
+            stored = self._rewards.get(reward.reward_id)
+            if stored is not None:
+                raise reward_version_conflict(reward.reward_id, stored.version, None)
+            self._rewards[reward.reward_id] = reward.model_copy()
+
+    def replace_reward(self, reward: Reward, replaces: int) -> Reward:
+        with self._lock:
+            stored = self._rewards.get(reward.reward_id)
+            if stored is None:
+                raise reward_not_found(reward.reward_id)
+            if stored.version != replaces:
+                raise reward_version_conflict(reward.reward_id, stored.version, replaces)
+            replaced = reward.model_copy(update={"stock": stored.stock})
+            self._rewards[reward.reward_id] = replaced
+            return replaced.model_copy()
+
+    def retire_reward(self, reward_id: str) -> Reward:
+        with self._lock:
+            stored = self._rewards.get(reward_id)
+            if stored is None:
+                raise reward_not_found(reward_id)
+            retired = stored.model_copy(update={"active": False, "version": stored.version + 1})
+            self._rewards[reward_id] = retired
+            return retired.model_copy()
+
+    def change_stock(self, reward_id: str, change: StockChange) -> Reward:
+        with self._lock:
+            stored = self._rewards.get(reward_id)
+            if stored is None:
+                raise reward_not_found(reward_id)
+            if isinstance(change, StockDelta):
+                if stored.stock is None or not 0 <= stored.stock + change.add <= MAX_STOCK:
+                    raise stock_conflict(reward_id, stored.stock, change.add)
+                stock: int | None = stored.stock + change.add
+            else:
+                stock = change.stock
+            changed = stored.model_copy(update={"stock": stock})
+            self._rewards[reward_id] = changed
+            return changed.model_copy()
+
+    # ---- an earn's guards: tier standing, promotion budgets -----------------------------------------------------
+
+    def _check(self, state: _Member, member_id: str, guards: EarnGuards) -> None:
+        """The guards' conditions, as the DynamoDB store's transaction puts them: raise before anything changes."""
+        headroom, pinned = guards.headroom, guards.pinned
+        if headroom is not None and (
+            state.basis != headroom.basis or state.headroom is None or not state.headroom > headroom.uses
+        ):
+            raise StandingMoved(self._standing(member_id))
+        if pinned is not None and state.revision != pinned.revision:
+            raise StandingMoved(self._standing(member_id))
+        if guards.consumed is not None and state.lots_consumed != guards.consumed:
+            raise StandingMoved(self._standing(member_id))
+        for use in guards.budgets:
+            given = self._budgets.get(use.promotion_id, 0)
+            if given > use.budget - use.points:
+                raise BudgetSpent(use.promotion_id, given)
+
+    def _apply_guards(self, state: _Member, entry: LedgerEntry, guards: EarnGuards) -> None:
+        if guards.headroom is not None and state.headroom is not None:
+            state.headroom -= guards.headroom.uses
+        pinned = guards.pinned
+        if pinned is not None:
+            state.headroom, state.basis = pinned.headroom, pinned.basis
+            state.promotion_usage = dict(pinned.usage)
+            move = pinned.move
+            if move is not None:
+                history = [*state.member.tier_history, move]
+                update: dict[str, Any] = {"tier": move.to_tier, "tier_history": history}
+                if move.direction == "up":
+                    update["tier_upgraded_at"] = move.at
+                state.member = state.member.model_copy(update=update)
+                self.tier_events.append(tier_event(entry.member_id, entry.entry_id, move))
+        for use in guards.budgets:
+            self._budgets[use.promotion_id] = self._budgets.get(use.promotion_id, 0) + use.points
 
     # ---- the member item's projection of the ledger ---------------------------------------------------------
 
@@ -277,6 +594,14 @@ class MemoryPointsStore:
         for counter, delta in entry.counters().items():
             state.counters[counter] += delta
         self._ledgers[entry.member_id][entry.entry_id] = entry
+        if entry.credits_lot():
+            if state.lots is None:  # an item from before lots were kept: its balance becomes a lot that never expires
+                held = state.counters["available"] - entry.points + state.lots_consumed
+                state.lots = {NEVER: held} if held else {}
+            state.lots[str(entry.lot)] = state.lots.get(str(entry.lot), 0) + entry.points
+        state.lots_consumed += entry.consumes()
+        if entry.is_activity():
+            state.last_activity_at = entry.created_at
 
     def _add_to_month(self, state: _Member, aggregate: str, when: datetime, amount: Decimal) -> None:
         if not is_kept(month_key(when), self._clock()):
@@ -291,6 +616,7 @@ class MemoryPointsStore:
         state.purchase_count += 1
         if state.first_purchase_at is None or at < state.first_purchase_at:
             state.first_purchase_at = at
+            state.first_purchase = purchase.first_purchase()
         if state.last_purchase_at is None or at >= state.last_purchase_at:
             state.last_purchase_at = at
         now = self._clock()
@@ -326,11 +652,19 @@ def _replay(claim: Claim, taken: _Answer, order: OrderRecord | None = None) -> R
     return taken.replay
 
 
-def _position(cursor: str) -> str:
+def _position(cursor: str, prefix: str = _LEDGER) -> str:
     sk = decode_cursor(cursor).get("sk")
-    if not isinstance(sk, str) or not sk.startswith(_LEDGER):
+    if not isinstance(sk, str) or not sk.startswith(prefix):
         raise InvalidRequest("cursor is not one this API returned", field="cursor")
     return sk
+
+
+def _version_sk(version: int) -> str:
+    return f"{_VERSION}{version:010d}"  # zero-padded, as the DynamoDB store's sort key, so text order is number order
+
+
+def _catalog_position(cursor: str) -> str:
+    return _position(cursor, _REWARD)
 
 
 if TYPE_CHECKING:  # the type checker holds the fake to the port

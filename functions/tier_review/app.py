@@ -1,0 +1,18 @@
+"""The scheduled tier review's tasks: every task of statemachines/tier_review.asl.json invokes this function with
+its step (`{"step": "begin" | "review", ...}`); the answer is the task's output. What each step does and why it is
+safe to run again: loyalty.points.tier_review, docs/tiers.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from loyalty.core.observability import invocation, metrics
+from loyalty.runtime import tier_review
+
+
+@metrics.log_metrics
+@invocation()
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return tier_review().handle(event, time_left=lambda: context.get_remaining_time_in_millis() / 1000)
