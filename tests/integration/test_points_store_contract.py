@@ -1389,7 +1389,7 @@ def test_credits_go_to_their_lot_and_debits_are_counted_as_consumed(subject: Sub
     assert standing.last_activity_at == START
 
 
-def test_an_expiry_pinned_to_what_the_lots_consumed_is_refused_once_a_debit_moved_it(subject: Subject) -> None:
+def test_an_expiry_pinned_to_the_revision_read_is_refused_once_a_debit_moved_it(subject: Subject) -> None:
     member = subject.enroll()
     assert (
         subject.store.post(_lot_entry(member, EntryKind.BONUS, 100, "2027-06-14"), Claim("activity:a", "f", 201, {}))
@@ -1404,7 +1404,7 @@ def test_an_expiry_pinned_to_what_the_lots_consumed_is_refused_once_a_debit_move
             entry(member, EntryKind.EXPIRY, -100),
             Claim("expiry:c", "f", 201, {}),
             None,
-            EarnGuards(consumed=read.lots_consumed),
+            EarnGuards(revision=read.revision),
         )
 
     assert moved.value.standing.lots_consumed == 40
@@ -1415,7 +1415,7 @@ def test_an_expiry_pinned_to_what_the_lots_consumed_is_refused_once_a_debit_move
             entry(member, EntryKind.EXPIRY, -60),
             Claim("expiry:c", "f", 201, {}),
             None,
-            EarnGuards(consumed=fresh.lots_consumed),
+            EarnGuards(revision=fresh.revision),
         )
         is None
     )

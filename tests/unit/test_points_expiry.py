@@ -178,6 +178,40 @@ def test_a_redemption_between_the_jobs_read_and_write_is_counted_before_anything
     world.check(member)
 
 
+class RefundsDuringTheExpiry(MemoryPointsStore):
+    """A store where the order of the ending lot is refunded between the job's read and its write, once."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.world: World | None = None
+        self.raced = False
+
+    def post(self, entry: Any, claim: Any, order: Any = None, guards: Any = None) -> Any:
+        if entry.kind is EntryKind.EXPIRY and not self.raced and self.world is not None:
+            self.raced = True
+            refund = Refund(order_id="june", refund_id="r-race", amount=D(100))
+            assert self.world.service.refund(refund).status == 201
+        return super().post(entry, claim, order, guards)
+
+
+def test_a_refund_between_the_jobs_read_and_write_leaves_the_other_lots_alone() -> None:
+    clock = Clock(datetime(2025, 1, 1, tzinfo=UTC))
+    store = RefundsDuringTheExpiry(clock)
+    store.put_program(ProgramConfig(expiry=ExpiryPolicy(enabled=True, months=12)), replaces=None)
+    world = World(clock, store, LoyaltyService(store, cache_seconds=0, clock=clock))
+    store.world = world
+    member = world.enroll()
+    world.buy(member, 100, date(2025, 6, 15), order_id="june")
+    world.buy(member, 100, date(2025, 12, 1), order_id="december")
+
+    shares = world.run(date(2026, 6, 15))
+
+    # The June lot gave its points back to the refund: nothing of it is left to expire, and December's stay.
+    assert store.raced and sum(s["expired_points"] for s in shares) == 0
+    assert world.available(member) == 100
+    world.check(member)
+
+
 def test_after_last_activity_everything_expires_once_the_member_has_been_idle_long_enough() -> None:
     world = _world(mode="after_last_activity", months=6)
     member = world.enroll()

@@ -4,12 +4,13 @@ A job of the tier review's shape (statemachines/points_expiry.asl.json): `begin`
 whose input carries `day` re-runs that one) and the roster's shares; each share pages through its part of the
 members. For each member with lots: the points due (loyalty.points.lots.due: the dated lots whose last day is
 before the day, first in, first out, or the whole balance once the last activity is far enough behind) are booked
-as one `expiry` entry, keyed `expiry:<member>:<day>` and pinned to what the lots had consumed when it was computed;
+as one `expiry` entry, keyed `expiry:<member>:<day>` and pinned to the member's revision it was computed from;
 then the lots expiring within the policy's `warn_days` that were not announced yet are announced (one
 PointsExpiringSoon each).
 
-Safe to run again and against redemptions: the same day's expiry is a replay of the first; a redemption between
-the read and the write moves what was consumed, the write is refused, and the member is read and computed again.
+Safe to run again and against redemptions and refunds: the same day's expiry is a replay of the first; a
+redemption or a refund between the read and the write moves the revision, the write is refused, and the member is
+computed again from the item the refusal hands back.
 """
 
 from __future__ import annotations
@@ -133,14 +134,15 @@ class PointsExpiry:
                     entry,
                     claim.answering(201, {"entry": entry.public()}),
                     None,
-                    EarnGuards(consumed=standing.lots_consumed),
+                    EarnGuards(revision=standing.revision),
                 )
             except StandingMoved as moved:
                 standing = moved.standing
                 continue
             if replay is None:  # written: what the lots consumed moved by the expiry, with nothing else between
                 expired = amount
-                standing = dataclasses.replace(standing, lots_consumed=standing.lots_consumed + amount)
+                consumed, revision = standing.lots_consumed + amount, standing.revision + 1
+                standing = dataclasses.replace(standing, lots_consumed=consumed, revision=revision)
             break
         else:
             raise StoreContention(f"member {member_id} kept changing during the expiry; retry")

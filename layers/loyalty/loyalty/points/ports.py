@@ -186,7 +186,7 @@ class EarnGuards:
     headroom: HeadroomGuard | None = None
     pinned: PinnedStanding | None = None
     budgets: tuple[BudgetUse, ...] = ()
-    consumed: int | None = None  # an expiry: what the lots had consumed when it was computed (docs/expiry.md)
+    revision: int | None = None  # an expiry: the member's revision it was computed from (docs/expiry.md)
 
 
 def out_of_stock(reward_id: str) -> OutOfStock:

@@ -467,12 +467,8 @@ class LoyaltyStore:
         once the earn's qualifying units are taken off it, under the same program version; or, pinned to the
         revision read, the standing the service worked out from it."""
         headroom, pinned = guards.headroom, guards.pinned
-        if guards.consumed is not None:
-            used = update.name(LOTS_CONSUMED)
-            pinned_to = f"{used} = {update.value(guards.consumed)}"
-            update.conditions.append(
-                f"attribute_not_exists({used}) OR {pinned_to}" if not guards.consumed else pinned_to
-            )
+        if guards.revision is not None:
+            update.conditions.append(f"{update.name(REVISION)} = {update.value(guards.revision)}")
         if headroom is not None:
             room, basis = update.name(TIER_HEADROOM), update.name(TIER_BASIS)
             update.conditions.append(f"{basis} = {update.value(headroom.basis)}")
@@ -1108,7 +1104,7 @@ def _standing_holds(member: dict[str, Any], guards: EarnGuards) -> bool:
     headroom, pinned = guards.headroom, guards.pinned
     if pinned is not None and revision_of(member) != pinned.revision:
         return False
-    if guards.consumed is not None and int(member.get(LOTS_CONSUMED) or 0) != guards.consumed:
+    if guards.revision is not None and revision_of(member) != guards.revision:
         return False
     if headroom is None:
         return True

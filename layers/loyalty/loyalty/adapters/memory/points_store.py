@@ -556,7 +556,7 @@ class MemoryPointsStore:
             raise StandingMoved(self._standing(member_id))
         if pinned is not None and state.revision != pinned.revision:
             raise StandingMoved(self._standing(member_id))
-        if guards.consumed is not None and state.lots_consumed != guards.consumed:
+        if guards.revision is not None and state.revision != guards.revision:
             raise StandingMoved(self._standing(member_id))
         for use in guards.budgets:
             given = self._budgets.get(use.promotion_id, 0)
