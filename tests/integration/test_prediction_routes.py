@@ -114,10 +114,11 @@ def test_staff_read_expected_spend_where_the_member_has_enough_history() -> None
     members_api = _handler("MembersApiFunction")
     # When staff read their predictions
     body = _prediction(members_api, regular)
-    # Then the regular's spend per purchase is Gamma-Gamma's for x = 2 repeat purchases of mean 50
+    # Then the regular's spend per purchase is Gamma-Gamma's for x = 2 repeat purchases of mean 60 (50 and 70: the
+    # first purchase is not a repeat, docs/prediction.md)
     assert MODEL.gamma_gamma is not None
     assert body["expected_spend_per_purchase"] == pytest.approx(
-        MODEL.gamma_gamma.expected_average_spend(2, 50.0), rel=1e-12
+        MODEL.gamma_gamma.expected_average_spend(2, 60.0), rel=1e-12
     )
     assert body["expected_spend_90d"] == pytest.approx(
         body["expected_purchases_90d"] * body["expected_spend_per_purchase"], rel=1e-12

@@ -29,6 +29,7 @@ from loyalty.core.errors import (
     InvalidRequest,
     LimitReached,
     LoyaltyError,
+    MemberNotFound,
     OrderNotFound,
     OutOfStock,
     ProgramVersionNotFound,
@@ -562,9 +563,12 @@ class LoyaltyService:
 
     def offers(self, member_id: str | None) -> list[Offer]:
         """The catalog as a member sees it (loyalty.points.rewards.offers): for a member, by their tier; for anyone
-        else (a shopper not enrolled yet, staff), by the tier a member starts at."""
+        else (a shopper not enrolled yet, staff, a token naming no member), by the tier a member starts at."""
         program = self.program.get()
-        tier = self.store.get_member(member_id).tier if member_id is not None else program.entry_tier
+        tier = program.entry_tier
+        if member_id is not None:
+            with contextlib.suppress(MemberNotFound):  # a token naming no member (erased, say) sees what anyone sees
+                tier = self.store.get_member(member_id).tier
         return offers(self.catalog.get().values(), self._clock(), tier, program.tiers)
 
     def redeem(self, member_id: str, reward_id: str, idempotency_key: str) -> Outcome:
