@@ -18,7 +18,7 @@ from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
 from loyalty.segments.prediction import PredictionModel, spend_row
 from loyalty.segments.service import SegmentationService
-from tests.integration.conftest import Backend, Loyalty, dynamodb_client
+from tests.integration.conftest import PROFILED, Backend, Loyalty, dynamodb_client
 from tests.integration.test_segment_refresh import AS_OF, Harness, _memberships, harnesses, step_functions
 
 __all__ = ["harnesses", "step_functions"]  # fixtures
@@ -65,7 +65,7 @@ def _populate(loyalty: Loyalty, members: int, seed: int = 2) -> list[str]:
 
     def member(plan: tuple[int, list[int], list[str]]) -> str:
         index, days, spends = plan
-        member_id = loyalty.enroll(f"predict-{seed}-{index}")
+        member_id = loyalty.enroll(f"predict-{seed}-{index}", consent=PROFILED)
         for n, (days_ago, amount) in enumerate(zip(days, spends, strict=True)):
             loyalty.buy(
                 member_id, amount, order_id=f"p-{seed}-{index}-{n}", occurred_at=AS_OF - timedelta(days=days_ago)
