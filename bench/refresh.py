@@ -9,7 +9,8 @@
               its own; later the same into table B on another (one emulator per table: DynamoDB Local slows a
               table's writes by the stream records its other tables hold). Setup only: the bench is about the
               refresh, not the ingest
-    run A     table A, a full refresh with 1 worker (a first run: every member gets a segment set), profiled
+    run A     table A, a full refresh with 1 worker (a first run: every member who consents to profiling, all by
+              default (--profiling), gets a segment set), profiled
     baseline  in table A after run A: a bare TransactWriteItems of what a membership change writes, from 1 and from
               4 threads
     run B     table B (the same items), a full refresh with 4 shares running concurrently: the refresh's state machine
@@ -91,7 +92,7 @@ def _geometric(rng: random.Random, p: float) -> int:
     return 1 + int(math.log(1.0 - rng.random()) / math.log(1.0 - p))
 
 
-def synthetic_member(rng: random.Random, index: int, as_of: datetime) -> dict[str, Any]:
+def synthetic_member(rng: random.Random, index: int, as_of: datetime, profiling_share: float = 1.0) -> dict[str, Any]:
     """One member item as the store holds it after enrollment and a history of purchases and redemptions.
 
     20% never purchased; the others' last purchase a long-tailed number of days ago (mean 60, capped at two years),
@@ -136,7 +137,7 @@ def synthetic_member(rng: random.Random, index: int, as_of: datetime) -> dict[st
             email=rng.random() < 0.6,
             sms=rng.random() < 0.3,
             push=rng.random() < 0.4,
-            profiling=rng.random() < 0.5,
+            profiling=rng.random() < profiling_share,  # the draw is made whatever the share: same members
         ),
         birthday=date(rng.randint(1950, 2006), rng.randint(1, 12), rng.randint(1, 28)) if rng.random() < 0.8 else None,
         referral_code=ids.referral_code(),
@@ -674,11 +675,16 @@ def cpu_per_member(items: Sequence[dict[str, Any]], as_of: datetime, config: Seg
     plain = measure("from_item", lambda: [from_item(raw) for page in raw_pages for raw in page["Items"]])
     features = measure("features_of", lambda: [features_of(item, as_of, config) for item in plain])
     pages = [features[start : start + page_size] for start in range(0, members, page_size)]
-    summary = measure("RFM pass one", lambda: rfm.merge(rfm.summarize(*engine._rfm_inputs(page)) for page in pages))
+    profiled = [[f for f in page if f.consent.profiling] for page in pages]  # what pass one summarises
+    summary = measure("RFM pass one", lambda: rfm.merge(rfm.summarize(*engine._rfm_inputs(page)) for page in profiled))
     cut_points = summary.cut_points()
     rows = measure(
         "prediction sample",
-        lambda: [row for item, f in zip(plain, features, strict=True) if (row := engine.sample_row(item, f))],
+        lambda: [
+            row
+            for item, f in zip(plain, features, strict=True)
+            if f.consent.profiling and (row := engine.sample_row(item, f))
+        ],
     )
     model = engine.fit_model(engine.BgNbdSample().add(rows), "bench", as_of.isoformat())
 
@@ -747,10 +753,11 @@ def print_cpu(best: Mapping[str, float]) -> float:
 def expected_segments(
     items: Mapping[str, Mapping[str, Any]], as_of: datetime, config: SegmentationConfig, model: PredictionModel | None
 ) -> tuple[RfmCutPoints | None, dict[str, set[str]]]:
-    """The pure core's answer for every member: one whole-population summary for the cut points, then segments_of
-    member by member. The prediction model is the run's own (its fit is checked by comparing runs, not refitted)."""
+    """The pure core's answer for every member: one summary of the members who consent to profiling for the cut
+    points (docs/segments.md, "Profiling consent"), then segments_of member by member. The prediction model is the
+    run's own (its fit is checked by comparing runs, not refitted)."""
     features = [features_of(item, as_of, config) for item in items.values()]
-    cut_points = summarize(features).cut_points()
+    cut_points = summarize(f for f in features if f.consent.profiling).cut_points()
     return cut_points, {f.member_id: segments_of(f, cut_points, config, model) for f in features}
 
 
@@ -816,6 +823,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=4, help="concurrent invocations of runs B, C and D")
     parser.add_argument("--changed", type=float, default=0.01, help="share of members who buy before run D")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--profiling",
+        type=float,
+        default=1.0,
+        help="share of members who consent to profiling (the others get no behavioural segment); "
+        "docs/refresh-estimate.md's figures are for 1.0",
+    )
     parser.add_argument("--ingest-threads", type=int, default=8)
     parser.add_argument("--baseline", type=int, default=200, help="bare transactions per baseline figure")
     args = parser.parse_args(argv)
@@ -836,7 +850,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     started = time.perf_counter()
-    items = [synthetic_member(rng, index, as_of) for index in range(args.members)]
+    items = [synthetic_member(rng, index, as_of, args.profiling) for index in range(args.members)]
     built = time.perf_counter() - started
     sizes = sorted(dynamodb_size(item) for item in items)
     print(
@@ -882,7 +896,8 @@ def main(argv: list[str] | None = None) -> None:
                 else "none (too small a sample, or no fit)"
             )
         )
-        check.run(a, args.members, changed=args.members)
+        segmented = sum(1 for segments in expected.values() if segments)  # all who consent to profiling, at least
+        check.run(a, args.members, changed=segmented)
         check(run_cut_points(a.run) == cut_points, "run A: cut points differ from the pure core's")
         check(stored_segments(roster_a) == expected, "run A: memberships differ from the pure core's")
         del roster_a
@@ -920,7 +935,7 @@ def main(argv: list[str] | None = None) -> None:
             as_of,
         )
         b.print()
-        check.run(b, args.members, changed=args.members)
+        check.run(b, args.members, changed=segmented)
         check(run_cut_points(b.run) == cut_points, "run B: cut points differ from run A's")
         check(
             _fit(run_model(b.run)) == _fit(model),

@@ -165,6 +165,10 @@ class RefreshRun(BaseModel):
     pass2_done: int | None
     members: int | None
     members_read: int | None
+    members_without_profiling: int | None = Field(
+        description="Members read who have not consented to profiling: left out of the cut points and the model's "
+        'sample, and in no behavioural segment (docs/segments.md, "Profiling consent"). Null before pass one ends.'
+    )
     changed_members: int | None
     changes: int | None
     stale_members: int | None

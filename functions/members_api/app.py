@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from loyalty.core.access import Role, require_role
 from loyalty.core.http import (
@@ -27,7 +27,7 @@ from loyalty.core.http import (
 from loyalty.core.observability import api_tracer, from_api_request, invocation, metrics, record_api_answer
 from loyalty.points.activities import Activity, ActivityType
 from loyalty.points.ledger import LedgerEntry
-from loyalty.points.members import Enrollment, Member
+from loyalty.points.members import Consent, ConsentChange, ConsentChannel, Enrollment, Member, ProfilePatch
 from loyalty.points.rewards import Reward
 from loyalty.points.tiers import TierProgress
 from loyalty.runtime import loyalty_service, segmentation_service
@@ -61,6 +61,15 @@ RequiredIdempotencyKey = Annotated[
         "changes nothing."
     ),
 ]
+
+ProfileIdempotencyKey = Annotated[
+    str | None,
+    idempotency_key(
+        "Makes the change safe to retry: the same key changes nothing again and answers the member as they are now "
+        "(Idempotent-Replayed: true). A merge patch sent twice without one sets the same values twice."
+    ),
+]
+Channel = Annotated[ConsentChannel, Path(description="What the consent is for: a channel, or profiling.")]
 
 
 class HeldLot(BaseModel):
@@ -234,6 +243,73 @@ def list_member_segments(member_id: MemberId) -> Response[Any]:
     return model_response(200, MemberSegments(member_id=member_id, segments=segments))
 
 
+class ConsentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    granted: StrictBool = Field(description="true grants the consent, false withdraws it.")
+
+
+class ConsentResult(BaseModel):
+    member_id: str
+    channel: ConsentChannel
+    granted: bool = Field(description="The consent as it is now.")
+    changed: bool = Field(
+        description="False when the consent already was so: nothing was written or recorded (the request is "
+        "idempotent by its value)."
+    )
+    change: ConsentChange | None = Field(description="The history entry this request recorded; null if none.")
+
+
+class MemberConsents(BaseModel):
+    member_id: str
+    consent: Consent = Field(description="Each consent as it is now; absent means no.")
+    history: list[ConsentChange] = Field(description="Every grant and withdrawal, newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page of history; null on the last.")
+
+
+@api.patch(
+    "/v1/members/<member_id>/profile",
+    access=MEMBER_OR_STAFF,
+    summary="Change the member's profile: a JSON merge patch, a field set to null is removed",
+    description="A field left out stays as it is; a value replaces it, validated as at enrolment; null removes it "
+    "(RFC 7396; send it as application/json or application/merge-patch+json). One conditional write: two patches "
+    "of different fields never undo each other (docs/members.md).",
+    responses=documented_write(200, Member, "The member, with the profile as changed", 403, 404, 422, 503),
+)
+def update_profile(
+    member_id: MemberId, patch: Annotated[ProfilePatch, Body()], idempotency_key: ProfileIdempotencyKey = None
+) -> Response[Any]:
+    return outcome_response(loyalty_service().update_profile(member_id, patch, idempotency_key), Member)
+
+
+@api.put(
+    "/v1/members/<member_id>/consents/<channel>",
+    access=MEMBER_OR_STAFF,
+    summary="Grant or withdraw one consent; the change is kept in the member's consent history",
+    description="Setting a consent to what it already is records nothing (`changed` false). Withdrawing profiling "
+    "takes the member out of every behavioural segment at their re-evaluation, seconds later, and their predictions "
+    "are refused from then on (docs/members.md).",
+    responses=documented_write(200, ConsentResult, "The consent as set, and whether it changed", 403, 404, 422, 503),
+)
+def set_consent(member_id: MemberId, channel: Channel, request: Annotated[ConsentRequest, Body()]) -> Response[Any]:
+    source = api.caller().role.value  # member, admin or service: who made the change, never who they are
+    return answer(200, ConsentResult, loyalty_service().set_consent(member_id, channel, request.granted, source))
+
+
+@api.get(
+    "/v1/members/<member_id>/consents",
+    access=MEMBER_OR_STAFF,
+    summary="The member's consents now, and their history of grants and withdrawals, newest first",
+    responses=documented(200, MemberConsents, "The consents and a page of their history", 403, 404, 422),
+)
+def list_consents(
+    member_id: MemberId,
+    limit: Annotated[int, Query(ge=1, le=100)] = 25,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
+) -> Response[Any]:
+    return answer(200, MemberConsents, loyalty_service().consents(member_id, limit, cursor))
+
+
 class MemberPredictionBody(MemberPrediction):
     member_id: str
 
@@ -244,8 +320,21 @@ class MemberPredictionBody(MemberPrediction):
     summary="The member's predictions: probability alive, expected purchases and spend, expected next purchase",
     description="For the program's staff and services (campaign targeting), not for the member's own app. The model "
     "is the one the last refresh fitted (docs/prediction.md); the figures are null until a refresh has fitted one. "
-    "Expected spend also needs the model's Gamma-Gamma fit and a repeat purchase with positive spend.",
-    responses=documented(200, MemberPredictionBody, "The member's predictions", 403, 404, 422),
+    "Expected spend also needs the model's Gamma-Gamma fit and a repeat purchase with positive spend. A member who "
+    "has not consented to profiling gets no prediction: 409 consent_required.",
+    responses=documented(
+        200,
+        MemberPredictionBody,
+        "The member's predictions",
+        403,
+        404,
+        (
+            409,
+            "consent_required: the member has not consented to profiling, so no prediction is made for them (the "
+            "member's choice, not the caller's rights: it lifts when they consent; docs/members.md)",
+        ),
+        422,
+    ),
 )
 def get_member_prediction(member_id: MemberId) -> Response[Any]:
     prediction = segmentation_service().member_prediction(member_id)

@@ -19,6 +19,8 @@ from loyalty.runtime import loyalty_service
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "dev:admin:ops-alice"
 SERVICE = "dev:service:commerce"
+# The consent the members of segmentation tests give at enrolment: behavioural segments need profiling consent.
+PROFILED = {"email": True, "profiling": True}
 WEB_APP = "https://app.example.com"  # the AllowedOrigins the e2e stack is deployed with
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.template import load_template
-from tests.e2e.conftest import ADMIN, ROOT, SERVICE, Api
+from tests.e2e.conftest import ADMIN, PROFILED, ROOT, SERVICE, Api
 
 ADMIN_ROUTES = sorted(
     (event.method, event.path)
@@ -246,7 +246,7 @@ def test_the_catalog_and_the_analytics_answer_before_and_between_refreshes(api: 
 
 
 def test_a_member_reads_their_own_segments_and_no_one_else_s(api: Api) -> None:
-    mine, theirs = api.enroll(), api.enroll()
+    mine, theirs = api.enroll(consent=PROFILED), api.enroll(consent=PROFILED)
     path = f"/v1/members/{mine}/segments"
 
     own = api.call("GET", path, token=f"dev:member:{mine}")

@@ -17,7 +17,7 @@ from devstack import states
 from devstack.stack import LocalStack
 from loyalty.core.settings import settings
 from loyalty.segments.prediction import PredictionModel
-from tests.e2e.conftest import Api
+from tests.e2e.conftest import PROFILED, Api
 
 
 def _table(stack: LocalStack) -> str:
@@ -55,7 +55,7 @@ def test_a_purchase_moves_the_member_between_segments_and_each_change_is_announc
     stack: LocalStack, api: Api
 ) -> None:
     # Given a new member: enrolled, never purchased
-    member_id = api.enroll()
+    member_id = api.enroll(consent=PROFILED)
     stack.wait_for_events("SegmentEntered", 1, timeout=20, member_id=member_id, segment_id="lifecycle:potential")
     # When they make a big first purchase
     assert api.purchase(member_id, "650.00").status_code == 201
@@ -90,7 +90,7 @@ def _execution(stack: LocalStack, execution_arn: str) -> dict[str, Any]:
 
 def test_the_nightly_schedule_runs_a_refresh_execution_to_completion(stack: LocalStack, api: Api) -> None:
     # Given members who bought, and no refresh running (another test may have started one)
-    members = [api.enroll() for _ in range(6)]
+    members = [api.enroll(consent=PROFILED) for _ in range(6)]
     for index, member_id in enumerate(members):
         for order in range(index):
             assert api.purchase(member_id, f"{20 + 35 * order}.00").status_code == 201
@@ -153,7 +153,7 @@ def test_run_now_runs_an_execution_with_continuations_and_a_retried_task_once_pe
 ) -> None:
     # Given members, and no refresh running
     for _ in range(5):
-        api.enroll()
+        api.enroll(consent=PROFILED)
     _no_refresh_running(stack)
     # When an admin starts a refresh over 2 shares, and starts it again with the same key
     key = f"e2e-sfn-{time.time_ns()}"
@@ -196,7 +196,7 @@ def test_run_now_runs_an_execution_with_continuations_and_a_retried_task_once_pe
 
 def test_predictions_are_for_staff_and_follow_the_members_own_rhythm(stack: LocalStack, api: Api) -> None:
     # Given a member who bought twice, 20 days apart
-    member_id = api.enroll()
+    member_id = api.enroll(consent=PROFILED)
     now = time.time()
     for days_ago in (30, 10):
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - days_ago * 86400))

@@ -37,7 +37,7 @@ from loyalty.core.idempotency import Outcome
 from loyalty.points.activities import Engagement, Purchase
 from loyalty.points.ledger import LedgerEntry
 from loyalty.points.member_record import new_member_item
-from loyalty.points.members import Enrollment
+from loyalty.points.members import Consent, Enrollment
 from loyalty.points.rewards import Reward, RewardKind
 from loyalty.points.service import LoyaltyService
 
@@ -58,6 +58,11 @@ REWARDS = (
         currency="USD",
     ),
 )
+
+
+# Consent given at enrolment by the members of segmentation tests: behavioural segments need profiling consent
+# (docs/segments.md, "Profiling consent"); absent consent is no consent.
+PROFILED = Consent(email=True, profiling=True)
 
 
 # ---- the table, from the one source of wiring ---------------------------------------------------------------
@@ -153,8 +158,12 @@ class Loyalty:
 
     # -- acting --
 
-    def enroll(self, external_id: str | None = None) -> str:
-        outcome = self.service.enroll(Enrollment(external_id=external_id or f"cust-{uuid.uuid4().hex[:12]}"))
+    def enroll(self, external_id: str | None = None, *, consent: Consent | None = None) -> str:
+        """Enroll a member; `consent` as given at enrolment (none by default: absent means no)."""
+        enrollment = Enrollment(
+            external_id=external_id or f"cust-{uuid.uuid4().hex[:12]}", consent=consent or Consent()
+        )
+        outcome = self.service.enroll(enrollment)
         return str(outcome.body["member_id"])
 
     def buy(

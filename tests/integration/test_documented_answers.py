@@ -33,7 +33,7 @@ from devstack.template import Resolver, load_template
 from loyalty import runtime
 from loyalty.adapters.step_functions import JobExecutions
 from loyalty.points.activities import Purchase
-from loyalty.points.members import Enrollment
+from loyalty.points.members import Consent, Enrollment
 from loyalty.points.rewards import Reward, RewardKind
 from tests.integration.test_functions_events import load_handler
 
@@ -268,7 +268,8 @@ def world() -> Iterator[World]:
         members = []
         # Two big spenders: a one-member page of their rule segment always has a next page, whichever shards hold them.
         for purchases in ([(40, "120.00"), (20, "80.50")], [(10, "35.00")], [(300, "12.00")], [(5, "150.00")]):
-            member_id = str(service.enroll(Enrollment(external_id=f"seed-{uuid.uuid4().hex[:12]}")).body["member_id"])
+            enrollment = Enrollment(external_id=f"seed-{uuid.uuid4().hex[:12]}", consent=Consent(profiling=True))
+            member_id = str(service.enroll(enrollment).body["member_id"])
             for days_ago, amount in purchases:
                 _purchase(member_id, amount, days_ago)
             members.append(member_id)
@@ -312,6 +313,9 @@ PROGRAM = "/v1/admin/program"
 VERSIONS = PROGRAM + "/versions"
 VERSION = VERSIONS + "/{version}"
 UNKNOWN_MEMBER = {"member_id": "m_" + "0" * 26}
+PROFILE = MEMBER + "/profile"
+CONSENTS = MEMBER + "/consents"
+CONSENT = CONSENTS + "/{channel}"
 
 
 def _members(world: World) -> None:
@@ -393,6 +397,73 @@ def _prediction(world: World) -> None:
     mine = member_token(member["member_id"])
     assert world.call("members_api", "GET", MEMBER + "/prediction", member, claims=mine).status == 403
     assert world.call("members_api", "GET", MEMBER + "/prediction", UNKNOWN_MEMBER).status == 404
+    unprofiled = {"member_id": _new_member(world)}  # enrolled without stating consent: no profiling
+    refused = world.call("members_api", "GET", MEMBER + "/prediction", unprofiled, claims=SERVICE)
+    assert refused.status == 409 and refused.body["code"] == "consent_required"
+
+
+def _new_member(world: World, **consent: bool) -> str:
+    """A member enrolled for one walk alone, through the API, with `consent` as given at enrolment."""
+    body = {"external_id": f"cust-{uuid.uuid4().hex[:12]}", "profile": {"first_name": "Ada", "country": "FR"}}
+    enrolled = world.call("members_api", "POST", "/v1/members", claims=SERVICE, body={**body, "consent": consent})
+    assert enrolled.status == 201, enrolled.text
+    return str(enrolled.body["member_id"])
+
+
+def _profile(world: World) -> None:
+    member = {"member_id": _new_member(world)}
+    mine = member_token(member["member_id"])
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    patch = {"email": "ada@example.com", "country": None}
+    changed = world.call("members_api", "PATCH", PROFILE, member, claims=mine, body=patch, headers=key)
+    assert changed.status == 200 and changed.body["profile"] == {"first_name": "Ada", "email": "ada@example.com"}
+    again = world.call("members_api", "PATCH", PROFILE, member, claims=mine, body=patch, headers=key)
+    assert again.status == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    other = {"email": "grace@example.com"}
+    reused = world.call("members_api", "PATCH", PROFILE, member, claims=mine, body=other, headers=key)
+    assert reused.status == 422 and reused.body["code"] == "idempotency_key_reused"
+    merge_patch = {"Content-Type": "application/merge-patch+json"}
+    by_staff = world.call(
+        "members_api", "PATCH", PROFILE, member, claims=SERVICE, body={"first_name": "Grace"}, headers=merge_patch
+    )
+    assert by_staff.status == 200 and by_staff.body["profile"]["first_name"] == "Grace"
+    invalid = world.call("members_api", "PATCH", PROFILE, member, body={"email": "nope", "nickname": "A"})
+    assert invalid.status == 422 and {e["field"] for e in invalid.body["errors"]} == {"email", "nickname"}
+    assert world.call("members_api", "PATCH", PROFILE, member, body="{", headers={}).status == 400
+    someone_else = member_token(world.members[1])
+    assert world.call("members_api", "PATCH", PROFILE, member, claims=someone_else, body=other).status == 403
+    assert world.call("members_api", "PATCH", PROFILE, UNKNOWN_MEMBER, body=other).status == 404
+
+
+def _consents(world: World) -> None:
+    member_id = _new_member(world, email=True)
+    email = {"member_id": member_id, "channel": "email"}
+    profiling = {"member_id": member_id, "channel": "profiling"}
+    mine = member_token(member_id)
+    granted = world.call("members_api", "PUT", CONSENT, profiling, claims=mine, body={"granted": True})
+    assert granted.status == 200 and granted.body["changed"] and granted.body["change"]["source"] == "member"
+    same = world.call("members_api", "PUT", CONSENT, profiling, claims=mine, body={"granted": True})
+    assert same.status == 200 and not same.body["changed"] and same.body["change"] is None
+    withdrawn = world.call("members_api", "PUT", CONSENT, email, claims=SERVICE, body={"granted": False})
+    assert withdrawn.status == 200 and withdrawn.body["change"]["source"] == "service"
+    listed = world.call("members_api", "GET", CONSENTS, {"member_id": member_id}, claims=mine, query={"limit": "2"})
+    assert listed.status == 200 and listed.body["consent"]["profiling"] and not listed.body["consent"]["email"]
+    assert [(c["channel"], c["granted"]) for c in listed.body["history"]] == [("email", False), ("profiling", True)]
+    rest = world.call(
+        "members_api", "GET", CONSENTS, {"member_id": member_id}, query={"cursor": listed.body["next_cursor"]}
+    )
+    assert rest.status == 200 and [c["source"] for c in rest.body["history"]] == ["enrollment"]
+    assert world.call("members_api", "PUT", CONSENT, email, body={"granted": "yes"}).status == 422
+    unknown_channel = {"member_id": member_id, "channel": "pigeon"}
+    assert world.call("members_api", "PUT", CONSENT, unknown_channel, body={"granted": True}).status == 422
+    assert world.call("members_api", "PUT", CONSENT, email, body="[", headers={}).status == 400
+    someone_else = member_token(world.members[1])
+    assert world.call("members_api", "PUT", CONSENT, email, claims=someone_else, body={"granted": True}).status == 403
+    assert world.call("members_api", "GET", CONSENTS, {"member_id": member_id}, claims=someone_else).status == 403
+    nobody = {**UNKNOWN_MEMBER, "channel": "email"}
+    assert world.call("members_api", "PUT", CONSENT, nobody, body={"granted": True}).status == 404
+    assert world.call("members_api", "GET", CONSENTS, UNKNOWN_MEMBER).status == 404
+    assert world.call("members_api", "GET", CONSENTS, {"member_id": member_id}, query={"limit": "0"}).status == 422
 
 
 def _redemptions(world: World) -> None:
@@ -644,6 +715,9 @@ OPERATIONS: dict[tuple[str, str, str], Callable[[World], None]] = {
     ("members_api", "POST", ACTIVITIES): _activities,
     ("members_api", "GET", MEMBER + "/ledger"): _ledger,
     ("members_api", "GET", MEMBER + "/prediction"): _prediction,
+    ("members_api", "PATCH", PROFILE): _profile,
+    ("members_api", "PUT", CONSENT): _consents,
+    ("members_api", "GET", CONSENTS): _consents,
     ("members_api", "POST", REDEMPTIONS): _redemptions,
     ("members_api", "GET", MEMBER + "/segments"): _member_segments,
     ("members_api", "GET", "/v1/rewards"): _rewards,

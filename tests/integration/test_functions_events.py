@@ -27,7 +27,7 @@ from loyalty.adapters.eventbridge import EventPublisher
 from loyalty.core.errors import MemberNotFound, OrderNotFound
 from loyalty.core.settings import settings
 from loyalty.points.activities import Adjustment, Engagement, Purchase, Refund
-from loyalty.points.members import Enrollment, Profile
+from loyalty.points.members import Consent, ConsentChannel, Enrollment, Profile
 from loyalty.points.service import LoyaltyService
 from tests.integration.conftest import REGION, REWARDS, ROOT, create_loyalty_table, template
 
@@ -212,6 +212,30 @@ def test_the_publisher_puts_each_recorded_change_on_the_bus_as_its_domain_event(
         assert "profile" not in event["detail"]
 
 
+def test_each_consent_change_is_published_as_consent_changed_with_no_personal_data(
+    aws: Aws, publisher: ModuleType
+) -> None:
+    # Given a member who gave email consent at enrolment, then granted SMS and withdrew email in their app
+    enrollment = Enrollment(external_id="cust-ada", profile=Profile(first_name="Ada"), consent=Consent(email=True))
+    member_id = aws.service.enroll(enrollment).body["member_id"]
+    sms = aws.service.set_consent(member_id, ConsentChannel.SMS, True, "member")["change"]
+    email = aws.service.set_consent(member_id, ConsentChannel.EMAIL, False, "member")["change"]
+    items = aws.items(f"MEMBER#{member_id}")
+    # When the stream delivers the member's items
+    publisher.lambda_handler(stream_event(items), LambdaContext())
+    # Then each change went out once, as ConsentChanged, saying what changed and by whom, and nothing about the member
+    published = [e for e in aws.published() if e["detail-type"] == "ConsentChanged"]
+    details = sorted((e["detail"] for e in published), key=lambda detail: detail["event_id"])
+    assert [(d["channel"], d["granted"], d["source"]) for d in details] == [
+        ("email", True, "enrollment"),
+        ("sms", True, "member"),
+        ("email", False, "member"),
+    ]
+    assert [d["event_id"] for d in details][1:] == [sms["change_id"], email["change_id"]]
+    assert {d["member_id"] for d in details} == {member_id}
+    assert all(set(d) == {"event_id", "occurred_at", "member_id", "channel", "granted", "source"} for d in details)
+
+
 def test_records_that_record_no_event_publish_nothing(aws: Aws, publisher: ModuleType) -> None:
     aws.service.enroll(Enrollment(external_id="cust-1"))
     items = aws.items("EXTERNAL#cust-1") + aws.items("CATALOG")
@@ -309,8 +333,10 @@ def order_refunded(**detail: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def customer(aws: Aws) -> str:
-    """The commerce system's customer cust-1001, enrolled as a member (the sample events' customer)."""
-    return str(aws.service.enroll(Enrollment(external_id="cust-1001")).body["member_id"])
+    """The commerce system's customer cust-1001, enrolled as a member (the sample events' customer), who consents to
+    profiling (segmented by behaviour)."""
+    enrollment = Enrollment(external_id="cust-1001", consent=Consent(email=True, profiling=True))
+    return str(aws.service.enroll(enrollment).body["member_id"])
 
 
 def test_an_order_placed_by_a_customer_who_is_a_member_earns(aws: Aws, orders: ModuleType, customer: str) -> None:
@@ -508,6 +534,33 @@ def test_a_purchase_is_reevaluated_and_the_segment_write_it_causes_is_not(
         member_item, datetime.now(UTC)
     )
     assert len(segment_event_items(aws, customer)) > len(entered)
+
+
+def test_a_withdrawn_profiling_consent_reaches_the_reevaluation_and_takes_the_member_out_of_behavioural_segments(
+    aws: Aws, segment_reevaluation: ModuleType, customer: str
+) -> None:
+    segmentation = runtime.segmentation_service()
+    segmentation.put_rule_segment(
+        {"segment_id": "mailable", "name": "Mailable", "rule": {"field": "consent.email", "op": "=", "value": True}}
+    )
+    aws.service.purchase(customer, Purchase(order_id="web-7101", amount=Decimal("620"), currency="USD"))
+    segment_reevaluation.lambda_handler(member_modified(aws, customer, 4000), LambdaContext())
+    store = segmentation.segments
+    before = {m.segment_id for m in store.memberships_of(customer)}
+    assert {"lifecycle:new", "points:high-spenders", "rule:mailable"} <= before
+    # When the member withdraws profiling consent, and the stream delivers the change of their member item
+    aws.service.set_consent(customer, ConsentChannel.PROFILING, False, "member")
+    result = segment_reevaluation.lambda_handler(member_modified(aws, customer, 4001), LambdaContext())
+    # Then the record was re-evaluated (not skipped as settled): every behavioural membership went, announced
+    assert result == {"batchItemFailures": []}
+    assert {m.segment_id for m in store.memberships_of(customer)} == {"rule:mailable"}
+    left = {segment for segment, kind in segment_event_items(aws, customer) if kind == "SegmentLeft"}
+    assert left == before - {"rule:mailable"}
+    # And a prediction for them is refused from then on
+    from loyalty.core.errors import ConsentRequired
+
+    with pytest.raises(ConsentRequired):
+        segmentation.member_prediction(customer)
 
 
 def path_of(module: ModuleType) -> Path:

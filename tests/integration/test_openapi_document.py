@@ -63,7 +63,7 @@ def test_every_write_documents_its_error_bodies(function: str) -> None:
     paths = json.loads(generate(function))["paths"]
     for path, methods in paths.items():
         for method, operation in methods.items():
-            if method not in ("post", "put"):
+            if method not in ("post", "put", "patch"):
                 continue
             for status in ("400", "401", "403", "422"):
                 content = operation["responses"][status]["content"]["application/json"]["schema"]

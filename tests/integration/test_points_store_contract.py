@@ -42,7 +42,15 @@ from loyalty.core.idempotency import Claim, Replay
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import MAX_CATEGORIES, OrderCategories
 from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord
-from loyalty.points.members import Consent, Member, Profile, TierMove
+from loyalty.points.members import (
+    Consent,
+    ConsentChange,
+    ConsentChannel,
+    Member,
+    Profile,
+    ProfilePatch,
+    TierMove,
+)
 from loyalty.points.ports import (
     BudgetSpent,
     BudgetUse,
@@ -275,6 +283,144 @@ def test_an_unknown_member_is_not_found_and_unknown_ids_name_no_one(subject: Sub
     assert (missing.value.status, missing.value.field) == (404, "member_id")
     assert subject.store.member_id_for_external("cust-nobody") is None
     assert subject.store.member_id_for_referral("ZZZZ-ZZZZ") is None
+
+
+# ---- the profile and consents (docs/members.md) ------------------------------------------------------------
+
+
+def consent_change(channel: ConsentChannel, granted: bool, source: str = "member") -> ConsentChange:
+    return ConsentChange(change_id=ids.ulid(), channel=channel, granted=granted, at=START, source=source)
+
+
+def test_a_profile_change_sets_and_removes_fields_and_moves_the_revision(subject: Subject) -> None:
+    member_id = subject.enroll()  # first_name Ada
+    changes = ProfilePatch.model_validate({"email": "ada@example.com", "country": "FR"}).changes()
+    assert subject.store.update_profile(member_id, changes) is None
+    removed = ProfilePatch.model_validate({"first_name": None, "locale": None}).changes()  # locale: never set
+
+    assert subject.store.update_profile(member_id, removed) is None
+
+    assert subject.store.get_member(member_id).profile == Profile(email="ada@example.com", country="FR")
+    assert subject.read_member_item(member_id)["profile"] == {"email": "ada@example.com", "country": "FR"}
+    assert subject.aggregates(member_id)["revision"] == 3
+
+
+def test_a_profile_change_with_a_claim_is_made_once_and_a_key_taken_by_another_request_is_refused(
+    subject: Subject,
+) -> None:
+    member_id = subject.enroll()
+    claim = Claim(f"profile:{member_id}:k1", "fingerprint-1", 200, {})
+    changes = ProfilePatch.model_validate({"email": "ada@example.com"}).changes()
+    assert subject.store.update_profile(member_id, changes, claim) is None
+    subject.store.update_profile(member_id, ProfilePatch.model_validate({"email": None}).changes())
+    before = subject.snapshot(member_id)
+
+    assert subject.store.update_profile(member_id, changes, claim) == Replay(200, {})
+    with pytest.raises(IdempotencyKeyReused):
+        subject.store.update_profile(member_id, changes, Claim(claim.key, "fingerprint-2", 200, {}))
+
+    assert subject.snapshot(member_id) == before  # the replay did not set the email again
+
+
+def test_an_empty_profile_change_with_a_claim_keeps_the_claim_and_leaves_the_member_as_it_was(
+    subject: Subject,
+) -> None:
+    member_id = subject.enroll()
+    claim = Claim(f"profile:{member_id}:k1", "fingerprint-1", 200, {})
+    before = subject.snapshot(member_id)
+
+    assert subject.store.update_profile(member_id, ProfilePatch().changes(), claim) is None
+
+    assert subject.snapshot(member_id) == before
+    assert subject.store.replay(claim) == Replay(200, {})
+
+
+def test_a_profile_change_of_an_unknown_member_is_not_found_and_keeps_no_claim(subject: Subject) -> None:
+    claim = Claim("profile:m_unknown:k1", "fingerprint-1", 200, {})
+    changes = ProfilePatch.model_validate({"first_name": "Ada"}).changes()
+
+    with pytest.raises(MemberNotFound):
+        subject.store.update_profile("m_unknown", changes, claim)
+
+    assert subject.store.replay(claim) is None
+
+
+def test_a_consent_change_sets_the_flag_moves_the_revision_and_is_kept_in_the_history(subject: Subject) -> None:
+    member_id = subject.enroll()  # email granted at enrolment, without a history (created without consents)
+    change = consent_change(ConsentChannel.PROFILING, True)
+
+    assert subject.store.set_consent(member_id, change) is True
+
+    assert subject.store.get_member(member_id).consent == Consent(email=True, profiling=True)
+    assert subject.read_member_item(member_id)["consent"]["profiling"] is True
+    assert subject.aggregates(member_id)["revision"] == 2
+    assert subject.store.consent_history(member_id, 10, None) == ([change], None)
+
+
+@pytest.mark.parametrize(
+    ("channel", "granted"),
+    [(ConsentChannel.EMAIL, True), (ConsentChannel.SMS, False)],
+    ids=["granted-again", "withdrawn-though-never-granted"],
+)
+def test_a_consent_set_to_what_it_already_is_writes_and_records_nothing(
+    subject: Subject, channel: ConsentChannel, granted: bool
+) -> None:
+    member_id = subject.enroll()  # email granted, sms absent (no)
+    before = subject.snapshot(member_id)
+
+    assert subject.store.set_consent(member_id, consent_change(channel, granted)) is False
+
+    assert subject.snapshot(member_id) == before
+    assert subject.store.consent_history(member_id, 10, None) == ([], None)
+
+
+def test_a_consent_change_of_an_unknown_member_is_not_found(subject: Subject) -> None:
+    with pytest.raises(MemberNotFound):
+        subject.store.set_consent("m_unknown", consent_change(ConsentChannel.EMAIL, True))
+
+
+def test_concurrent_identical_consent_changes_record_one(subject: Subject) -> None:
+    member_id = subject.enroll()
+    changes = [consent_change(ConsentChannel.PUSH, True) for _ in range(6)]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        written = list(pool.map(lambda change: subject.store.set_consent(member_id, change), changes))
+
+    assert written.count(True) == 1
+    assert [c.channel for c in subject.store.consent_history(member_id, 10, None)[0]] == [ConsentChannel.PUSH]
+    assert subject.aggregates(member_id)["revision"] == 2
+
+
+def test_the_consents_given_at_enrolment_are_the_start_of_the_history(subject: Subject) -> None:
+    member = new_member()
+    given = (consent_change(ConsentChannel.EMAIL, True, "enrollment"),)
+
+    subject.store.create_member(member, consents=given)
+
+    assert subject.store.consent_history(member.member_id, 10, None) == (list(given), None)
+
+
+def test_the_consent_history_pages_newest_first_inside_the_members_own_history(subject: Subject) -> None:
+    alice, bob = subject.enroll(), subject.enroll()
+    for member_id in (bob, alice):  # bob's changes first: older than any position in alice's history
+        for granted in (True, False, True):
+            subject.store.set_consent(member_id, consent_change(ConsentChannel.SMS, granted))
+        subject.credit(member_id, 5)  # a ledger entry in the same partition is no history
+    first, cursor = subject.store.consent_history(alice, 2, None)
+    assert cursor is not None
+
+    rest, _ = subject.store.consent_history(alice, 10, cursor)
+    bobs, _ = subject.store.consent_history(bob, 10, cursor)
+
+    assert [c.granted for c in first + rest] == [True, False, True]
+    ids_read = [c.change_id for c in first + rest]
+    assert ids_read == sorted(ids_read, reverse=True)
+    assert len(bobs) == 3 and all(c.change_id < first[-1].change_id for c in bobs)  # bob's, and only bob's
+    _, ledger_cursor = subject.store.ledger_page(alice, 1, None)
+    assert ledger_cursor is not None
+    with pytest.raises(InvalidRequest) as refused:
+        subject.store.consent_history(alice, 2, ledger_cursor)
+    assert refused.value.field == "cursor"
 
 
 # ---- posting entries ----------------------------------------------------------------------------------------

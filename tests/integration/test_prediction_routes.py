@@ -22,7 +22,7 @@ from devstack.resources import create_resources
 from devstack.template import Resolver, load_template
 from loyalty import runtime
 from loyalty.points.activities import Purchase
-from loyalty.points.members import Enrollment
+from loyalty.points.members import Consent, ConsentChannel, Enrollment
 from loyalty.segments.ports import PublishedCutPoints
 from loyalty.segments.prediction import BgNbdParameters, GammaGammaParameters, PredictionModel
 from tests.integration.test_functions_events import load_handler
@@ -76,10 +76,11 @@ def emulated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         runtime.reset()
 
 
-def _member(purchases: list[tuple[int, str]]) -> str:
-    """A member with purchases (days ago, amount in USD)."""
+def _member(purchases: list[tuple[int, str]], *, profiling: bool = True) -> str:
+    """A member with purchases (days ago, amount in USD), who consents to profiling unless told otherwise."""
     service = runtime.loyalty_service()
-    member_id = str(service.enroll(Enrollment(external_id=f"cust-{uuid.uuid4().hex[:12]}")).body["member_id"])
+    enrollment = Enrollment(external_id=f"cust-{uuid.uuid4().hex[:12]}", consent=Consent(profiling=profiling))
+    member_id = str(service.enroll(enrollment).body["member_id"])
     now = datetime.now(UTC)
     for days_ago, amount in purchases:
         purchase = Purchase(
@@ -140,6 +141,24 @@ def test_staff_read_expected_spend_where_the_member_has_enough_history() -> None
     no_spend_model = _prediction(members_api, regular)
     assert no_spend_model["expected_purchases_90d"] == body["expected_purchases_90d"]
     assert no_spend_model["expected_spend_per_purchase"] is None and no_spend_model["expected_spend_90d"] is None
+
+
+@pytest.mark.usefixtures("emulated")
+def test_a_member_without_profiling_consent_gets_no_prediction_until_they_consent() -> None:
+    # Given a regular who never consented to profiling, and a published model
+    member_id = _member([(60, "30.00"), (40, "50.00"), (20, "70.00")], profiling=False)
+    runtime.segmentation_service().publish_cut_points(
+        PublishedCutPoints(run_id=MODEL.run_id, as_of=MODEL.as_of, cut_points=None, model=MODEL)
+    )
+    members_api = _handler("MembersApiFunction")
+    resource, path = "/v1/members/{member_id}/prediction", f"/v1/members/{member_id}/prediction"
+    # When staff ask for their predictions, they are refused: a conflict with the member's choice, not a 403 or 404
+    status, body = _get(members_api, resource, path, {"member_id": member_id})
+    assert (status, body["code"], body["consent"]) == (409, "consent_required", "profiling")
+    assert "probability_alive" not in body
+    # When the member consents, the same request is answered
+    runtime.loyalty_service().set_consent(member_id, ConsentChannel.PROFILING, True, "member")
+    assert _prediction(members_api, member_id)["probability_alive"] is not None
 
 
 @pytest.mark.usefixtures("emulated")

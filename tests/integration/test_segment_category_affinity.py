@@ -13,7 +13,7 @@ import pytest
 from loyalty.adapters.dynamodb.segment_store import SegmentStore
 from loyalty.points.activities import LineItem, Purchase, Refund
 from loyalty.segments.service import SegmentationService
-from tests.integration.conftest import Loyalty
+from tests.integration.conftest import PROFILED, Loyalty
 from tests.integration.test_segment_refresh import Harness, _memberships, harnesses, quick_retries, step_functions
 
 __all__ = ["harnesses", "quick_retries", "step_functions"]  # the fixtures the refresh test runs on
@@ -44,9 +44,9 @@ def test_a_rule_segment_over_category_affinity_gets_the_member_who_bought_in_tha
     segmentation = SegmentationService(SegmentStore(loyalty.store), cache_seconds=0)
     segmentation.put_rule_segment(MAKEUP_FANS)
     # And a member who bought makeup (spelt as the shop spells it) and one who mostly bought fragrance
-    fan = loyalty.enroll()
+    fan = loyalty.enroll(consent=PROFILED)
     buy(loyalty, fan, "fan-1", {"Makeup": "60.00", "Skin Care": "20.00"})
-    other = loyalty.enroll()
+    other = loyalty.enroll(consent=PROFILED)
     buy(loyalty, other, "other-1", {"Fragrance": "80.00", "makeup": "55.00"})
 
     # When each member is re-evaluated from their item, as the segment-events function does from the stream
@@ -76,7 +76,7 @@ def test_the_refresh_puts_category_buyers_in_the_rule_segment(loyalty: Loyalty, 
     # Given the rule segment, a makeup buyer, a fragrance buyer, and a member who never bought
     harness = harnesses(loyalty)
     harness.service.put_rule_segment(MAKEUP_FANS)
-    fan, other, idle = loyalty.enroll(), loyalty.enroll(), loyalty.enroll()
+    fan, other, idle = (loyalty.enroll(consent=PROFILED) for _ in range(3))
     yesterday = datetime.now(UTC) - timedelta(days=1)
     buy(loyalty, fan, "fan-1", {"makeup": "50", "hair": "49.99"}, yesterday)
     buy(loyalty, other, "other-1", {"fragrance": "120"}, yesterday)

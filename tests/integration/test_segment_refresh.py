@@ -28,6 +28,7 @@ import pytest
 
 from loyalty.adapters.dynamodb.points_store import ROSTER_INDEX
 from loyalty.adapters.dynamodb.segment_store import SegmentStore
+from loyalty.points.members import Consent, ConsentChannel
 from loyalty.segments.assign import segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
@@ -35,6 +36,7 @@ from loyalty.segments.refresh import SegmentRefresh
 from loyalty.segments.rfm import summarize
 from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import (
+    PROFILED,
     Backend,
     Loyalty,
     dynamodb_client,
@@ -70,11 +72,13 @@ class CountingClient:
 
 
 def _populate(loyalty: Loyalty, members: int, seed: int = 7) -> list[str]:
-    """Members with varied histories: never bought, bought once long ago, regulars, big spenders."""
+    """Members with varied histories: never bought, bought once long ago, regulars, big spenders. Every fifth has
+    not consented to profiling: counted, left out of the cut points, and in no behavioural segment."""
     rng = random.Random(seed)
     ids = []
     for index in range(members):
-        member_id = loyalty.enroll(f"refresh-{seed}-{index}")
+        consent = PROFILED if index % 5 != 4 else Consent(email=True)
+        member_id = loyalty.enroll(f"refresh-{seed}-{index}", consent=consent)
         ids.append(member_id)
         purchases = rng.choice([0, 0, 1, 1, 2, 3, 5, 8])
         for n in range(purchases):
@@ -88,8 +92,12 @@ def _populate(loyalty: Loyalty, members: int, seed: int = 7) -> list[str]:
 
 def _expected(loyalty: Loyalty, ids: list[str], as_of: datetime, config: SegmentationConfig) -> dict[str, set[str]]:
     features = [features_of(loyalty.member_item(member_id), as_of, config) for member_id in ids]
-    cut_points = summarize(features).cut_points()
+    cut_points = summarize(f for f in features if f.consent.profiling).cut_points()  # the population profiled
     return {f.member_id: segments_of(f, cut_points, config) for f in features}
+
+
+def _unprofiled(loyalty: Loyalty, ids: list[str]) -> list[str]:
+    return [member_id for member_id in ids if not loyalty.member_item(member_id)["consent"].get("profiling")]
 
 
 def _memberships(loyalty: Loyalty, member_id: str) -> set[str]:
@@ -221,7 +229,12 @@ def test_a_refresh_gives_every_member_the_segments_of_the_pure_core(
     expected = _expected(loyalty, ids, AS_OF, SegmentationConfig())
     for member_id in ids:
         assert _memberships(loyalty, member_id) == expected[member_id], member_id
-        assert set(loyalty.member_item(member_id)["segments"]) == expected[member_id]
+        assert set(loyalty.member_item(member_id).get("segments") or ()) == expected[member_id]
+    # And the members who have not consented to profiling were counted, and are in no segment (no rule segment
+    # reads only declared fields here)
+    unprofiled = _unprofiled(loyalty, ids)
+    assert int(run["members_without_profiling"]) == len(unprofiled) == len(ids) // 5
+    assert all(_memberships(loyalty, member_id) == set() for member_id in unprofiled)
     # And the sizes are the counts, every segment of the catalog listed (0 for the empty ones)
     sizes = Counter(segment for segments in expected.values() for segment in segments)
     latest = harness.service.catalog()
@@ -334,9 +347,30 @@ def test_a_member_who_changes_during_the_refresh_is_evaluated_on_fresh_facts(
     assert "points:high-spenders" in fresh
 
 
+def test_a_member_who_withdrew_profiling_consent_leaves_every_segment_at_the_next_refresh(
+    population: tuple[Loyalty, list[str]], harnesses: Callable[..., Harness]
+) -> None:
+    # Given a refresh has put every consenting member in their segments
+    loyalty, ids = population
+    harness = harnesses(loyalty)
+    harness.run_to_end("run-1", workers=2)
+    leaving = next(member_id for member_id in ids if len(_memberships(loyalty, member_id)) > 1)
+    was_in = _memberships(loyalty, leaving)
+    # When the member withdraws their profiling consent (no stream here: only the refresh re-evaluates them)
+    assert loyalty.service.set_consent(leaving, ConsentChannel.PROFILING, False, "member")["changed"]
+    run = harness.run_to_end("run-2", workers=2)
+    # Then the next refresh took them out of every segment, announcing each, and counted them
+    assert _memberships(loyalty, leaving) == set()
+    events = _segment_events(loyalty)
+    left = {segment for (member, segment, kind) in events if member == leaving and kind == "SegmentLeft"}
+    assert left == was_in and set(events.values()) == {1}
+    assert int(run["members_without_profiling"]) == len(_unprofiled(loyalty, ids)) == len(ids) // 5 + 1
+    assert _memberships(loyalty, ids[0]) == _expected(loyalty, ids, AS_OF, SegmentationConfig())[ids[0]]
+
+
 def test_concurrent_reevaluations_of_one_member_emit_each_change_once(loyalty: Loyalty) -> None:
     # Given a member who just bought, seen by eight evaluators at once (the stream and a refresh, say)
-    member_id = loyalty.enroll("racer")
+    member_id = loyalty.enroll("racer", consent=PROFILED)
     loyalty.buy(member_id, "250", order_id="race-1", occurred_at=AS_OF - timedelta(days=2))
     image = loyalty.member_item(member_id)
     services = [SegmentationService(SegmentStore(loyalty.store), cache_seconds=0) for _ in range(8)]

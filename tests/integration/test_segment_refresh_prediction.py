@@ -23,6 +23,7 @@ from loyalty.segments.features import features_of
 from loyalty.segments.prediction import PredictionModel, spend_row
 from loyalty.segments.service import SegmentationService
 from tests.integration.conftest import (
+    PROFILED,
     Backend,
     Loyalty,
     dynamodb_client,
@@ -93,7 +94,7 @@ def _populate(loyalty: Loyalty, members: int, seed: int = 2) -> list[str]:
     source = memory_loyalty()
     ids = []
     for index, days, spends in plans:
-        member_id = source.enroll(f"predict-{seed}-{index}")
+        member_id = source.enroll(f"predict-{seed}-{index}", consent=PROFILED)
         for n, (days_ago, amount) in enumerate(zip(days, spends, strict=True)):
             source.buy(
                 member_id, amount, order_id=f"p-{seed}-{index}-{n}", occurred_at=AS_OF - timedelta(days=days_ago)

@@ -35,7 +35,7 @@ from devstack.pollers import StreamPoller
 from loyalty import runtime
 from loyalty.adapters.dynamodb.segment_store import SegmentStore
 from loyalty.points.member_record import is_settled
-from loyalty.points.members import Enrollment, Profile
+from loyalty.points.members import Consent, Enrollment, Profile
 from loyalty.segments.assign import segments_of
 from loyalty.segments.features import features_of
 from loyalty.segments.ports import PublishedCutPoints, StaleMember
@@ -127,7 +127,11 @@ def burst(loyalty: Loyalty, monkeypatch: pytest.MonkeyPatch) -> Iterator[Burst]:
         )
     )
     enrolled = loyalty.service.enroll(
-        Enrollment(external_id=f"burst-{uuid.uuid4().hex[:8]}", profile=Profile(first_name=FIRST_NAME, email=EMAIL))
+        Enrollment(
+            external_id=f"burst-{uuid.uuid4().hex[:8]}",
+            profile=Profile(first_name=FIRST_NAME, email=EMAIL),
+            consent=Consent(profiling=True),  # segmented by behaviour
+        )
     )
     yield Burst(loyalty, str(enrolled.body["member_id"]), store)
     runtime.reset()

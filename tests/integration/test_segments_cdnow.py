@@ -2,8 +2,8 @@
 
 CDNOW_master.txt (shipped in the lifetimes package; 69,659 purchases by 23,570 customers, 1997-01-01 to
 1998-06-30) is fed as a brand would feed it: `LoyaltyService.enroll` once per customer (external id `cdnow-<id>`),
-then `LoyaltyService.purchase` for every row (order id `cdnow-<id>-<row>`, the row's amount in USD, at 12:00 UTC on
-its date), on a thread pool, with the store's and the service's clocks frozen at 1998-07-01T00:00:00Z, the day
+each consenting to profiling (else they would be in no behavioural segment), then `LoyaltyService.purchase` for
+every row (order id `cdnow-<id>-<row>`, the row's amount in USD, at 12:00 UTC on its date), on a thread pool, with the store's and the service's clocks frozen at 1998-07-01T00:00:00Z, the day
 after the data ends. The service writes to the in-memory points store (held to the DynamoDB store's behaviour,
 member item included, by test_points_store_contract.py); the member items it leaves are then written to a table on
 DynamoDB Local. A segment refresh then runs there as of that moment over 4 shares, its state machine's execution
@@ -67,7 +67,7 @@ from loyalty.adapters.memory.points_store import MemoryPointsStore
 from loyalty.core.errors import InvalidRequest
 from loyalty.points.activities import Purchase
 from loyalty.points.member_record import new_member_item
-from loyalty.points.members import Enrollment
+from loyalty.points.members import Consent, Enrollment
 from loyalty.points.service import LoyaltyService
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import MemberFeatures, features_of
@@ -279,7 +279,9 @@ class Loaded:
 
 
 def _load_customer(service: LoyaltyService, customer: int, rows: pd.DataFrame) -> tuple[str, list[Any]]:
-    outcome = service.enroll(Enrollment(external_id=f"cdnow-{customer}"))
+    # Every customer consents to profiling: without it they would be in no behavioural segment, and the comparison
+    # with the reference segmentation would compare nothing (docs/segments.md, "Profiling consent").
+    outcome = service.enroll(Enrollment(external_id=f"cdnow-{customer}", consent=Consent(profiling=True)))
     member_id = str(outcome.body["member_id"])
     refused = []
     for row, day, amount in zip(rows["row"], rows["day"], rows["amount"], strict=True):

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel
 
 from loyalty.core.http import (
@@ -152,3 +153,33 @@ def test_as_documented_lists_every_field_at_fault() -> None:
         "vouchers[0].points: missing",
         "vouchers[0].value: decimal_parsing",
     ]
+
+
+class Note(BaseModel):
+    text: str | None = None
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/merge-patch+json", "Application/Merge-Patch+JSON; charset=utf-8"],
+)
+def test_a_body_sent_as_any_json_media_type_the_reader_accepts_reaches_the_route(content_type: str) -> None:
+    api = Api(cors=lambda: Cors())
+
+    @api.patch("/v1/note", access=PUBLIC)
+    def note(patch: Annotated[Note, Body()]) -> Response[Any]:
+        return model_response(200, patch)
+
+    event = {
+        "resource": "/v1/note",
+        "path": "/v1/note",
+        "httpMethod": "PATCH",
+        "headers": {"Content-Type": content_type},
+        "multiValueHeaders": {"Content-Type": [content_type]},
+        "body": json.dumps({"text": None}),
+        "requestContext": {"resourcePath": "/v1/note", "httpMethod": "PATCH", "stage": "prod", "requestId": "r-1"},
+    }
+
+    raw = api.handle(event, None)  # type: ignore[arg-type]
+
+    assert (raw["statusCode"], json.loads(raw["body"])) == (200, {"text": None})  # null kept: a merge patch's removal

@@ -37,7 +37,7 @@ def member_item(**fields: Any) -> dict[str, Any]:
         "tier": "VIB",
         "enrolled_at": "2023-01-05T10:00:00.000000Z",
         "profile": {"country": "FR"},
-        "consent": {"email": True},
+        "consent": {"email": True, "profiling": True},  # behavioural segments need it: test_segments_consent.py
         "purchase_count": Decimal(0),
         "spend_by_month": {},
         "purchases_by_month": {},

@@ -167,6 +167,7 @@ def _item(first_days_ago: int | None, last_days_ago: int | None, count: int, spe
         "enrolled_at": (AS_OF - timedelta(days=900)).isoformat(),
         "purchase_count": count,
         "tier": "Insider",
+        "consent": {"profiling": True},  # prediction:churn-risk is behavioural: only with profiling consent
     }
     if first_days_ago is not None and last_days_ago is not None:
         item["first_purchase_at"] = (AS_OF - timedelta(days=first_days_ago)).isoformat()

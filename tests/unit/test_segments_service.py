@@ -74,7 +74,7 @@ def enroll(store: InMemorySegmentStore, member_id: str = "m_1", country: str = "
         member_id=member_id,
         external_id=f"ext-{member_id}",
         profile=Profile(country=country),
-        consent=Consent(email=True),
+        consent=Consent(email=True, profiling=True),
         referral_code="AAAA-BBBB",
         tier="Insider",
         enrolled_at=NOW - timedelta(days=3),

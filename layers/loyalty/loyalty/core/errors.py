@@ -111,6 +111,13 @@ class StockConflict(Conflict):
     code = "stock_conflict"
 
 
+class ConsentRequired(Conflict):
+    """The member has not consented to what the request needs (profiling, for a prediction): the refusal is about
+    the member's choice, not the caller's rights, and lifts when the member consents."""
+
+    code = "consent_required"
+
+
 class IdempotencyKeyReused(LoyaltyError):
     """The same idempotency key came back with a different request."""
 

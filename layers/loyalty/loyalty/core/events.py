@@ -31,10 +31,12 @@ class EventType(StrEnum):
     SEGMENT_LEFT = "SegmentLeft"
     TIER_CHANGED = "TierChanged"
     POINTS_EXPIRING_SOON = "PointsExpiringSoon"
+    CONSENT_CHANGED = "ConsentChanged"
 
 
 _LEDGER_FIELDS = ("kind", "points", "activity", "order_id", "refund_id", "reward_id")
 _TIER_FIELDS = ("from_tier", "to_tier", "direction", "reason", "value", "measure", "currency", "entry_id")
+_CONSENT_FIELDS = ("channel", "granted", "source")
 
 
 class DomainEvent(BaseModel):
@@ -110,6 +112,15 @@ def domain_event_from_item(item: dict[str, Any]) -> DomainEvent | None:
             occurred_at=item["occurred_at"],
             member_id=item["member_id"],
             detail={name: _number(item[name]) for name in _TIER_FIELDS if item.get(name) is not None},
+            correlation_id=correlation_id,
+        )
+    if event_type is EventType.CONSENT_CHANGED:
+        return DomainEvent(
+            event_id=item["change_id"],
+            event_type=event_type,
+            occurred_at=item["at"],
+            member_id=item["member_id"],
+            detail={name: item[name] for name in _CONSENT_FIELDS},
             correlation_id=correlation_id,
         )
     detail = {name: _number(item[name]) for name in _LEDGER_FIELDS if item.get(name) is not None}

@@ -412,6 +412,9 @@ class Api:
     def put(self, path: str, *, access: Access, **options: Any) -> Callable[[F], F]:
         return self.route("PUT", path, access=access, **options)
 
+    def patch(self, path: str, *, access: Access, **options: Any) -> Callable[[F], F]:
+        return self.route("PATCH", path, access=access, **options)
+
     def delete(self, path: str, *, access: Access, **options: Any) -> Callable[[F], F]:
         return self.route("DELETE", path, access=access, **options)
 
@@ -433,6 +436,7 @@ class Api:
                 access.check(event)
                 if method in ("POST", "PUT", "PATCH"):
                     read_body(event, self.max_body_bytes)
+                    event = _json_media_type(event)
             except LoyaltyError as refused:
                 return _proxy_response(refused.status, refused.body(), cors.headers(origin))
         response = self.app.resolve(event, context)
@@ -456,6 +460,23 @@ class Api:
                     k: v for k, v in response["multiValueHeaders"].items() if k.lower() != "content-type"
                 }
         return response
+
+
+def _json_media_type(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with a `+json` content type the body reader accepted (application/merge-patch+json, say) given to
+    the resolver as application/json, the one media type it parses (it would answer any other with a 500)."""
+    headers = event.get("headers") or {}
+    names = [name for name in headers if str(name).lower() == "content-type"]
+    if not names or str(headers[names[0]]).strip().lower().startswith("application/json"):
+        return event
+    as_json = {**event, "headers": {**headers, names[0]: "application/json"}}
+    multi = event.get("multiValueHeaders") or {}
+    if any(str(name).lower() == "content-type" for name in multi):
+        as_json["multiValueHeaders"] = {
+            name: (["application/json"] if str(name).lower() == "content-type" else values)
+            for name, values in multi.items()
+        }
+    return as_json
 
 
 def _proxy_response(status: int, body: Any, headers: Mapping[str, str]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, Final
 from loyalty.core.events import EventType
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import CATEGORY_MAP, OTHER_CATEGORIES
-from loyalty.points.members import Member
+from loyalty.points.members import Consent, ConsentChannel, Member
 
 MONTHS_KEPT: Final = 24  # the monthly maps cover the current month and the 23 before it (at least)
 PRUNE_SPAN: Final = 12  # each purchase removes this many months beyond the window
@@ -143,6 +143,12 @@ def member_of(item: Mapping[str, Any]) -> Member:
             },
         }
     )
+
+
+def consent_of(item: Mapping[str, Any]) -> Consent:
+    """The member's consents as an item (or a stream image of it) holds them; a channel absent is not granted."""
+    held = item.get(CONSENT) or {}
+    return Consent(**{channel.value: bool(held.get(channel.value, False)) for channel in ConsentChannel})
 
 
 @dataclass(frozen=True, slots=True)

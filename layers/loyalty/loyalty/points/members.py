@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -32,8 +35,46 @@ class Profile(BaseModel):
     postal_code: Annotated[str, Field(max_length=16)] | None = None
 
 
+class ProfilePatch(Profile):
+    """A change of the profile as a JSON merge patch (RFC 7396): a field left out stays as it is, a field set to
+    null is removed, any other value replaces it and is validated as the profile validates it."""
+
+    def changes(self) -> ProfileChanges:
+        given = {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+        return ProfileChanges(
+            values={name: value for name, value in given.items() if value is not None},
+            removed=frozenset(name for name, value in given.items() if value is None),
+        )
+
+
+@dataclass(frozen=True)
+class ProfileChanges:
+    """What a profile patch sets (`values`) and removes (`removed`), field by field, as a store writes it."""
+
+    values: Mapping[str, str] = field(default_factory=dict)
+    removed: frozenset[str] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        return not self.values and not self.removed
+
+    def applied_to(self, profile: Profile) -> Profile:
+        kept = {k: v for k, v in profile.model_dump(exclude_none=True).items() if k not in self.removed}
+        return Profile.model_validate({**kept, **self.values})
+
+
+class ConsentChannel(StrEnum):
+    """What a member consents to, one by one: a channel the program may write to them on, or profiling."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+    WHATSAPP = "whatsapp"
+    PROFILING = "profiling"
+
+
 class Consent(BaseModel):
-    """Per-channel marketing consent; absent means no."""
+    """Per-channel marketing consent, and consent to profiling; absent means no (docs/members.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -41,7 +82,36 @@ class Consent(BaseModel):
     sms: bool = False
     push: bool = False
     whatsapp: bool = False
-    profiling: bool = Field(default=False, description="Consent to segmentation and personalised offers.")
+    profiling: bool = Field(
+        default=False,
+        description="Consent to segmentation and personalised offers: without it the member is in no behavioural "
+        'segment and gets no prediction (docs/segments.md, "Profiling consent").',
+    )
+
+    def granted(self, channel: ConsentChannel) -> bool:
+        return bool(getattr(self, channel.value))
+
+
+ENROLLMENT_SOURCE = "enrollment"  # the source of the consents a member gave when enrolling
+
+
+class ConsentChange(BaseModel):
+    """One change of one consent, as the member's consent history keeps it: when, which, granted or withdrawn, and
+    who made it (a role, never a person's id): no personal data beyond the member's partition it lives in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    change_id: str = Field(description="A ULID: the history is in its order, and it is the ConsentChanged event's id.")
+    channel: ConsentChannel
+    granted: bool
+    at: datetime
+    source: str = Field(
+        description="Who made the change: member, admin or service (the caller's role), or enrollment (the consents "
+        "given when enrolling)."
+    )
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
 
 
 ExternalId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+=-]+$")]

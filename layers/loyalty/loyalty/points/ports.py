@@ -8,7 +8,7 @@ in-memory fake for tests). tests/integration/test_points_store_contract.py holds
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -30,7 +30,7 @@ from loyalty.core.instants import timestamp
 from loyalty.points.categories import OrderCategories
 from loyalty.points.ledger import LedgerEntry, OrderRecord
 from loyalty.points.member_record import MemberStanding, first_purchase_record
-from loyalty.points.members import Member, TierMove
+from loyalty.points.members import ConsentChange, Member, ProfileChanges, TierMove
 from loyalty.points.program import ProgramConfig, ProgramVersion
 from loyalty.points.rewards import MAX_STOCK, LimitPeriod, Reward
 
@@ -354,10 +354,17 @@ class PointsStore(Protocol):
 
     # ---- members ----
 
-    def create_member(self, member: Member, *, headroom: Decimal | None = None, basis: int | None = None) -> None:
+    def create_member(
+        self,
+        member: Member,
+        *,
+        headroom: Decimal | None = None,
+        basis: int | None = None,
+        consents: Sequence[ConsentChange] = (),
+    ) -> None:
         """Enroll `member` (counters at 0, aggregates empty, `headroom` before the next threshold under program
-        `basis`; without them the first earn works the standing out). Raises ExternalIdTaken or
-        ReferralCodeTaken."""
+        `basis`; without them the first earn works the standing out), with `consents` (the consents given when
+        enrolling) as the start of their consent history. Raises ExternalIdTaken or ReferralCodeTaken."""
         ...
 
     def member_id_for_external(self, external_id: str) -> str | None: ...
@@ -399,6 +406,27 @@ class PointsStore(Protocol):
     def ledger_page(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[LedgerEntry], str | None]:
         """Newest first; the cursor is opaque and reads only ever inside this member's ledger. Raises
         InvalidRequest (field `cursor`) for a cursor this store did not make."""
+        ...
+
+    # ---- profile and consent (docs/members.md) ----
+
+    def update_profile(self, member_id: str, changes: ProfileChanges, claim: Claim | None = None) -> Replay | None:
+        """Set and remove the profile's fields as `changes` says, moving the member's `revision` when anything
+        changes, with `claim` if any: one conditional write (the member exists), never a read before it. None when
+        written; the first answer when the claim's key was taken by the same request (nothing written).
+
+        Raises MemberNotFound, IdempotencyKeyReused (the key taken by another request)."""
+        ...
+
+    def set_consent(self, member_id: str, change: ConsentChange) -> bool:
+        """Set the member's consent on `change.channel` to `change.granted`, move their `revision` and keep `change`
+        in their consent history, in one conditional write, if the consent is not so already. True when written;
+        False when it already was (nothing written, nothing recorded). Raises MemberNotFound."""
+        ...
+
+    def consent_history(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[ConsentChange], str | None]:
+        """The member's consent changes, newest first; the cursor is opaque and reads only inside this member's
+        history. Raises InvalidRequest (field `cursor`) for a cursor this store did not make."""
         ...
 
     # ---- ledger writes ----

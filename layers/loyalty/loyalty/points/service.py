@@ -45,7 +45,15 @@ from loyalty.points.categories import OrderCategories, order_categories, refund_
 from loyalty.points.ledger import EntryKind, LedgerEntry, OrderRecord, plan_refund
 from loyalty.points.lots import bucket_for, remaining
 from loyalty.points.member_record import MemberStanding, month_index
-from loyalty.points.members import Enrollment, Member, TierMove
+from loyalty.points.members import (
+    ENROLLMENT_SOURCE,
+    ConsentChange,
+    ConsentChannel,
+    Enrollment,
+    Member,
+    ProfilePatch,
+    TierMove,
+)
 from loyalty.points.ports import (
     BudgetSpent,
     BudgetUse,
@@ -145,8 +153,11 @@ class LoyaltyService:
                 enrolled_at=self._clock(),
             )
             program = self.program.get()
+            consents = _consents_given(member)
             try:
-                self.store.create_member(member, headroom=headroom_above(program.tier_policy, 0), basis=program.version)
+                self.store.create_member(
+                    member, headroom=headroom_above(program.tier_policy, 0), basis=program.version, consents=consents
+                )
             except ReferralCodeTaken:
                 continue
             except ExternalIdTaken:  # a concurrent enrolment of the same external id got there first
@@ -187,6 +198,45 @@ class LoyaltyService:
         self.store.get_member(member_id)  # 404 for an unknown member rather than an empty page
         entries, next_cursor = self.store.ledger_page(member_id, limit, cursor)
         return {"entries": [e.public() for e in entries], "next_cursor": next_cursor}
+
+    # ---- the member's own profile and consents (docs/members.md) ----------------------------------------------
+
+    def update_profile(self, member_id: str, patch: ProfilePatch, idempotency_key: str | None = None) -> Outcome:
+        """Apply a merge patch to the member's profile in one conditional write (the member exists), and answer the
+        member as they are then (a read after the write; 200).
+
+        With an `idempotency_key`, the same request again changes nothing and answers the member as they are now,
+        Idempotent-Replayed (as a repeated enrolment does): the claim keeps the request's fingerprint, never a copy
+        of the member's personal data, which an erasure would otherwise have to find outside their partition."""
+        changes = patch.changes()
+        claim = None
+        if idempotency_key:
+            request = patch.model_dump(mode="json", exclude_unset=True)
+            claim = Claim(f"profile:{member_id}:{idempotency_key}", fingerprint(member_id, request), 200, {})
+        replay = None
+        if claim is not None or not changes.empty:
+            replay = self.store.update_profile(member_id, changes, claim)
+        return Outcome(200, self.store.get_member(member_id).public(), replayed=replay is not None)
+
+    def set_consent(self, member_id: str, channel: ConsentChannel, granted: bool, source: str) -> dict[str, Any]:
+        """Grant or withdraw one consent. Setting it to what it already is records nothing new (`changed` false,
+        no `change`): the request is idempotent by its value, so it needs no key. A withdrawn profiling consent
+        takes the member out of behavioural segments at their re-evaluation (the write moves `revision`)."""
+        change = ConsentChange(change_id=ids.ulid(), channel=channel, granted=granted, at=self._clock(), source=source)
+        changed = self.store.set_consent(member_id, change)
+        answer: dict[str, Any] = {"member_id": member_id, "channel": channel.value, "granted": granted}
+        return {**answer, "changed": changed, "change": change.public() if changed else None}
+
+    def consents(self, member_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        """The member's consents now, and a page of their history, newest first."""
+        member = self.store.get_member(member_id)  # 404 for an unknown member rather than an empty history
+        changes, next_cursor = self.store.consent_history(member_id, limit, cursor)
+        return {
+            "member_id": member_id,
+            "consent": member.consent.model_dump(mode="json"),
+            "history": [change.public() for change in changes],
+            "next_cursor": next_cursor,
+        }
 
     # ---- earning and reversing ----------------------------------------------------------------------------
 
@@ -714,6 +764,18 @@ def purchase_fingerprint(member_id: str, purchase: Purchase) -> str:
         for line in purchase.line_items
     )
     return fingerprint(member_id, purchase.amount, purchase.currency, lines)
+
+
+def _consents_given(member: Member) -> tuple[ConsentChange, ...]:
+    """The consents a member gave when enrolling, as the first entries of their consent history (a consent not
+    given is absent, which means no: nothing to record)."""
+    return tuple(
+        ConsentChange(
+            change_id=ids.ulid(), channel=channel, granted=True, at=member.enrolled_at, source=ENROLLMENT_SOURCE
+        )
+        for channel in ConsentChannel
+        if member.consent.granted(channel)
+    )
 
 
 def _stale(in_force: int, if_version: int) -> ConfigVersionConflict:

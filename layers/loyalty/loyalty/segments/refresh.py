@@ -5,7 +5,8 @@ task and loops a continuation back; nothing here coordinates workers.
     begin        record the run (document snapshot, as-of) under the execution carrying it, take the one-run slot,
                  and hand out one share per worker: segment k of N of the MemberRoster scan
     scan         pass one for a share: its members' exact, mergeable RfmSummary and a bounded hash sample of BG/NBD
-                 rows (BgNbdSample), page by page
+                 rows (BgNbdSample), page by page, of the members who consented to profiling (the others are
+                 counted, and left out of both: docs/segments.md, "Profiling consent")
     merge        merge the shares' summaries into the global cut points, fit the prediction model on the merged
                  sample, publish both (the API scores members with them from then on), hand out pass two's shares
     score        pass two for a share: score its members, write only the memberships that changed (one transaction
@@ -36,7 +37,7 @@ import numpy as np
 
 from loyalty.core.errors import InvalidRequest, RefreshNotFound
 from loyalty.core.instants import timestamp
-from loyalty.segments.assign import segment_catalog, segments_given_rfm, segments_of
+from loyalty.segments.assign import is_profiled, segment_catalog, segments_given_rfm, segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import MemberFeatures, features_of
 from loyalty.segments.kpis import KpiTable, kpi_groups, member_kpis
@@ -119,17 +120,25 @@ def sample_row(item: Mapping[str, Any], features: MemberFeatures) -> tuple[int, 
 @dataclass
 class ScanState:
     """Pass one's state for one worker: the RFM summary and the BG/NBD sample (None: a part state written before
-    samples existed, then the run fits no model). JSON: {"rfm": ..., "sample": ...}; a bare RfmSummary is read
-    as the old format."""
+    samples existed, then the run fits no model) of the members who consented to profiling, and how many members
+    read had not (`unprofiled`). JSON: {"rfm": ..., "sample": ..., "unprofiled": n}; a bare RfmSummary is read as
+    the old format, and a state without `unprofiled` as 0."""
 
     summary: RfmSummary = field(default_factory=RfmSummary)
     sample: BgNbdSample | None = field(default_factory=BgNbdSample)
+    unprofiled: int = 0
+
+    @property
+    def members(self) -> int:
+        """Every member read, profiled or not."""
+        return self.summary.members + self.unprofiled
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "rfm": json.loads(self.summary.to_json()),
                 "sample": None if self.sample is None else self.sample.to_json(),
+                "unprofiled": self.unprofiled,
             },
             separators=(",", ":"),
         )
@@ -140,11 +149,11 @@ class ScanState:
         if "rfm" not in raw:  # the format of a part written before samples
             return cls(RfmSummary.from_json(text), None)
         sample = BgNbdSample.from_json(raw["sample"]) if raw.get("sample") is not None else None
-        return cls(RfmSummary.model_validate(raw["rfm"]), sample)
+        return cls(RfmSummary.model_validate(raw["rfm"]), sample, int(raw.get("unprofiled", 0)))
 
     def merge(self, other: ScanState) -> ScanState:
         sample = None if self.sample is None or other.sample is None else self.sample.merge(other.sample)
-        return ScanState(self.summary.merge(other.summary), sample)
+        return ScanState(self.summary.merge(other.summary), sample, self.unprofiled + other.unprofiled)
 
 
 def fit_model(sample: BgNbdSample | None, run_id: str, as_of: str) -> PredictionModel | None:
@@ -443,13 +452,15 @@ class SegmentRefresh:
         scan = ScanState.from_json(stored) if stored else ScanState()
         for items, key, out_of_time in self._pages(share, time_left):
             if items:
-                features = [features_of(item, run.as_of, run.config) for item in items]
-                summary = scan.summary.merge(rfm.summarize(*_rfm_inputs(features)))
-                sample = scan.sample
-                if sample is not None:
-                    rows = (sample_row(item, member) for item, member in zip(items, features, strict=True))
-                    sample = sample.add([row for row in rows if row is not None])
-                scan = ScanState(summary, sample)
+                read = [(item, features_of(item, run.as_of, run.config)) for item in items]
+                profiled = [(item, member) for item, member in read if is_profiled(member)]
+                summary, sample = scan.summary, scan.sample
+                if profiled:
+                    summary = summary.merge(rfm.summarize(*_rfm_inputs([member for _, member in profiled])))
+                    if sample is not None:
+                        rows = (sample_row(item, member) for item, member in profiled)
+                        sample = sample.add([row for row in rows if row is not None])
+                scan = ScanState(summary, sample, scan.unprofiled + len(read) - len(profiled))
             if key is not None and out_of_time:
                 return self._hand_on(share, scan.to_json(), key)
         return self._hand_on(share, scan.to_json(), None)
@@ -483,7 +494,8 @@ class SegmentRefresh:
                 status="scoring",
                 cut_points=cut_points.model_dump_json() if cut_points else "",
                 model=model.model_dump_json() if model else "",
-                members_read=merged.summary.members,
+                members_read=merged.members,
+                members_without_profiling=merged.unprofiled,
             )
             item = self.store.get_run(run_id) or item
         run = _Run.of(item)

@@ -117,6 +117,22 @@ def _category_problem(name: str, where: str, spell: Callable[[str], str]) -> str
     return None
 
 
+# What a member declared (country, birthday, consents) and where they stand in the program today (tier, since when
+# they are a member, the points they can spend): the rule fields that say nothing of how they behave. Every other
+# field, and every category field, is read from what they bought or earned, and a rule that reads one is behavioural:
+# it assigns no member without profiling consent (docs/segments.md, "Profiling consent"). A field added to
+# MemberFeatures is behavioural unless it is named here.
+DECLARED_FIELDS = frozenset(
+    {"country", "age", "tier", "days_since_enrolled", "available_points"}
+    | {name for name in RULE_FIELDS if name.startswith("consent.")}
+)
+
+
+def is_behavioural(field: str) -> bool:
+    """True if a rule field (a documented field or a category field) is read from the member's behaviour."""
+    return field not in DECLARED_FIELDS
+
+
 def _kind(field: str) -> FieldKind:
     """The kind of a field already validated: a fixed field, or a member of a family."""
     kind = RULE_FIELDS.get(field)
@@ -341,6 +357,15 @@ def evaluate(rule: Rule, features: MemberFeatures) -> bool:
     return not evaluate(rule.rule, features)
 
 
+def reads_behaviour(rule: Rule) -> bool:
+    """True if any condition of the rule reads a behavioural field, wherever it sits (a `not` reads it too)."""
+    if isinstance(rule, Condition):
+        return is_behavioural(rule.field)
+    if isinstance(rule, NotOf):
+        return reads_behaviour(rule.rule)
+    return any(reads_behaviour(child) for child in rule.rules)
+
+
 def rule_document(rule: Rule) -> Any:
     """The rule as the JSON document it was written as."""
     return _RULE.dump_python(rule, mode="json", by_alias=True)
@@ -466,6 +491,7 @@ class SegmentDefinition(BaseModel):
     description: str = Field(default="", max_length=1000)
     rule: Rule
     version: int = Field(default=1, ge=1)
+    _behavioural: bool = PrivateAttr()
 
     @field_validator("rule", mode="before")
     @classmethod
@@ -487,6 +513,15 @@ class SegmentDefinition(BaseModel):
 
     def matches(self, features: MemberFeatures) -> bool:
         return evaluate(self.rule, features)
+
+    @property
+    def behavioural(self) -> bool:
+        """The segment reads the member's behaviour (reads_behaviour): only members who consent to profiling are
+        in it."""
+        return self._behavioural
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._behavioural = reads_behaviour(self.rule)
 
     def document(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from loyalty.core.caching import TtlCache
 from loyalty.core.errors import (
     ConfigVersionConflict,
+    ConsentRequired,
     InvalidRequest,
     MemberNotFound,
     RefreshNotFound,
@@ -26,7 +27,7 @@ from loyalty.core.errors import (
     invalid_document,
 )
 from loyalty.core.instants import EARLIEST, timestamp
-from loyalty.points.member_record import revision_of
+from loyalty.points.member_record import consent_of, revision_of
 from loyalty.segments.assign import segment_catalog, segments_of
 from loyalty.segments.config import SegmentationConfig
 from loyalty.segments.features import features_of
@@ -314,10 +315,17 @@ class SegmentationService:
         """The member's predictions now, from their item (one GetItem) and the last published model (cached):
         probability alive and expected purchases in 90 days (None until a refresh has fitted a model), expected spend
         per purchase and in 90 days (None also without a Gamma-Gamma fit or enough history), the expected next
-        purchase from their own rhythm, and prediction:churn-risk's verdict. Unknown member: MemberNotFound."""
+        purchase from their own rhythm, and prediction:churn-risk's verdict. Unknown member: MemberNotFound; a
+        member who has not consented to profiling: ConsentRequired (409), since a prediction is profiling (docs/
+        members.md)."""
         item = self.segments.get_member_item(member_id)
         if item is None:
             raise MemberNotFound(f"member {member_id} not found", field="member_id")
+        if not consent_of(item).profiling:
+            raise ConsentRequired(
+                f"member {member_id} has not consented to profiling: no prediction is made for them",
+                details={"consent": "profiling"},
+            )
         (published,) = self.published.get()
         model = published.model if published is not None else None
         return member_prediction(item, self._clock(), model, config=self.config.get().prediction)
@@ -338,7 +346,8 @@ class SegmentationService:
 
     def segments_of_member(self, member_id: str) -> list[Membership]:
         """member_segments for the member route: an unknown member is a 404, as on the member's other routes. Only
-        an empty answer costs the extra read (every evaluated member is in a lifecycle stage)."""
+        an empty answer costs the extra read (every evaluated member who consented to profiling is in a lifecycle
+        stage; one who has not may be in no segment at all)."""
         found = self.member_segments(member_id)
         if not found and self.segments.get_member_item(member_id) is None:
             raise MemberNotFound(f"member {member_id} not found", field="member_id")
@@ -368,6 +377,7 @@ _PUBLIC_RUN_FIELDS = (
     "pass2_done",
     "members",
     "members_read",
+    "members_without_profiling",
     "changed_members",
     "changes",
     "stale_members",
@@ -396,6 +406,7 @@ def public_run(run: Mapping[str, Any], execution_status: str | None = None) -> d
         "pass2_done",
         "members",
         "members_read",
+        "members_without_profiling",
         "changed_members",
         "changes",
         "stale_members",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -41,6 +41,7 @@ from loyalty.core.errors import (
     MemberNotFound,
     StoreContention,
 )
+from loyalty.core.events import EventType
 from loyalty.core.idempotency import Claim, Replay, key_reused
 from loyalty.core.instants import timestamp
 from loyalty.points.categories import (
@@ -54,6 +55,7 @@ from loyalty.points.categories import (
 from loyalty.points.ledger import EVENT_OF_KIND, EntryKind, LedgerEntry, OrderRecord
 from loyalty.points.lots import NEVER
 from loyalty.points.member_record import (
+    CONSENT,
     EXPIRY_WARNED_THROUGH,
     FIRST_PURCHASE,
     FIRST_PURCHASE_AT,
@@ -64,6 +66,7 @@ from loyalty.points.member_record import (
     MONTHLY_MAPS,
     MONTHS_KEPT,
     POINTS_BY_MONTH,
+    PROFILE,
     PROMOTION_USAGE,
     PRUNE_SPAN,
     PURCHASE_COUNT,
@@ -77,6 +80,7 @@ from loyalty.points.member_record import (
     TIER_REVIEWED_AT,
     TIER_UPGRADED_AT,
     MemberStanding,
+    consent_of,
     is_kept,
     member_of,
     month_key,
@@ -85,7 +89,7 @@ from loyalty.points.member_record import (
     revision_of,
     standing_of,
 )
-from loyalty.points.members import Member, TierMove
+from loyalty.points.members import ConsentChange, Member, ProfileChanges, TierMove
 from loyalty.points.ports import (
     BudgetSpent,
     BudgetUse,
@@ -179,6 +183,20 @@ def program_version_key(version: int) -> dict[str, Any]:
     return key("PROGRAM", f"{PROGRAM_VERSION_PREFIX}{version:010d}")
 
 
+CONSENT_PREFIX = "CONSENT#"  # PK MEMBER#<id>: the member's consent history, SK CONSENT#<change id (a ULID)>
+
+
+def consent_key(member_id: str, change_id: str) -> dict[str, Any]:
+    return key(f"MEMBER#{member_id}", f"{CONSENT_PREFIX}{change_id}")
+
+
+def consent_item(member_id: str, change: ConsentChange) -> dict[str, Any]:
+    """A consent change as its history item keeps it: the record of a ConsentChanged domain event (event_type), with
+    no personal data beyond the member id the partition already holds."""
+    values = {**change.model_dump(), "member_id": member_id, "event_type": EventType.CONSENT_CHANGED}
+    return {**consent_key(member_id, change.change_id), **to_item(values)}
+
+
 def ledger_cursor(last_key: dict[str, Any] | None) -> str | None:
     return encode_cursor({"sk": last_key["SK"]["S"]}) if last_key else None
 
@@ -239,9 +257,17 @@ class LoyaltyStore:
 
     # ---- members --------------------------------------------------------------------------------------------
 
-    def create_member(self, member: Member, *, headroom: Decimal | None = None, basis: int | None = None) -> None:
-        """Enroll: the member item, and the external id and referral code each claimed for this member alone.
-        Raises ExternalIdTaken or ReferralCodeTaken (nothing written)."""
+    def create_member(
+        self,
+        member: Member,
+        *,
+        headroom: Decimal | None = None,
+        basis: int | None = None,
+        consents: Sequence[ConsentChange] = (),
+    ) -> None:
+        """Enroll: the member item, the external id and referral code each claimed for this member alone, and the
+        consents given as the first items of the consent history. Raises ExternalIdTaken or ReferralCodeTaken
+        (nothing written)."""
         values = new_member_item(member, headroom=headroom, basis=basis)
         items = [
             {
@@ -271,6 +297,7 @@ class LoyaltyStore:
                     "ConditionExpression": "attribute_not_exists(PK)",
                 }
             },
+            *({"Put": {"TableName": self._table, "Item": consent_item(member.member_id, c)}} for c in consents),
         ]
         try:
             self._io.transact(items)
@@ -375,6 +402,88 @@ class LoyaltyStore:
         page = self._client.query(**request)
         entries = [entry_from_item(from_item(item)) for item in page.get("Items", [])]
         return entries, ledger_cursor(page.get("LastEvaluatedKey"))
+
+    # ---- profile and consent (docs/members.md) ------------------------------------------------------------
+
+    def update_profile(self, member_id: str, changes: ProfileChanges, claim: Claim | None = None) -> Replay | None:
+        """One conditional update of the member item (it exists): SET and REMOVE of the profile's fields, the
+        revision moved (segments read the country); with a claim, one transaction of the two. Nothing is read
+        first, so two patches of different fields never undo each other."""
+        update = Update()
+        update.conditions.append("attribute_exists(PK)")
+        if not changes.empty:
+            profile = update.name(PROFILE)
+            for name, value in changes.values.items():
+                update.sets.append(f"{profile}.{update.name(name)} = {update.value(value)}")
+            for name in sorted(changes.removed):
+                update.removes.append(f"{profile}.{update.name(name)}")
+            update.adds.append(f"{update.name(REVISION)} {update.value(1)}")
+        items = [update.request(self._table, member_key(member_id))]
+        if claim is not None:
+            items.append(self._claim_put(claim, self._clock()))
+        try:
+            self._io.transact(items)
+            return None
+        except Cancelled as cancelled:
+            if claim is not None:
+                if cancelled.failed(1):
+                    return self._replay(claim, cancelled.old_item(1))
+                stored = self._io.get(claim_key(claim))  # a replay whose claim the cancellation did not report
+                if stored is not None:
+                    return self._replay(claim, stored)
+            raise MemberNotFound(f"member {member_id} not found", field="member_id") from None
+
+    def set_consent(self, member_id: str, change: ConsentChange) -> bool:
+        """One transaction: the member's consent flag set and `revision` moved, on condition that the member exists
+        and the consent is not already so (absent is not granted); the history item put beside it. The condition
+        makes a repeated or concurrent identical request record nothing, without a read first."""
+        update = Update()
+        flag = f"{update.name(CONSENT)}.{update.name(change.channel.value)}"
+        other = update.value(not change.granted)
+        if change.granted:
+            update.conditions.append(f"attribute_exists(PK) AND (attribute_not_exists({flag}) OR {flag} = {other})")
+        else:
+            update.conditions.append(f"attribute_exists(PK) AND {flag} = {other}")
+        update.sets.append(f"{flag} = {update.value(change.granted)}")
+        update.adds.append(f"{update.name(REVISION)} {update.value(1)}")
+        history = {
+            "Put": {
+                "TableName": self._table,
+                "Item": consent_item(member_id, change),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+        try:
+            self._io.transact([update.request(self._table, member_key(member_id)), history])
+            return True
+        except Cancelled as cancelled:
+            if not cancelled.failed(0):
+                raise LoyaltyError("consent change id collision") from None
+            member = cancelled.old_item(0) or self._io.get(member_key(member_id))
+            if member is None:
+                raise MemberNotFound(f"member {member_id} not found", field="member_id") from None
+            if consent_of(member).granted(change.channel) != change.granted:  # changed back meanwhile
+                raise StoreContention("the member's consent kept changing during the request; retry") from None
+            return False
+
+    def consent_history(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[ConsentChange], str | None]:
+        pk = f"MEMBER#{member_id}"
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":prefix": {"S": CONSENT_PREFIX}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            sk = decode_cursor(cursor).get("sk")
+            if not isinstance(sk, str) or not sk.startswith(CONSENT_PREFIX):
+                raise InvalidRequest("cursor is not one this API returned", field="cursor")
+            request["ExclusiveStartKey"] = key(pk, sk)
+        page = self._client.query(**request)
+        changes = [consent_change_from_item(from_item(item)) for item in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        return changes, encode_cursor({"sk": last["SK"]["S"]}) if last else None
 
     # ---- ledger writes --------------------------------------------------------------------------------------
 
@@ -1162,6 +1271,10 @@ def entry_from_item(item: dict[str, Any]) -> LedgerEntry:
     if fields.get("program_version") is not None:
         fields["program_version"] = int(fields["program_version"])
     return LedgerEntry.model_validate(fields)
+
+
+def consent_change_from_item(item: dict[str, Any]) -> ConsentChange:
+    return ConsentChange.model_validate({name: item[name] for name in ConsentChange.model_fields})
 
 
 def program_version_from_item(item: dict[str, Any]) -> ProgramVersion:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,7 +35,7 @@ from loyalty.points.member_record import (
     month_key,
     months_before,
 )
-from loyalty.points.members import Member, PurchaseStats
+from loyalty.points.members import ConsentChange, Member, ProfileChanges, PurchaseStats
 from loyalty.points.ports import (
     BudgetSpent,
     EarnGuards,
@@ -74,6 +74,7 @@ _MONTHLY = ("spend_by_month", "purchases_by_month", "points_by_month")
 _LEDGER = "LEDGER#"  # a cursor holds a position in the ledger, as the DynamoDB store's does
 _VERSION = "VERSION#"  # ... or in the program's history
 _REWARD = "REWARD#"  # and a position in the catalog
+_CONSENT = "CONSENT#"  # ... or in a member's consent history
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class MemoryPointsStore:
         self._external: dict[str, str] = {}
         self._referral: dict[str, str] = {}
         self._ledgers: dict[str, dict[str, LedgerEntry]] = {}
+        self._consents: dict[str, dict[str, ConsentChange]] = {}  # member id -> change id -> change
         self._orders: dict[str, _Order] = {}
         self._claims: dict[str, _Answer] = {}
         self._program: ProgramConfig | None = None
@@ -135,7 +137,14 @@ class MemoryPointsStore:
 
     # ---- members ----------------------------------------------------------------------------------------
 
-    def create_member(self, member: Member, *, headroom: Decimal | None = None, basis: int | None = None) -> None:
+    def create_member(
+        self,
+        member: Member,
+        *,
+        headroom: Decimal | None = None,
+        basis: int | None = None,
+        consents: Sequence[ConsentChange] = (),
+    ) -> None:
         with self._lock:
             if member.external_id in self._external:
                 raise ExternalIdTaken(member.external_id)
@@ -150,6 +159,7 @@ class MemoryPointsStore:
             self._external[member.external_id] = member.member_id
             self._referral[member.referral_code] = member.member_id
             self._ledgers[member.member_id] = {}
+            self._consents[member.member_id] = {change.change_id: change for change in consents}
 
     def member_id_for_external(self, external_id: str) -> str | None:
         with self._lock:
@@ -258,12 +268,53 @@ class MemoryPointsStore:
         next_cursor = encode_cursor({"sk": _LEDGER + page[-1].entry_id}) if len(page) == limit else None
         return page, next_cursor
 
+    # ---- profile and consent ----------------------------------------------------------------------------------
+
+    def update_profile(self, member_id: str, changes: ProfileChanges, claim: Claim | None = None) -> Replay | None:
+        with self._lock:
+            taken = self._claims.get(claim.key) if claim is not None else None
+            if claim is not None and taken is not None:
+                return _replay(claim, taken)
+            state = self._member(member_id)
+            if not changes.empty:
+                profile = changes.applied_to(state.member.profile)
+                state.member = state.member.model_copy(update={"profile": profile})
+                state.revision += 1
+            if claim is not None:
+                self._claims[claim.key] = _Answer(claim.fingerprint, Replay(claim.status, claim.body))
+            return None
+
+    def set_consent(self, member_id: str, change: ConsentChange) -> bool:
+        with self._lock:
+            state = self._member(member_id)
+            consent = state.member.consent
+            if consent.granted(change.channel) == change.granted:
+                return False
+            updated = consent.model_copy(update={change.channel.value: change.granted})
+            state.member = state.member.model_copy(update={"consent": updated})
+            state.revision += 1
+            self._consents[member_id][change.change_id] = change.model_copy()
+            return True
+
+    def consent_history(self, member_id: str, limit: int, cursor: str | None) -> tuple[list[ConsentChange], str | None]:
+        position = _position(cursor, _CONSENT) if cursor else None
+        with self._lock:
+            history = self._consents.get(member_id, {})
+            change_ids = sorted(history, reverse=True)
+            if position is not None:
+                change_ids = [change_id for change_id in change_ids if _CONSENT + change_id < position]
+            page = [history[change_id].model_copy() for change_id in change_ids[:limit]]
+        next_cursor = encode_cursor({"sk": _CONSENT + page[-1].change_id}) if len(page) == limit else None
+        return page, next_cursor
+
     def member_item(self, member_id: str) -> dict[str, Any]:
-        """The member's counters and write-time aggregates under the DynamoDB member item's attribute names
-        (instants as its timestamps), for tests that compare the two stores."""
+        """The member's profile, consent, counters and write-time aggregates under the DynamoDB member item's
+        attribute names (instants as its timestamps), for tests that compare the two stores."""
         with self._lock:
             state = self._member(member_id)
             item: dict[str, Any] = {
+                "profile": state.member.profile.model_dump(exclude_none=True),
+                "consent": state.member.consent.model_dump(),
                 **state.counters,
                 "purchase_count": state.purchase_count,
                 **{name: dict(months) for name, months in state.monthly.items()},

@@ -72,9 +72,9 @@ class SegmentEvent:
 
 
 class InMemorySegmentStore:
-    """SegmentStorage in memory. Members come in through `put_member_item`, change through `record_purchases` (the
-    ledger's part, which this store does not keep) and go through `erase_member`; `segment_events` shows what
-    segment writes announced."""
+    """SegmentStorage in memory. Members come in through `put_member_item`, change through `record_purchases` and
+    `record_consent` (the points store's part, which this store does not keep) and go through `erase_member`;
+    `segment_events` shows what segment writes announced."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -97,6 +97,14 @@ class InMemorySegmentStore:
         with self._lock:
             item = self._members[member_id]
             self._members[member_id] = stored(record.with_purchases(item, list(purchases), now))
+
+    def record_consent(self, member_id: str, channel: str, granted: bool) -> None:
+        """What the points store's consent write does to the member item: the flag set and the revision moved."""
+        with self._lock:
+            item = self._members[member_id]
+            consent = {**(item.get(record.CONSENT) or {}), channel: granted}
+            changed = {record.CONSENT: consent, record.REVISION: record.revision_of(item) + 1}
+            self._members[member_id] = stored({**item, **changed})
 
     def erase_member(self, member_id: str) -> None:
         """What an erasure leaves of a member for segmentation: no member item."""
