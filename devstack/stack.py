@@ -173,8 +173,8 @@ class LocalStack:
                 "AWS_ENDPOINT_URL": self.moto_endpoint,
                 "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb_endpoint,
                 "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.dynamodb_endpoint,
-                # moto copies the whole table on every transaction, under one lock: with the table a session
-                # builds up, a burst of concurrent writes queues for longer than the functions' 5 s read timeout.
+                # moto serves one DynamoDB request at a time (devstack/moto_isolation.py): a burst of concurrent
+                # writes can queue for longer than the functions' 5 s read timeout.
                 "AWS_READ_TIMEOUT_SECONDS": "60" if self.dynamodb_backend == "moto" else "5",
                 # No X-Ray daemon here: the API functions' Tracer stays off (docs/observability.md).
                 "POWERTOOLS_TRACE_DISABLED": "true",

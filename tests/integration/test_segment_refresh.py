@@ -5,9 +5,9 @@ Every test compares with an independent computation: each member's segments stra
 (`features_of` + `segments_of` with cut points from one whole-population summary), sizes counted from those, and
 the table's own membership and event items read back directly.
 
-The data is on DynamoDB Local only: moto copies every table of its backend on each TransactWriteItems (for its
-rollback), so the refresh's membership transactions cost far more there. The store's semantics on moto are covered
-by the store tests; the refresh is a client of the same operations.
+The data is on DynamoDB Local only: moto serves one request at a time (devstack/moto_isolation.py) and parses each
+expression anew, so a refresh's concurrent shares would queue behind each other there. The store's semantics on
+moto are covered by the store tests; the refresh is a client of the same operations.
 
 The population is seeded once per module, through LoyaltyService on the in-memory points store (which
 test_points_store_contract.py holds to the DynamoDB store, member item included); each test writes those member

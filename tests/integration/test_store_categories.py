@@ -1,6 +1,5 @@
 """Category affinity at write time: the purchase's one transaction adds each line to its category on the member
-item, a refund takes its share back, and the map stays bounded. On moto in-process and on DynamoDB Local; small
-tables (moto copies the table on every transaction)."""
+item, a refund takes its share back, and the map stays bounded. On moto in-process and on DynamoDB Local."""
 
 from __future__ import annotations
 
