@@ -345,9 +345,7 @@ def get_member_prediction(member_id: MemberId) -> Response[Any]:
     "/v1/rewards",
     access=SIGNED_IN,
     summary="The rewards catalog as the caller sees it: what is offered now, and whether their tier may redeem it",
-    responses=documented(
-        200, RewardList, "Offered rewards", (404, "The member the token names is not enrolled (any more)")
-    ),
+    responses=documented(200, RewardList, "Offered rewards (to a token naming no member: what anyone is offered)"),
 )
 def list_rewards() -> Response[Any]:
     caller = api.caller()

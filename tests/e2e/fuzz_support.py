@@ -212,6 +212,9 @@ MEMBERS_API_GATES: dict[str, frozenset[str]] = {
     "GET /v1/members/{member_id}/prediction": STAFF,
     "POST /v1/members/{member_id}/redemptions": MEMBER_OR_STAFF,
     "GET /v1/members/{member_id}/segments": MEMBER_OR_STAFF,
+    "PATCH /v1/members/{member_id}/profile": MEMBER_OR_STAFF,
+    "PUT /v1/members/{member_id}/consents/{channel}": MEMBER_OR_STAFF,
+    "GET /v1/members/{member_id}/consents": MEMBER_OR_STAFF,
     "GET /v1/rewards": SIGNED_IN,
     "GET /v1/openapi.json": PUBLIC,
 }
