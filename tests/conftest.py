@@ -51,15 +51,18 @@ _SUITE_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
 _LONGEST = (
     "test_segments_cdnow",
     "test_segment_refresh",
-    "test_cold_start_budget",
     "test_bench_refresh",
-    "test_store_ledger",
-    "test_segment_store_contract",
-    "test_store_properties",
-    "test_segment_refresh_prediction",
+    "test_cold_start_budget",
+    "test_segments_after_burst",
     "test_lambda_layout",
+    "test_store_properties",
+    "test_store_ledger",
     "test_devstack_sqs",
+    "test_segment_refresh_prediction",
+    "test_devstack_streams",
     "test_functions_events",
+    "test_segment_store_contract",
+    "test_points_store_contract",
     "test_documented_answers",
 )
 
