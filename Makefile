@@ -80,7 +80,7 @@ test: $(STAMP) dynamodb-local ## run every test (WORKERS=2 in parallel)
 test-unit: $(STAMP) ## run the unit tests (no AWS, no network)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-# make test loads a 1-in-10 sample of CDNOW; this loads all of it (23,570 customers, 69,659 rows) and prints figures.
+# make test loads a 1-in-20 sample of CDNOW; this loads all of it (23,570 customers, 69,659 rows) and prints figures.
 verify-cdnow: $(STAMP) dynamodb-local ## segments on all of CDNOW vs an independent reference (~20 min)
 	CDNOW_CUSTOMERS=all $(PY) -m pytest tests/integration/test_segments_cdnow.py -s $(PYTEST_ARGS)
 

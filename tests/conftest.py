@@ -51,15 +51,18 @@ _SUITE_ORDER = {"unit": 0, "integration": 1, "e2e": 2}
 _LONGEST = (
     "test_segments_cdnow",
     "test_segment_refresh",
-    "test_cold_start_budget",
     "test_bench_refresh",
-    "test_store_ledger",
-    "test_segment_store_contract",
-    "test_store_properties",
-    "test_segment_refresh_prediction",
+    "test_cold_start_budget",
+    "test_segments_after_burst",
     "test_lambda_layout",
+    "test_store_properties",
+    "test_store_ledger",
     "test_devstack_sqs",
+    "test_segment_refresh_prediction",
+    "test_devstack_streams",
     "test_functions_events",
+    "test_segment_store_contract",
+    "test_points_store_contract",
     "test_documented_answers",
 )
 
@@ -78,7 +81,7 @@ def _worker_group(item: pytest.Item) -> str:
     if _suite(item) == "e2e":
         callspec = getattr(item, "callspec", None)
         return f"e2e-{callspec.params.get('stack', 'other') if callspec else 'other'}"
-    return str(item.path)
+    return item.nodeid.split("::", 1)[0]  # the module, as the node id spells it (relative to the rootdir)
 
 
 def _hand_out_order(item: pytest.Item) -> tuple[int, int]:
@@ -92,16 +95,43 @@ def _hand_out_order(item: pytest.Item) -> tuple[int, int]:
     return (2, _SUITE_ORDER[_suite(item)])
 
 
+def _join_group(item: pytest.Item, group: str) -> None:
+    """Give the test's node id the `@group` suffix xdist's loadgroup scheduler groups by. xdist 3.8 sets it from
+    xdist_group marks by writing `item._nodeid`, which pytest 9.2 no longer reads (node ids are structured,
+    `item._id`: pytest-dev/pytest-xdist#1386), so no test had a group: every test was a unit of its own, and a
+    module's tests, with its module-scoped set-up (the CDNOW load, an e2e stack), were spread over both workers and
+    set up on each. Here the suffix goes where this pytest reads it."""
+    suffixed = f"{item.nodeid}@{group}"
+    if hasattr(item, "_id"):
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(suffixed)
+    else:  # pytest before 9.2, where xdist's own suffixing works the same way
+        item._nodeid = suffixed
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without workers (WORKERS=0): fastest feedback first, unit, then integration, then end to end. With workers
-    (`make test`, `--dist loadgroup --no-loadscope-reorder`): each test is marked with its worker group, and the
-    groups are handed out longest first (_hand_out_order). Sorting is stable: within a module, the written order."""
-    if hasattr(config, "workerinput"):  # an xdist worker: the controller hands out groups in this order
-        items.sort(key=_hand_out_order)
-    else:
+    (`make test`, `--dist loadgroup --no-loadscope-reorder`): each test joins its worker group (_worker_group), and
+    the groups are handed out longest first (_hand_out_order). Sorting is stable: within a module, the written
+    order."""
+    if not hasattr(config, "workerinput"):
         items.sort(key=lambda item: _SUITE_ORDER[_suite(item)])
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
+        return
+    items.sort(key=_hand_out_order)  # an xdist worker: the controller hands out groups in this order
+    if config.getvalue("loadgroup"):
+        for item in items:
+            _join_group(item, _worker_group(item))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """On the controller: with --dist loadgroup, every test a worker collected must carry its group, or xdist
+    would silently hand each test out alone (as it did when pytest 9.2 stopped reading xdist's suffix)."""
+    if node.config.getvalue("dist") == "loadgroup":
+        ungrouped = [nodeid for nodeid in ids if nodeid.rfind("@") <= nodeid.rfind("]")]  # xdist's own test
+        if ungrouped:
+            raise pytest.UsageError(f"{len(ungrouped)} tests have no xdist group, e.g. {ungrouped[0]}")
 
 
 @dataclass
