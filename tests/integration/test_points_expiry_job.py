@@ -12,53 +12,20 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
-from devstack.resources import create_resources
-from devstack.states import StepFunctionsServer, TemplateJob
-from devstack.template import Resolver
-from loyalty import runtime
+from devstack.states import TemplateJob
 from loyalty.points.activities import Purchase
 from loyalty.points.members import Enrollment
-from tests.integration.conftest import TEMPLATE
-from tests.integration.test_functions_events import load_handler
-
-
-class Context:
-    function_name, memory_limit_in_mb, aws_request_id = "points-expiry", 512, "points-expiry"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:points-expiry"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+from tests.integration.roster_job import roster_job
 
 
 @pytest.fixture
 def world() -> Iterator[tuple[TemplateJob, Any]]:
-    with mock_aws(), pytest.MonkeyPatch.context() as patch:
-        server = StepFunctionsServer()
-        try:
-            resolver = Resolver(TEMPLATE, f"points-expiry-{uuid.uuid4().hex[:8]}")
-            create_resources(resolver, lambda service: boto3.client(service, region_name="us-east-1"))
-            for name, value in TEMPLATE.function("PointsExpiryFunction").environment.items():
-                patch.setenv(name, str(resolver.resolve(value)))
-            patch.setenv("TABLE_NAME", str(resolver.resolve({"Ref": "LoyaltyTable"})))
-            patch.setenv("EXPIRY_SHARES", "3")
-            runtime.reset()
-            function = load_handler("points_expiry")
-            job = TemplateJob(
-                server,
-                TEMPLATE,
-                "PointsExpiryStateMachine",
-                {"PointsExpiryFunction": lambda event: function.lambda_handler(event, Context())},
-                stack_name=resolver.stack_name,
-            )
-            yield job, runtime.loyalty_service()
-            job.close()
-        finally:
-            server.stop()
-            runtime.reset()
+    with roster_job(
+        "PointsExpiryStateMachine", "PointsExpiryFunction", "points_expiry", {"EXPIRY_SHARES": "3"}
+    ) as made:
+        yield made
 
 
 def test_an_execution_expires_the_lots_that_ended_once_and_a_second_of_the_same_day_nothing_more(

@@ -28,9 +28,8 @@ from loyalty.points.lots import due, expiring_between
 from loyalty.points.member_record import MemberStanding
 from loyalty.points.ports import EarnGuards, PointsStore, StandingMoved
 from loyalty.points.program import ProgramConfig
+from loyalty.points.roster_jobs import PAGE_SIZE, shares, walk_share
 
-PAGE_SIZE = 200
-DEADLINE_MARGIN_SECONDS = 30.0
 MEMBER_ATTEMPTS = 5
 
 
@@ -72,39 +71,25 @@ class PointsExpiry:
                 raise InvalidRequest("not an ISO 8601 date", field="day") from None
         else:
             day = self._clock().astimezone(UTC).date()
-        shares = [
-            {
-                "day": day.isoformat(),
-                "worker": worker,
-                "workers": self._shares,
-                "cursor": None,
-                "read": 0,
-                "expired_members": 0,
-                "expired_points": 0,
-                "warned": 0,
-            }
-            for worker in range(self._shares)
-        ]
-        return {"day": day.isoformat(), "shares": shares}
+        counts = {"read": 0, "expired_members": 0, "expired_points": 0, "warned": 0}
+        return {"day": day.isoformat(), "shares": shares(self._shares, day=day.isoformat(), **counts)}
 
     def expire(self, share: Mapping[str, Any], time_left: Callable[[], float]) -> dict[str, Any]:
         day = date.fromisoformat(str(share["day"]))
-        worker, workers, cursor = int(share["worker"]), int(share["workers"]), share.get("cursor")
         counts = {name: int(share.get(name, 0)) for name in ("read", "expired_members", "expired_points", "warned")}
         program = self._program()
-        while True:
-            page, cursor = self.store.roster_page(worker, workers, cursor, self._page_size)
-            for standing in page:
-                counts["read"] += 1
-                if standing.lots is None:
-                    continue  # nothing booked in lots yet (an item from before lots were kept, never credited since)
-                expired, warned = self.member(standing, day, program)
-                counts["expired_members"] += expired > 0
-                counts["expired_points"] += expired
-                counts["warned"] += warned
-            done = cursor is None
-            if done or time_left() < DEADLINE_MARGIN_SECONDS:
-                return {**share, **counts, "cursor": cursor, "done": done}
+
+        def visit(standing: MemberStanding) -> None:
+            counts["read"] += 1
+            if standing.lots is None:
+                return  # nothing booked in lots yet (an item from before lots were kept, never credited since)
+            expired, warned = self.member(standing, day, program)
+            counts["expired_members"] += expired > 0
+            counts["expired_points"] += expired
+            counts["warned"] += warned
+
+        cursor, done = walk_share(self.store, share, self._page_size, time_left, visit)
+        return {**share, **counts, "cursor": cursor, "done": done}
 
     def member(self, standing: MemberStanding, day: date, program: ProgramConfig) -> tuple[int, int]:
         """Expire what is due for one member on `day` and announce what comes due soon: (points expired, lots

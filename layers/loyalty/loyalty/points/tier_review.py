@@ -26,10 +26,9 @@ from loyalty.points.member_record import MemberStanding
 from loyalty.points.members import TierMove
 from loyalty.points.ports import PointsStore, TierReviewed
 from loyalty.points.program import ProgramConfig
+from loyalty.points.roster_jobs import PAGE_SIZE, shares, walk_share
 from loyalty.points.tiers import at_review, headroom_above, last_review, on_ladder, qualifying_value, value_at_review
 
-PAGE_SIZE = 200
-DEADLINE_MARGIN_SECONDS = 30.0  # a share hands back its cursor with this much of its invocation left
 MEMBER_ATTEMPTS = 5  # judgements of one member who keeps changing under the review, before the task fails
 
 
@@ -80,28 +79,21 @@ class TierReview:
         else:
             review_at = last_review(self._program().tier_policy, self._clock())
         at = timestamp(review_at)
-        shares = [
-            {"review_at": at, "worker": worker, "workers": self._shares, "cursor": None, "read": 0, "moved": 0}
-            for worker in range(self._shares)
-        ]
-        return {"review_at": at, "shares": shares}
+        return {"review_at": at, "shares": shares(self._shares, review_at=at, read=0, moved=0)}
 
     def review(self, share: Mapping[str, Any], time_left: Callable[[], float]) -> dict[str, Any]:
         """Page through the share until it is done or its invocation nears its deadline. The answer is the share
         to continue from (`done` false) or the finished share with its counts."""
         review_at = datetime.fromisoformat(str(share["review_at"]).replace("Z", "+00:00"))
-        worker, workers = int(share["worker"]), int(share["workers"])
-        cursor = share.get("cursor")
         counts = ShareCounts(int(share.get("read", 0)), int(share.get("moved", 0)))
         program = self._program()
-        while True:
-            page, cursor = self.store.roster_page(worker, workers, cursor, self._page_size)
-            for standing in page:
-                counts.read += 1
-                counts.moved += self._review_member(standing, review_at, program)
-            done = cursor is None
-            if done or time_left() < DEADLINE_MARGIN_SECONDS:
-                return {**share, "cursor": cursor, "read": counts.read, "moved": counts.moved, "done": done}
+
+        def visit(standing: MemberStanding) -> None:
+            counts.read += 1
+            counts.moved += self._review_member(standing, review_at, program)
+
+        cursor, done = walk_share(self.store, share, self._page_size, time_left, visit)
+        return {**share, "cursor": cursor, "read": counts.read, "moved": counts.moved, "done": done}
 
     def _review_member(self, standing: MemberStanding, review_at: datetime, program: ProgramConfig) -> int:
         """1 if the review moved the member, else 0."""
